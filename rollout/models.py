@@ -1,0 +1,295 @@
+"""Typed, frozen models shared by every layer.
+
+Loaders (``inventory.py``, ``playbook.py``) turn YAML into these at the edge; past them no
+``dict[str, Any]`` crosses a module boundary.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+#: A flag's value: ``True``/``False``, or an integer percentage 1..100 (rollout exposure).
+FlagValue = bool | int
+
+FLAG_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+METRIC_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+class Secret:
+    """A value that prints masked; call :meth:`reveal` only where it is sent."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __str__(self) -> str:
+        return "********"
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+def format_value(value: FlagValue | None) -> str:
+    """Render a flag value for people: ``on``, ``off``, ``10%`` or ``absent``."""
+    if value is None:
+        return "absent"
+    if value is True:
+        return "on"
+    if value is False:
+        return "off"
+    return f"{value}%"
+
+
+@dataclass(frozen=True)
+class FlagChange:
+    """One flag that must change on a host."""
+
+    flag: str
+    current: FlagValue | None
+    target: FlagValue
+
+    def __str__(self) -> str:
+        return f"{self.flag}: {format_value(self.current)} -> {format_value(self.target)}"
+
+
+@dataclass(frozen=True)
+class FlagState:
+    """A full assignment of values to flags, in a stable order."""
+
+    values: tuple[tuple[str, FlagValue], ...]
+
+    @classmethod
+    def of(cls, mapping: Mapping[str, FlagValue]) -> FlagState:
+        return cls(tuple(sorted(mapping.items())))
+
+    def as_dict(self) -> dict[str, FlagValue]:
+        return dict(self.values)
+
+    def get(self, flag: str) -> FlagValue | None:
+        for name, value in self.values:
+            if name == flag:
+                return value
+        return None
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.values)
+
+    def __iter__(self) -> Iterator[tuple[str, FlagValue]]:
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def merged(self, delta: Mapping[str, FlagValue]) -> FlagState:
+        data = self.as_dict()
+        data.update(delta)
+        return FlagState.of(data)
+
+    def changes_from(self, current: Mapping[str, FlagValue | None]) -> tuple[FlagChange, ...]:
+        """The changes that take ``current`` to this state (only flags this state names)."""
+        out = []
+        for flag, target in self.values:
+            have = current.get(flag)
+            if not same_value(have, target):
+                out.append(FlagChange(flag, have, target))
+        return tuple(out)
+
+
+def same_value(a: FlagValue | None, b: FlagValue | None) -> bool:
+    """Equality that keeps ``True`` and ``1`` (and ``False`` and ``0``) apart."""
+    if a is None or b is None:
+        return a is b
+    return type(a) is type(b) and a == b
+
+
+class Risk(Enum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class Direction(Enum):
+    """Which side of the limit is a breach."""
+
+    MAX = "max"  # breach when value > limit
+    MIN = "min"  # breach when value < limit
+
+
+@dataclass(frozen=True)
+class Threshold:
+    metric: str
+    direction: Direction
+    limit: float
+    unit: str = ""
+
+    def breached_by(self, value: float) -> bool:
+        if self.direction is Direction.MAX:
+            return value > self.limit
+        return value < self.limit
+
+    def describe(self) -> str:
+        op = ">" if self.direction is Direction.MAX else "<"
+        return f"{self.metric} {op} {self.limit:g}{self.unit}"
+
+
+class SourceKind(Enum):
+    CONSOLE = "console"  # Foundation.Deployment.Monitor.get_deployment_health/0 over rpc
+    COMMAND = "command"  # a command on each host printing a JSON object of metrics
+    PROMETHEUS = "prometheus"  # an HTTP Prometheus query API
+
+
+@dataclass(frozen=True)
+class MetricsSource:
+    kind: SourceKind = SourceKind.CONSOLE
+    command: str | None = None  # SourceKind.COMMAND: argv-joined command run on each host
+    url: Secret | None = None  # SourceKind.PROMETHEUS: base URL (may carry a token)
+    queries: tuple[tuple[str, str], ...] = ()  # metric -> PromQL, for PROMETHEUS
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class HealthPolicy:
+    thresholds: tuple[Threshold, ...]
+    interval: float = 30.0
+    failure_limit: int = 2
+    inconclusive_limit: int = 4
+
+
+@dataclass(frozen=True)
+class Gates:
+    """What must hold before a phase may be applied (see ``advance``)."""
+
+    backup: bool = False  # a backup taken after the previous phase was applied
+    checks: bool = True  # the readiness checklist passes
+    approval: bool = False  # `invoke approve --phase N` recorded
+
+
+@dataclass(frozen=True)
+class Phase:
+    number: int  # 0 is the baseline (every flag at its default)
+    name: str
+    risk: Risk
+    soak: float  # seconds
+    delta: FlagState  # what the playbook lists for this phase
+    state: FlagState  # the full, cumulative state the fleet must reach
+    validation: str = ""
+    health: HealthPolicy | None = None  # None: the playbook default
+    gates: Gates = field(default_factory=Gates)
+
+    @property
+    def title(self) -> str:
+        return f"Phase {self.number}: {self.name}"
+
+
+#: Ansible's ``serial``: each entry an absolute count or a percentage string like "50%".
+BatchSize = int | str
+
+
+@dataclass(frozen=True)
+class RolloutPolicy:
+    serial: tuple[BatchSize, ...] = ("100%",)
+    max_fail_percentage: float = 0.0
+    connect_timeout: float = 10.0
+    command_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class EmergencyPolicy:
+    phase: int = 1
+    restart: bool = True
+
+
+@dataclass(frozen=True)
+class Playbook:
+    path: str
+    name: str
+    description: str
+    defaults: FlagState  # phase 0: every known flag at its default
+    phases: tuple[Phase, ...]  # phases 1..N in order (phase 0 not included)
+    health: HealthPolicy
+    source: MetricsSource
+    policy: RolloutPolicy
+    emergency: EmergencyPolicy
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """The allowlist: every flag the tool may read or write."""
+        return self.defaults.names()
+
+    @property
+    def last(self) -> int:
+        return self.phases[-1].number if self.phases else 0
+
+    def baseline(self) -> Phase:
+        return Phase(0, "Baseline (flag defaults)", Risk.LOW, 0.0, FlagState(()), self.defaults)
+
+    def phase(self, number: int) -> Phase:
+        """Phase ``number`` (0 is the baseline); KeyError if the playbook has none."""
+        if number == 0:
+            return self.baseline()
+        for phase in self.phases:
+            if phase.number == number:
+                return phase
+        raise KeyError(number)
+
+    def health_for(self, number: int) -> HealthPolicy:
+        phase = self.phase(number)
+        return phase.health or self.health
+
+    def match(self, flags: Mapping[str, FlagValue | None]) -> int | None:
+        """The highest phase whose full state equals ``flags`` exactly, else None."""
+        for phase in reversed((self.baseline(), *self.phases)):
+            if not phase.state.changes_from(flags):
+                return phase.number
+        return None
+
+
+@dataclass(frozen=True)
+class Host:
+    """One release host from the inventory, with its connection variables resolved."""
+
+    name: str
+    address: str
+    port: int = 22
+    user: str | None = None
+    key_file: str | None = None
+    known_hosts_file: str | None = None
+    release_bin: str = "/opt/foundation/bin/foundation"
+    release_env: tuple[tuple[str, Secret], ...] = ()
+    restart_command: str | None = None
+    service: str = "foundation"
+    groups: frozenset[str] = frozenset()
+    state_paths: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: str
+    name: str  # a stable key for the ledger (the inventory file's stem)
+    hosts: tuple[Host, ...]
+    groups: Mapping[str, frozenset[str]]  # group -> host names (children resolved)
+
+    def host(self, name: str) -> Host:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(name)

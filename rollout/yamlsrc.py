@@ -1,0 +1,149 @@
+"""Safe YAML loading that remembers where every key and item came from.
+
+Mappings load as :class:`Node` dicts and sequences as :class:`NodeList`; both know the file
+and the line of each key or item, so loaders can report ``file:line (key)`` for any mistake.
+Duplicate keys are an error (PyYAML silently keeps the last one).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import InputError, SourceLocation
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+class Node(dict[str, Any]):
+    """A YAML mapping that knows the line of each key."""
+
+    file: str = "<string>"
+    line: int = 0
+    key_lines: dict[str, int]
+
+    def loc(self, key: str | None = None, path: str | None = None) -> SourceLocation:
+        line = self.key_lines.get(key, self.line) if key is not None else self.line
+        return SourceLocation(self.file, line, path or key)
+
+
+class NodeList(list[Any]):
+    """A YAML sequence that knows the line of each item."""
+
+    file: str = "<string>"
+    line: int = 0
+    item_lines: list[int]
+
+    def loc(self, index: int | None = None, path: str | None = None) -> SourceLocation:
+        line = self.line if index is None else self.item_lines[index]
+        return SourceLocation(self.file, line, path)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader building Node/NodeList; no Python object construction is possible."""
+
+    source_name = "<string>"
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Node:
+    loader.flatten_mapping(node)
+    out = Node()
+    out.file = loader.source_name
+    out.line = node.start_mark.line + 1
+    out.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if not isinstance(key, (str, int, float, bool)) or key is None:
+            raise InputError(
+                "mapping keys must be plain scalars",
+                location=SourceLocation(loader.source_name, line),
+            )
+        skey = str(key)
+        if skey in out:
+            raise InputError(
+                f"duplicate key {skey!r} (first at line {out.key_lines[skey]})",
+                location=SourceLocation(loader.source_name, line, skey),
+                hint="remove one of the two entries",
+            )
+        out[skey] = loader.construct_object(value_node, deep=True)
+        out.key_lines[skey] = line
+    return out
+
+
+def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> NodeList:
+    out = NodeList(loader.construct_object(child, deep=True) for child in node.value)
+    out.file = loader.source_name
+    out.line = node.start_mark.line + 1
+    out.item_lines = [child.start_mark.line + 1 for child in node.value]
+    return out
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+def load_text(text: str, source: str) -> Any:
+    """Parse YAML ``text``; errors name ``source`` and the line."""
+    loader = _Loader(text)
+    loader.source_name = source
+    try:
+        return loader.get_single_data()
+    except InputError:
+        raise
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise InputError(
+            f"not valid YAML: {exc.problem or exc}",
+            location=SourceLocation(source, line),
+        ) from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"not valid YAML: {exc}", location=SourceLocation(source)) from None
+    finally:
+        loader.dispose()
+
+
+def load_file(path: str | Path) -> Any:
+    """Read and parse a YAML file; a missing or unreadable file is an InputError."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{p}: cannot read: {exc}") from None
+    return load_text(text, str(p))
+
+
+def parse_duration(value: object, location: SourceLocation) -> float:
+    """``30m``, ``2h``, ``24h``, ``500ms``, ``45`` (seconds) -> seconds; else InputError."""
+    if isinstance(value, bool):
+        raise InputError(f"expected a duration like 30s, 2h; got {value!r}", location=location)
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise InputError("a duration cannot be negative", location=location)
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION_RE.match(value)
+        if m:
+            return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    raise InputError(
+        f"expected a duration like 30s, 30m, 2h or 24h; got {value!r}", location=location
+    )
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds -> the shortest exact ``24h``/``30m``/``45s`` style text."""
+    if seconds >= 86400 and seconds % 86400 == 0 and seconds >= 172800:
+        return f"{int(seconds // 86400)}d"
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    if seconds == int(seconds):
+        return f"{int(seconds)}s"
+    return f"{seconds:g}s"
