@@ -158,7 +158,8 @@ class SourceKind(Enum):
 class MetricsSource:
     kind: SourceKind = SourceKind.CONSOLE
     command: str | None = None  # SourceKind.COMMAND: argv-joined command run on each host
-    url: Secret | None = None  # SourceKind.PROMETHEUS: base URL (may carry a token)
+    url_env: str | None = None  # PROMETHEUS: env variable holding the base URL (may carry a token)
+    url_file: str | None = None  # PROMETHEUS: file holding the base URL
     queries: tuple[tuple[str, str], ...] = ()  # metric -> PromQL, for PROMETHEUS
     timeout: float = 10.0
 
