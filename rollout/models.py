@@ -14,6 +14,21 @@ from enum import Enum
 #: A flag's value: ``True``/``False``, or an integer percentage 1..100 (rollout exposure).
 FlagValue = bool | int
 
+
+
+@dataclass(frozen=True)
+class Opaque:
+    """A value read from a host that is neither a boolean nor an integer (shown as ``inspect``)."""
+
+    text: str
+
+    def __str__(self) -> str:
+        return f"unexpected value {self.text}"
+
+
+#: What a read-back can observe for one flag: a value, an opaque term, or None (absent).
+Observed = FlagValue | Opaque | None
+
 FLAG_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 METRIC_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
@@ -45,7 +60,7 @@ class Secret:
         return bool(self._value)
 
 
-def format_value(value: FlagValue | None) -> str:
+def format_value(value: Observed) -> str:
     """Render a flag value for people: ``on``, ``off``, ``10%`` or ``absent``."""
     if value is None:
         return "absent"
@@ -53,6 +68,8 @@ def format_value(value: FlagValue | None) -> str:
         return "on"
     if value is False:
         return "off"
+    if isinstance(value, Opaque):
+        return str(value)
     return f"{value}%"
 
 
@@ -61,7 +78,7 @@ class FlagChange:
     """One flag that must change on a host."""
 
     flag: str
-    current: FlagValue | None
+    current: Observed
     target: FlagValue
 
     def __str__(self) -> str:
@@ -101,7 +118,7 @@ class FlagState:
         data.update(delta)
         return FlagState.of(data)
 
-    def changes_from(self, current: Mapping[str, FlagValue | None]) -> tuple[FlagChange, ...]:
+    def changes_from(self, current: Mapping[str, Observed]) -> tuple[FlagChange, ...]:
         """The changes that take ``current`` to this state (only flags this state names)."""
         out = []
         for flag, target in self.values:
@@ -111,7 +128,7 @@ class FlagState:
         return tuple(out)
 
 
-def same_value(a: FlagValue | None, b: FlagValue | None) -> bool:
+def same_value(a: Observed, b: Observed) -> bool:
     """Equality that keeps ``True`` and ``1`` (and ``False`` and ``0``) apart."""
     if a is None or b is None:
         return a is b
@@ -253,7 +270,7 @@ class Playbook:
         phase = self.phase(number)
         return phase.health or self.health
 
-    def match(self, flags: Mapping[str, FlagValue | None]) -> int | None:
+    def match(self, flags: Mapping[str, Observed]) -> int | None:
         """The highest phase whose full state equals ``flags`` exactly, else None."""
         for phase in reversed((self.baseline(), *self.phases)):
             if not phase.state.changes_from(flags):

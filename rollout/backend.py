@@ -1,0 +1,85 @@
+"""The backend seam the executor drives: per-host consoles and commands over open sessions.
+
+:class:`SSHBackend` is the real one (a :class:`~rollout.fleet.Fleet` of SSH sessions and a
+:class:`~rollout.console.RemoteConsole` per host). Tests use ``rollout.testing.FakeBackend``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from .console import ApplyResult, FlagReading, HealthReading, RemoteConsole
+from .errors import TransportError
+from .fleet import Fleet, Outcome
+from .models import FlagState, Host, Playbook
+from .transport.base import CommandResult, Transport
+
+
+class HostConsole(Protocol):
+    """The remote console of one host."""
+
+    def read_flags(self) -> FlagReading: ...
+
+    def apply(self, state: FlagState) -> ApplyResult: ...
+
+    def health(self) -> HealthReading: ...
+
+
+class Backend(Protocol):
+    def connect(self, names: Sequence[str]) -> dict[str, Outcome[None]]:
+        """Open sessions; a host that failed comes back as an error outcome."""
+        ...
+
+    def console(self, name: str) -> HostConsole: ...
+
+    def run(self, name: str, argv: Sequence[str], *, timeout: float) -> CommandResult: ...
+
+    def reset(self, name: str) -> None:
+        """Drop a host's session so the next use reconnects (after a transport failure)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class SSHBackend:
+    """Real hosts over SSH."""
+
+    def __init__(self, hosts: Sequence[Host], transport: Transport, playbook: Playbook) -> None:
+        self.fleet = Fleet(hosts, transport)
+        self.allow = playbook.flags
+        self.metrics = tuple(t.metric for t in playbook.health.thresholds)
+        for phase in playbook.phases:
+            if phase.health:
+                extra = (t.metric for t in phase.health.thresholds if t.metric not in self.metrics)
+                self.metrics += tuple(extra)
+        self.timeout = playbook.policy.command_timeout
+
+    def connect(self, names: Sequence[str]) -> dict[str, Outcome[None]]:
+        results = self.fleet.connect(names)
+        return {n: Outcome(n, error=o.error) for n, o in results.items()}
+
+    def _session(self, name: str):  # type: ignore[no-untyped-def]
+        if name not in self.fleet.sessions:
+            outcome = self.fleet.connect([name])[name]
+            if outcome.error is not None:
+                raise outcome.error
+        return self.fleet.sessions[name]
+
+    def console(self, name: str) -> HostConsole:
+        return RemoteConsole(
+            self._session(name), allow=self.allow, metrics=self.metrics, timeout=self.timeout
+        )
+
+    def run(self, name: str, argv: Sequence[str], *, timeout: float) -> CommandResult:
+        try:
+            return self._session(name).run(argv, timeout=timeout)
+        except TransportError:
+            self.reset(name)
+            raise
+
+    def reset(self, name: str) -> None:
+        self.fleet.drop(name)
+
+    def close(self) -> None:
+        self.fleet.close()

@@ -1,0 +1,312 @@
+"""The commands behind the tasks: load and validate inputs, lock, run, record, report.
+
+Each command validates every input before it touches a host, runs inside a ledger run holding
+the inventory's lock, and ends by raising the :mod:`rollout.errors` error that matches its
+outcome (``tasks.py`` turns that into the exit code) or by returning a summary.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .backend import Backend, SSHBackend
+from .errors import (
+    HostsUnreachable,
+    Refused,
+    RollbackIncomplete,
+    RolloutError,
+    UsageError,
+)
+from .events import Emit, Event, Kind
+from .executor import Confirm, Executor, StepReport
+from .inventory import load_inventory, select_hosts
+from .ledger import Ledger, LockRecord, RunRecord, RunStatus
+from .models import Host, Inventory, Observed, Playbook
+from .plan import Action, Plan, resolve_target
+from .playbook import load_playbook
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_INVENTORY = "inventory/lab.yml"
+DEFAULT_PLAYBOOK = "playbooks/otp_refactor.yml"
+DEFAULT_LEDGER = ".rollout/ledger.db"
+
+
+@dataclass(frozen=True)
+class Options:
+    """Options every command shares (see ``tasks.py`` for their help texts)."""
+
+    inventory: str = DEFAULT_INVENTORY
+    playbook: str = DEFAULT_PLAYBOOK
+    limit: str | None = None
+    yes: bool = False
+    ledger: str | None = None
+    accept_new_host_keys: bool = False
+    lock_timeout: float = 0.0
+    argv: tuple[str, ...] = ()
+
+    def ledger_path(self) -> Path:
+        return Path(self.ledger or os.environ.get("ROLLOUT_LEDGER") or DEFAULT_LEDGER)
+
+
+@dataclass
+class Context:
+    """Everything a command needs, loaded and validated before any host is touched."""
+
+    options: Options
+    playbook: Playbook
+    inventory: Inventory
+    hosts: tuple[Host, ...]
+    ledger: Ledger
+    emit: Emit
+    backend_factory: Callable[[Sequence[Host], Playbook], Backend]
+    confirm: Confirm | None = None
+    pinned: list[str] = field(default_factory=list)
+
+    @property
+    def limited(self) -> bool:
+        return len(self.hosts) != len(self.inventory.hosts)
+
+
+def load_context(
+    options: Options,
+    emit: Emit,
+    *,
+    confirm: Confirm | None = None,
+    backend_factory: Callable[[Sequence[Host], Playbook], Backend] | None = None,
+) -> Context:
+    """Load and validate the playbook, inventory and limit; open the ledger. No host touched."""
+    playbook = load_playbook(options.playbook)
+    inventory = load_inventory(options.inventory)
+    hosts = select_hosts(inventory, options.limit)
+    ledger = Ledger(options.ledger_path())
+    pinned: list[str] = []
+
+    def ssh_backend(selected: Sequence[Host], pb: Playbook) -> Backend:
+        from .transport.ssh import SSHTransport
+
+        def on_pin(host: str, fingerprint: str, path: str) -> None:
+            pinned.append(host)
+            emit(Event(Kind.WARNING, f"pinned new host key {fingerprint} in {path}", host=host,
+                       data={"fingerprint": fingerprint, "known_hosts": path}))
+
+        transport = SSHTransport(
+            connect_timeout=pb.policy.connect_timeout,
+            accept_new_host_keys=options.accept_new_host_keys,
+            on_pin=on_pin,
+        )
+        return SSHBackend(selected, transport, pb)
+
+    return Context(options, playbook, inventory, hosts, ledger, emit,
+                   backend_factory or ssh_backend, confirm, pinned)
+
+
+@contextmanager
+def running(ctx: Context, command: str, reason: str | None = None, *,
+            takeover: bool = False) -> Iterator[tuple[RunRecord, LockRecord, Executor]]:
+    """A ledger run holding the inventory lock, with an executor over a fresh backend."""
+    ledger = ctx.ledger
+    inv = ctx.inventory.name
+    for crashed in ledger.reap(inv):
+        ctx.emit(Event(Kind.WARNING, f"run {crashed.id} ({crashed.command}, by {crashed.who}) "
+                       "died without finishing; `invoke status` shows what it left"))
+    run = ledger.start_run(inv, command, ctx.options.argv, reason)
+    try:
+        lock = ledger.acquire_lock(inv, command, run.id, wait=ctx.options.lock_timeout,
+                                   takeover=takeover)
+    except RolloutError as exc:
+        ledger.finish_run(run.id, RunStatus.REFUSED, str(exc))
+        raise
+    backend = ctx.backend_factory(ctx.hosts, ctx.playbook)
+    executor = Executor(playbook=ctx.playbook, inventory_name=inv,
+                        hosts=[h.name for h in ctx.hosts], backend=backend, ledger=ledger,
+                        run=run, emit=ctx.emit)
+    executor.emit(Kind.RUN_START, f"{command} on {len(ctx.hosts)} host(s) of {inv}",
+                  run=run.id, command=command, lock=lock.id, who=run.who, where=run.where)
+    status = RunStatus.FAILED
+    summary = "failed"
+    try:
+        yield run, lock, executor
+        status, summary = RunStatus.SUCCEEDED, "succeeded"
+    except KeyboardInterrupt:
+        status, summary = RunStatus.INTERRUPTED, "interrupted"
+        raise
+    except RolloutError as exc:
+        status = _status_for(exc)
+        summary = exc.message
+        raise
+    finally:
+        backend.close()
+        ledger.finish_run(run.id, status, summary)
+        executor.emit(Kind.RUN_FINISH, summary, ok=status is RunStatus.SUCCEEDED,
+                      status=status.value)
+        ledger.release_lock(lock)
+
+
+def _status_for(exc: RolloutError) -> RunStatus:
+    from .errors import Interrupted, RolledBack
+
+    if isinstance(exc, RolledBack):
+        return RunStatus.ROLLED_BACK
+    if isinstance(exc, Refused):
+        return RunStatus.REFUSED
+    if isinstance(exc, Interrupted):
+        return RunStatus.INTERRUPTED
+    return RunStatus.FAILED
+
+
+def _command_text(name: str, options: Options) -> str:
+    return " ".join(("invoke", name, *options.argv)) if options.argv else f"invoke {name}"
+
+
+# -- deploy / plan ---------------------------------------------------------------------------
+
+
+def deploy(ctx: Context, phase: int, *, force: bool = False) -> StepReport:
+    """Converge the selected hosts to ``phase``'s full state, batch by batch, verified."""
+    recorded = ctx.ledger.state(ctx.inventory.name).phase
+    target = resolve_target(Action.DEPLOY, ctx.playbook, recorded, phase, force=force)
+    with running(ctx, _command_text("deploy", ctx.options)) as (run, _lock, ex):
+        readings = ex.preflight()
+        plan = ex.plan(Action.DEPLOY, target, readings, recorded)
+        ex.confirm_risk(target, ctx.options.yes, ctx.confirm)
+        report = ex.execute_deploy(plan)
+        _record_phase(ctx, ex, run, target.number, target.soak)
+        failed = report.failed
+        if failed:
+            raise HostsUnreachable(
+                f"{target.title} applied within the fail budget, but "
+                f"{len(failed)} host(s) failed and were put back: "
+                + ", ".join(r.host for r in failed),
+                hint="fix those hosts, then re-run the same deploy",
+            )
+        return report
+
+
+def make_plan(ctx: Context, phase: int, *, force: bool = False) -> Plan:
+    """The plan deploy would execute now: hosts are read, nothing is changed, no lock taken."""
+    recorded = ctx.ledger.state(ctx.inventory.name).phase
+    target = resolve_target(Action.DEPLOY, ctx.playbook, recorded, phase, force=force)
+    with running(ctx, _command_text("plan", ctx.options)) as (_run, _lock, ex):
+        readings = ex.preflight()
+        return ex.plan(Action.DEPLOY, target, readings, recorded)
+
+
+def _record_phase(ctx: Context, ex: Executor, run: RunRecord, phase: int, soak: float) -> None:
+    if ctx.limited:
+        ex.emit(Kind.WARNING, f"--limit covered {len(ctx.hosts)} of "
+                f"{len(ctx.inventory.hosts)} hosts: the recorded phase stays unchanged")
+        return
+    ctx.ledger.set_phase(ctx.inventory.name, phase, run.id, soak_required=soak)
+    ex.emit(Kind.INFO, f"recorded phase {phase} for {ctx.inventory.name}", phase=phase)
+
+
+# -- rollback -----------------------------------------------------------------------------
+
+
+def rollback(ctx: Context, to: int | None = None, *, reason: str | None = None,
+             force: bool = False) -> StepReport:
+    """Converge every reachable selected host to an earlier phase's full state, verified."""
+    recorded = ctx.ledger.state(ctx.inventory.name).phase
+    target = resolve_target(Action.ROLLBACK, ctx.playbook, recorded, to, force=force)
+    with running(ctx, _command_text("rollback", ctx.options), reason) as (run, _lock, ex):
+        ex.emit(Kind.ROLLBACK, f"rolling back to {target.title}"
+                + (f": {reason}" if reason else ""), target=target.number, reason=reason)
+        unreachable = ex.connect_all()
+        reachable = [h for h in ex.hosts if h not in unreachable]
+        report = ex.converge_with_retry(reachable, target, Action.ROLLBACK)
+        return _finish_rollback(ctx, ex, run, report, unreachable, target.number, target.soak)
+
+
+def _finish_rollback(ctx: Context, ex: Executor, run: RunRecord, report: StepReport,
+                     unreachable: dict[str, object], phase: int, soak: float) -> StepReport:
+    failed = [r.host for r in report.failed]
+    if not failed and not unreachable:
+        _record_phase(ctx, ex, run, phase, soak)
+        return report
+    parts = []
+    if unreachable:
+        parts.append(f"unreachable: {', '.join(unreachable)}")
+    if failed:
+        parts.append(f"not verified: {', '.join(failed)}")
+    message = (f"rollback to phase {phase} is INCOMPLETE ({'; '.join(parts)}); "
+               f"{len(report.results) - len(failed)} host(s) verified")
+    hint = f"bring those hosts back, then re-run `invoke rollback --to {phase}`"
+    if failed:
+        raise RollbackIncomplete(message, hint=hint)
+    raise HostsUnreachable(message, hint=hint)
+
+
+# -- status ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    host: str
+    flags: dict[str, Observed] | None
+    matches: int | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    inventory: str
+    recorded: int | None
+    hosts: tuple[HostStatus, ...]
+    holder: LockRecord | None
+    interrupted: tuple[RunRecord, ...]
+    open_intents: int
+
+    @property
+    def drifted(self) -> tuple[str, ...]:
+        return tuple(h.host for h in self.hosts
+                     if h.flags is not None and h.matches != self.recorded)
+
+
+def status(ctx: Context) -> StatusReport:
+    """Read every selected host (read-only, no lock) and compare with the ledger."""
+    ledger = ctx.ledger
+    inv = ctx.inventory.name
+    backend = ctx.backend_factory(ctx.hosts, ctx.playbook)
+    try:
+        names = [h.name for h in ctx.hosts]
+        connected = backend.connect(names)
+        from .fleet import run_parallel
+
+        reachable = [n for n in names if connected[n].error is None]
+        readings = run_parallel(reachable, lambda n: backend.console(n).read_flags())
+    finally:
+        backend.close()
+    rows = []
+    for name in names:
+        conn_err = connected[name].error
+        outcome = readings.get(name)
+        if conn_err is not None:
+            rows.append(HostStatus(name, None, None, conn_err.detail))
+        elif outcome is None or outcome.error is not None:
+            detail = outcome.error.detail if outcome and outcome.error else "no reading"
+            rows.append(HostStatus(name, None, None, detail))
+        else:
+            assert outcome.value is not None
+            flags = dict(outcome.value.flags)
+            rows.append(HostStatus(name, flags, ctx.playbook.match(flags), None))
+    return StatusReport(
+        inventory=inv,
+        recorded=ledger.state(inv).phase,
+        hosts=tuple(rows),
+        holder=ledger.holder(inv),
+        interrupted=tuple(ledger.interrupted_runs(inv)),
+        open_intents=len(ledger.open_intents(inv)),
+    )
+
+
+def check_phase_arg(value: str | int | None, name: str = "--phase") -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name} expects a phase number, got {value!r}") from None

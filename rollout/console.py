@@ -1,0 +1,250 @@
+"""The release's remote console: render code from ``templates/console``, run it, parse it.
+
+Code runs in the live node through ``bin/foundation rpc "$(cat)"`` (a ``mix release`` has no
+``remote_console``, and ``remote`` with piped stdin evaluates in a throwaway VM). The body and
+the console's environment (``release_env``, e.g. the cookie) travel on stdin, never on the
+SSH command line. Values never become code: flag and metric names are checked against the
+playbook's allowlist and a strict pattern, then travel with the desired values as one base64
+literal that the template decodes and checks again. Every setter reply is asserted; the node
+prints one ``ROLLOUT-RESULT/1 {json}`` line, and anything else is a :class:`ConsoleError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import jinja2
+
+from .errors import CommandTimeout, ConsoleError, TemplateError, UsageError
+from .models import (
+    FLAG_NAME_RE,
+    METRIC_NAME_RE,
+    FlagState,
+    FlagValue,
+    Observed,
+    Opaque,
+)
+from .transport.base import CommandResult, Session
+
+MARKER = "ROLLOUT-RESULT/1"
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+#: Reads ``NAME=value`` lines up to a blank line into the environment, then runs the
+#: release's rpc with the rest of stdin as the expression. ``$0`` is the release's bin script.
+RPC_SCRIPT = 'while IFS= read -r l && [ -n "$l" ]; do export "$l"; done; exec "$0" rpc "$(cat)"'
+
+
+@cache
+def template_env() -> jinja2.Environment:
+    """Jinja2 over ``templates/``; an undefined variable is an error, never an empty string."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+    )
+
+
+def render(name: str, **context: object) -> str:
+    """Render ``templates/<name>``; a missing template or variable is a TemplateError."""
+    try:
+        return template_env().get_template(name).render(**context)
+    except jinja2.TemplateNotFound:
+        raise TemplateError(f"template {TEMPLATES / name} not found") from None
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(f"template {name}: {exc.message}") from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"template {exc.filename}:{exc.lineno}: {exc.message}") from None
+
+
+def encode_payload(
+    allow: Iterable[str], state: FlagState | None = None, metrics: Iterable[str] = ()
+) -> str:
+    """The base64 payload the console templates decode: allowlist, targets, metric names."""
+    lines = []
+    for kind, names in (("allow", allow), ("metric", metrics)):
+        for name in names:
+            pattern = FLAG_NAME_RE if kind == "allow" else METRIC_NAME_RE
+            if not pattern.match(name):
+                raise UsageError(f"refusing {kind} name {name!r}: not a plain lowercase name")
+            lines.append(f"{kind} {name} -")
+    allowed = set(allow)
+    for name, value in state or ():
+        if name not in allowed or not FLAG_NAME_RE.match(name):
+            raise UsageError(f"refusing flag {name!r}: not in the playbook's flags")
+        lines.append(f"set {name} {encode_value(name, value)}")
+    return base64.b64encode("\n".join(lines).encode("ascii")).decode("ascii")
+
+
+def encode_value(name: str, value: FlagValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int) and 1 <= value <= 100:
+        return str(value)
+    raise UsageError(f"refusing value {value!r} for flag {name}: expected a boolean or 1..100")
+
+
+@dataclass(frozen=True)
+class FlagReading:
+    """Flags as read back from one host's node."""
+
+    host: str
+    node: str
+    flags: Mapping[str, Observed]
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What one apply did: the setter replies that were not ``:ok``, and the read-back."""
+
+    reading: FlagReading
+    errors: Mapping[str, str]  # flag -> the reply (inspect) that was not :ok
+
+
+@dataclass(frozen=True)
+class HealthReading:
+    """Flags and raw metric values from one host; a value is None when missing or not a number."""
+
+    reading: FlagReading
+    metrics: Mapping[str, float | None]
+    raw: Mapping[str, str]  # metric -> what the node returned, for the ledger
+
+
+class RemoteConsole:
+    """Runs console templates on one host through its session."""
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        allow: tuple[str, ...],
+        metrics: tuple[str, ...] = (),
+        timeout: float = 60.0,
+    ) -> None:
+        self.session = session
+        self.allow = allow
+        self.metrics = metrics
+        self.timeout = timeout
+
+    @property
+    def host(self) -> str:
+        return self.session.host.name
+
+    def read_flags(self) -> FlagReading:
+        body = render("console/read_flags.exs.j2", marker=MARKER, payload=encode_payload(self.allow))
+        data = self._call(body)
+        return self._reading(data)
+
+    def apply(self, state: FlagState) -> ApplyResult:
+        payload = encode_payload(self.allow, state)
+        body = render("console/apply_flags.exs.j2", marker=MARKER, payload=payload)
+        data = self._call(body, allow_failure=True)
+        errors = data.get("errors")
+        if not isinstance(errors, dict):
+            raise self._garbage("the apply result has no errors object")
+        return ApplyResult(self._reading(data), {str(k): _show(v) for k, v in errors.items()})
+
+    def health(self) -> HealthReading:
+        payload = encode_payload(self.allow, metrics=self.metrics)
+        body = render("console/read_health.exs.j2", marker=MARKER, payload=payload)
+        data = self._call(body)
+        raw_metrics = data.get("metrics")
+        if not isinstance(raw_metrics, dict) or set(raw_metrics) != set(self.metrics):
+            raise self._garbage("the health result does not list the expected metrics")
+        values: dict[str, float | None] = {}
+        raw: dict[str, str] = {}
+        for name in self.metrics:
+            value = raw_metrics[name]
+            raw[name] = _show(value)
+            ok_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            values[name] = float(value) if ok_number else None
+        return HealthReading(self._reading(data), values, raw)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _call(self, body: str, *, allow_failure: bool = False) -> dict[str, object]:
+        host = self.session.host
+        env = "".join(f"{name}={value.reveal()}\n" for name, value in host.release_env)
+        stdin = (env + "\n" + body).encode("utf-8")
+        argv = ["sh", "-c", RPC_SCRIPT, host.release_bin]
+        result = self.session.run(argv, stdin=stdin, timeout=self.timeout)
+        if result.timed_out:
+            raise CommandTimeout(
+                self.host,
+                f"the remote console did not answer within {self.timeout:.0f}s and was killed; "
+                "the outcome is unknown until the host is read back",
+            )
+        data = _find_result(result)
+        if data is None:
+            raise self._failure(result)
+        if result.exit_status != 0 and not allow_failure:
+            raise self._failure(result)
+        return data
+
+    def _reading(self, data: Mapping[str, object]) -> FlagReading:
+        node = data.get("node")
+        flags = data.get("flags")
+        if not isinstance(node, str) or not isinstance(flags, dict):
+            raise self._garbage("the result has no node or flags")
+        if set(flags) != set(self.allow):
+            raise self._garbage("the result does not list exactly the playbook's flags")
+        try:
+            node_name = base64.b64decode(node, validate=True).decode("utf-8", "replace")
+        except (binascii.Error, ValueError):
+            raise self._garbage("the node name is not base64") from None
+        return FlagReading(self.host, node_name, {k: _observed(v) for k, v in flags.items()})
+
+    def _failure(self, result: CommandResult) -> ConsoleError:
+        tail = result.tail()
+        hint = "check that the node runs and that release_bin and release_env are right"
+        if result.exit_status == 127:
+            hint = f"release_bin {self.session.host.release_bin} was not found on the host"
+        elif "nodedown" in tail or "could not connect" in tail.lower():
+            hint = "the node is down or the cookie is wrong: start the release, then re-run"
+        return ConsoleError(
+            self.host, f"remote console failed (exit {result.exit_status}): {tail}", hint=hint
+        )
+
+    def _garbage(self, why: str) -> ConsoleError:
+        return ConsoleError(
+            self.host,
+            f"unexpected console output: {why}",
+            hint="the release may not implement Foundation.FeatureFlags as expected",
+        )
+
+
+def _find_result(result: CommandResult) -> dict[str, object] | None:
+    for line in result.stdout.splitlines():
+        if line.startswith(MARKER + " "):
+            try:
+                data = json.loads(line[len(MARKER) + 1 :])
+            except json.JSONDecodeError:
+                return None
+            return data if isinstance(data, dict) else None
+    return None
+
+
+def _observed(value: object) -> Observed:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value
+    if value == "absent" or value is None:
+        return None
+    return Opaque(_show(value))
+
+
+def _show(value: object) -> str:
+    """A printable form of a decoded JSON value (``{"other": b64}`` -> the node's inspect)."""
+    if isinstance(value, dict) and set(value) == {"other"} and isinstance(value["other"], str):
+        try:
+            return base64.b64decode(value["other"], validate=True).decode("utf-8", "replace")
+        except (binascii.Error, ValueError):
+            return "<undecodable>"
+    return json.dumps(value)

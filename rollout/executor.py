@@ -1,0 +1,334 @@
+"""Walks plans through a backend: connect, read, diff, apply, read back, verify, undo.
+
+The executor emits events and records intent and outcome in the ledger; it never prints,
+sleeps on its own clock or exits. Every success it reports was read back from the host.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .backend import Backend
+from .console import ApplyResult, FlagReading
+from .errors import (
+    CommandTimeout,
+    DeployFailed,
+    HostError,
+    HostsUnreachable,
+    Refused,
+    RollbackIncomplete,
+    TransportError,
+)
+from .events import Emit, Event, Kind
+from .fleet import Outcome, run_parallel
+from .ledger import Ledger, RunRecord
+from .models import FlagState, Observed, Phase, Playbook, Risk, format_value
+from .plan import Action, Plan, batch_failed, build_plan
+
+#: Asked before a high-risk phase; returns True to go on. None: no terminal to ask on.
+Confirm = Callable[[str], bool]
+
+
+@dataclass(frozen=True)
+class HostResult:
+    """The verified end state of one host after a step."""
+
+    host: str
+    ok: bool
+    flags: Mapping[str, Observed] = field(default_factory=dict)
+    mismatched: tuple[str, ...] = ()
+    error: str | None = None
+    unreachable: bool = False
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What a converge step did on every host it touched."""
+
+    target: Phase
+    results: tuple[HostResult, ...]
+
+    @property
+    def failed(self) -> tuple[HostResult, ...]:
+        return tuple(r for r in self.results if not r.ok)
+
+
+class Executor:
+    """Runs one command's steps for one inventory, inside a run recorded in the ledger."""
+
+    def __init__(
+        self,
+        *,
+        playbook: Playbook,
+        inventory_name: str,
+        hosts: Sequence[str],
+        backend: Backend,
+        ledger: Ledger,
+        run: RunRecord,
+        emit: Emit,
+        clock: Callable[[], float] = time.monotonic,
+        retry_deadline: float = 60.0,
+    ) -> None:
+        self.playbook = playbook
+        self.inventory = inventory_name
+        self.hosts = list(hosts)
+        self.backend = backend
+        self.ledger = ledger
+        self.run = run
+        self.emit_raw = emit
+        self.clock = clock
+        self.retry_deadline = retry_deadline
+
+    # -- events --------------------------------------------------------------------------
+
+    def emit(self, kind: Kind, message: str, *, host: str | None = None, ok: bool | None = None,
+             **data: object) -> None:
+        event = Event(kind, message, host=host, ok=ok, data=data)
+        self.ledger.event(self.run.id, kind.value, event.to_json(), host=host)
+        self.emit_raw(event)
+
+    # -- pre-flight ----------------------------------------------------------------------
+
+    def connect_all(self, names: Sequence[str] | None = None) -> dict[str, HostError]:
+        """Connect to hosts; return the ones that failed (and emit a line per host)."""
+        names = list(names or self.hosts)
+        results = self.backend.connect(names)
+        failed: dict[str, HostError] = {}
+        for name in names:
+            outcome = results[name]
+            if outcome.error is not None:
+                failed[name] = outcome.error
+                self.emit(Kind.CONNECT, outcome.error.detail, host=name, ok=False,
+                          hint=outcome.error.hint)
+            else:
+                self.emit(Kind.CONNECT, "connected", host=name, ok=True)
+        return failed
+
+    def read_all(self, names: Sequence[str] | None = None) -> dict[str, Outcome[FlagReading]]:
+        names = list(names or self.hosts)
+        results = run_parallel(names, lambda n: self.backend.console(n).read_flags())
+        for name, outcome in results.items():
+            if outcome.error is not None:
+                self._forget_if_broken(name, outcome.error)
+                self.emit(Kind.READ, outcome.error.detail, host=name, ok=False)
+            else:
+                assert outcome.value is not None
+                flags = outcome.value.flags
+                match = self.playbook.match(flags)
+                self.emit(Kind.READ, _describe_match(match), host=name, ok=True,
+                          flags=_jsonable(flags), matches=match)
+        return results
+
+    def preflight(self) -> dict[str, Mapping[str, Observed]]:
+        """Connect to and read every host; any failure stops the run before a change."""
+        failed: dict[str, HostError] = dict(self.connect_all())
+        readings: dict[str, Mapping[str, Observed]] = {}
+        reachable = [n for n in self.hosts if n not in failed]
+        for name, outcome in self.read_all(reachable).items():
+            if outcome.error is not None:
+                failed[name] = outcome.error
+            else:
+                assert outcome.value is not None
+                readings[name] = outcome.value.flags
+        if failed:
+            lines = "; ".join(f"{h}: {e.detail}" for h, e in failed.items())
+            raise HostsUnreachable(
+                f"pre-flight failed on {len(failed)} of {len(self.hosts)} host(s), "
+                f"nothing was changed: {lines}",
+                hint="fix the hosts, or leave them out with --limit, then re-run",
+            )
+        return readings
+
+    # -- the plan ------------------------------------------------------------------------
+
+    def plan(self, action: Action, target: Phase, readings: Mapping[str, Mapping[str, Observed]],
+             recorded: int | None) -> Plan:
+        plan = build_plan(action, self.playbook, target, readings, self.hosts, recorded)
+        self.emit(
+            Kind.PLAN,
+            f"{action.value} to {target.title}: {len(plan.changed_hosts)} of "
+            f"{len(plan.hosts)} host(s) to change",
+            action=action.value,
+            target=target.number,
+            undo=plan.undo.number if plan.undo else None,
+            batches=[list(b) for b in plan.batches],
+            hosts={h.host: {"matches": h.matches, "changes": [str(c) for c in h.changes]}
+                   for h in plan.hosts},
+        )
+        return plan
+
+    def confirm_risk(self, target: Phase, yes: bool, confirm: Confirm | None) -> None:
+        if target.risk is not Risk.HIGH or yes:
+            return
+        question = f"{target.title} is HIGH risk. Apply it to {len(self.hosts)} host(s)?"
+        if confirm is None:
+            raise Refused(
+                f"{target.title} is high risk and there is no terminal to confirm on",
+                hint="re-run with --yes to confirm",
+            )
+        self.emit(Kind.CONFIRM, question)
+        if not confirm(question):
+            raise Refused(f"{target.title} was not confirmed; nothing was changed")
+
+    # -- converging ----------------------------------------------------------------------
+
+    def converge(self, names: Sequence[str], target: Phase, action: Action) -> StepReport:
+        """Apply ``target``'s full state to ``names`` in parallel; verify by read-back."""
+        results = run_parallel(list(names), lambda n: self._converge_one(n, target, action))
+        out = []
+        for name in names:
+            outcome = results[name]
+            if outcome.value is not None:
+                out.append(outcome.value)
+            else:
+                err = outcome.error
+                out.append(HostResult(name, False, error=err.detail if err else "unknown error",
+                                      unreachable=isinstance(err, TransportError)))
+        return StepReport(target, tuple(out))
+
+    def _converge_one(self, name: str, target: Phase, action: Action) -> HostResult:
+        intent = self.ledger.intent(
+            self.run.id, name, action.value, target.number,
+            {"state": _jsonable(target.state.as_dict())},
+        )
+        result = self._apply_and_verify(name, target.state)
+        self.ledger.settle(intent.id, result.ok, {
+            "flags": _jsonable(result.flags), "mismatched": list(result.mismatched),
+            "error": result.error,
+        })
+        if result.ok:
+            self.emit(Kind.VERIFY, f"verified at {target.title}", host=name, ok=True,
+                      phase=target.number, flags=_jsonable(result.flags))
+        else:
+            self.emit(Kind.VERIFY, _failure_text(result, target), host=name, ok=False,
+                      phase=target.number, flags=_jsonable(result.flags),
+                      mismatched=list(result.mismatched), error=result.error)
+        return result
+
+    def _apply_and_verify(self, name: str, state: FlagState) -> HostResult:
+        """One apply; when its outcome is unknown (timeout, lost connection), read back."""
+        try:
+            applied: ApplyResult = self.backend.console(name).apply(state)
+        except (CommandTimeout, TransportError) as exc:
+            self._forget_if_broken(name, exc)
+            return self._settle_unknown(name, state, exc)
+        except HostError as exc:
+            return self._settle_unknown(name, state, exc)
+        return _verify(name, state, applied.reading.flags, applied.errors)
+
+    def _settle_unknown(self, name: str, state: FlagState, cause: HostError) -> HostResult:
+        """The apply's effect is unknown: read the host back to find out what it holds."""
+        try:
+            reading = self.backend.console(name).read_flags()
+        except HostError as exc:
+            self._forget_if_broken(name, exc)
+            return HostResult(name, False, error=f"{cause.detail}; read-back failed: {exc.detail}",
+                              unreachable=isinstance(exc, TransportError))
+        verified = _verify(name, state, reading.flags, {})
+        if verified.ok:
+            return verified
+        return HostResult(name, False, verified.flags, verified.mismatched, error=cause.detail)
+
+    def _forget_if_broken(self, name: str, error: HostError) -> None:
+        if isinstance(error, (TransportError, CommandTimeout)):
+            self.backend.reset(name)
+
+    def converge_with_retry(self, names: Sequence[str], target: Phase, action: Action) -> StepReport:
+        """Converge; retry the hosts that failed until the retry deadline passes."""
+        deadline = self.clock() + self.retry_deadline
+        report = self.converge(names, target, action)
+        done = {r.host: r for r in report.results}
+        attempt = 1
+        while True:
+            pending = [r.host for r in done.values() if not r.ok]
+            if not pending or self.clock() >= deadline:
+                break
+            attempt += 1
+            self.emit(Kind.ROLLBACK, f"retrying {len(pending)} host(s), attempt {attempt}",
+                      hosts=pending, attempt=attempt)
+            for name in pending:
+                self.backend.reset(name)
+            for result in self.converge(pending, target, action).results:
+                done[result.host] = result
+        return StepReport(target, tuple(done[n] for n in names))
+
+    # -- commands ------------------------------------------------------------------------
+
+    def execute_deploy(self, plan: Plan) -> StepReport:
+        """Apply a deploy plan batch by batch; undo the changed hosts when a batch fails."""
+        changed: list[str] = []
+        results: dict[str, HostResult] = {}
+        for index, batch in enumerate(plan.batches, start=1):
+            self.emit(Kind.BATCH, f"batch {index}/{len(plan.batches)}: {', '.join(batch)}",
+                      index=index, hosts=list(batch))
+            changed.extend(batch)
+            report = self.converge(batch, plan.target, plan.action)
+            for result in report.results:
+                results[result.host] = result
+            failed = report.failed
+            if batch_failed(len(failed), len(batch), plan.max_fail_percentage):
+                self._undo(plan, changed, failed)
+            for result in failed:  # tolerated by the fail budget: put back alone
+                self._undo_one(plan, result.host)
+        noop = [HostResult(h.host, True) for h in plan.hosts if h.noop]
+        return StepReport(plan.target, tuple(results.values()) + tuple(noop))
+
+    def _undo(self, plan: Plan, changed: Sequence[str], failed: Sequence[HostResult]) -> None:
+        undo = plan.undo
+        assert undo is not None
+        names = list(reversed(changed))
+        why = "; ".join(_failure_text(r, plan.target) for r in failed)
+        self.emit(Kind.UNDO, f"{len(failed)} host(s) failed; putting {len(names)} changed "
+                  f"host(s) back to {undo.title} in reverse order", hosts=names)
+        report = StepReport(undo, tuple(
+            self.converge_with_retry([n], undo, Action.ROLLBACK).results[0] for n in names))
+        if report.failed:
+            raise RollbackIncomplete(
+                f"{plan.target.title} failed ({why}) and the undo to {undo.title} did not "
+                f"verify on: {', '.join(r.host for r in report.failed)}",
+                hint=f"run `invoke rollback --to {undo.number}` once the hosts answer",
+            )
+        raise DeployFailed(
+            f"{plan.target.title} failed ({why}); the {len(names)} changed host(s) were put "
+            f"back to {undo.title} and verified",
+            hint="fix the cause, then re-run the same deploy",
+        )
+
+    def _undo_one(self, plan: Plan, name: str) -> None:
+        if plan.undo is not None:
+            self.converge_with_retry([name], plan.undo, Action.ROLLBACK)
+
+
+def _verify(name: str, state: FlagState, flags: Mapping[str, Observed],
+            errors: Mapping[str, str]) -> HostResult:
+    mismatched = tuple(c.flag for c in state.changes_from(flags))
+    error = None
+    if errors:
+        error = "; ".join(f"{flag} replied {reply}" for flag, reply in errors.items())
+    return HostResult(name, not mismatched and not errors, flags, mismatched, error)
+
+
+def _failure_text(result: HostResult, target: Phase) -> str:
+    parts = []
+    if result.mismatched:
+        shown = ", ".join(
+            f"{f}={format_value(result.flags.get(f))} (want {format_value(target.state.get(f))})"
+            for f in result.mismatched
+        )
+        parts.append(f"read back differs: {shown}")
+    if result.error:
+        parts.append(result.error)
+    return f"{result.host}: " + ("; ".join(parts) or "failed")
+
+
+def _describe_match(match: int | None) -> str:
+    return "drifted: matches no phase" if match is None else f"matches phase {match}"
+
+
+def _jsonable(flags: Mapping[str, object]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for name, value in flags.items():
+        out[name] = value if isinstance(value, (bool, int)) or value is None else str(value)
+    return out
