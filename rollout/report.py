@@ -1,0 +1,140 @@
+"""Rendering: events to terminal lines or JSON lines, and reports to tables.
+
+Renderers return strings or write to an injected stream; nothing else in the engine prints.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from .events import Event, Kind
+from .models import Observed, Playbook, format_value
+
+
+def _symbols(stream: TextIO) -> tuple[str, str, str]:
+    encoding = (getattr(stream, "encoding", None) or "").lower()
+    if "utf" in encoding:
+        return "✓", "✗", "•"
+    return "ok", "XX", "-"
+
+
+class Reporter:
+    """Writes events as they happen: human lines, or one JSON object per line (``--json``)."""
+
+    def __init__(self, stream: TextIO | None = None, *, as_json: bool = False) -> None:
+        self.stream = stream or sys.stdout
+        self.as_json = as_json
+        self.run_id: str | None = None
+        self.good, self.bad, self.dot = _symbols(self.stream)
+
+    def __call__(self, event: Event) -> None:
+        if event.kind is Kind.RUN_START:
+            self.run_id = str(event.data.get("run") or "") or None
+        if self.as_json:
+            self.write(json.dumps(event.to_json(self.run_id), sort_keys=True, default=str))
+            return
+        line = self.render(event)
+        if line is not None:
+            self.write(line)
+
+    def write(self, line: str) -> None:
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def render(self, event: Event) -> str | None:
+        """One human line for an event, or None for events only JSON shows."""
+        mark = {True: self.good, False: self.bad, None: self.dot}[event.ok]
+        if event.kind is Kind.PLAN:
+            return self._render_plan(event)
+        if event.kind in (Kind.READ,) and event.ok:
+            return None  # the plan shows what was read
+        if event.kind is Kind.RUN_FINISH:
+            return f"{mark} {event.message}"
+        host = f"{event.host:<12} " if event.host else ""
+        prefix = {Kind.WARNING: "! ", Kind.UNDO: "<< ", Kind.ROLLBACK: "<< "}.get(event.kind, "")
+        hint = event.data.get("hint")
+        text = f"  {mark} {host}{prefix}{event.message}"
+        if hint and event.ok is False:
+            text += f"\n      next: {hint}"
+        return text
+
+    def _render_plan(self, event: Event) -> str:
+        lines = [f"{self.dot} {event.message}"]
+        hosts: dict[str, Any] = dict(event.data.get("hosts") or {})
+        for name, info in hosts.items():
+            changes = info.get("changes") or []
+            matches = info.get("matches")
+            now = "drifted" if matches is None else f"at phase {matches}"
+            if not changes:
+                lines.append(f"    {name:<12} {now}, nothing to change")
+                continue
+            lines.append(f"    {name:<12} {now}, {len(changes)} change(s):")
+            lines.extend(f"        {change}" for change in changes)
+        batches = event.data.get("batches") or []
+        if len(batches) > 1:
+            lines.append("    batches: " + " | ".join(", ".join(b) for b in batches))
+        return "\n".join(lines)
+
+
+def flags_line(flags: dict[str, Observed], only: Sequence[str] | None = None) -> str:
+    names = only if only is not None else sorted(flags)
+    return " ".join(f"{name}={format_value(flags.get(name))}" for name in names)
+
+
+def render_status(report: Any, playbook: Playbook, *, as_json: bool = False) -> str:
+    """The status table (or a JSON object) for a :class:`rollout.commands.StatusReport`."""
+    recorded = report.recorded
+    if as_json:
+        return json.dumps({
+            "event": "status",
+            "inventory": report.inventory,
+            "recorded_phase": recorded,
+            "hosts": [
+                {"host": h.host, "matches": h.matches, "error": h.error,
+                 "flags": None if h.flags is None else {
+                     k: (v if isinstance(v, (bool, int)) or v is None else str(v))
+                     for k, v in h.flags.items()},
+                 "drifted": h.flags is not None and h.matches != recorded}
+                for h in report.hosts
+            ],
+            "lock": None if report.holder is None else {
+                "id": report.holder.id, "who": report.holder.who, "where": report.holder.where,
+                "pid": report.holder.pid, "command": report.holder.command},
+            "interrupted_runs": [r.id for r in report.interrupted],
+            "open_intents": report.open_intents,
+        }, sort_keys=True)
+    title = "none yet" if recorded is None else playbook.phase(recorded).title
+    lines = [f"Inventory {report.inventory}: recorded phase {recorded if recorded is not None else '-'}"
+             f" ({title})"]
+    want = None if recorded is None else playbook.phase(recorded).state
+    width = max([len(h.host) for h in report.hosts] + [4])
+    for h in report.hosts:
+        if h.flags is None:
+            lines.append(f"  {h.host:<{width}}  UNREACHABLE  {h.error}")
+            continue
+        state = "drifted" if h.matches is None else f"phase {h.matches}"
+        mark = "  " if h.matches == recorded else "! "
+        lines.append(f"{mark}{h.host:<{width}}  {state:<11}  {flags_line(h.flags)}")
+        if want is not None and h.matches != recorded:
+            diffs = want.changes_from(h.flags)
+            lines.append(" " * (width + 4) + "differs from the recorded phase: "
+                         + "; ".join(f"{c.flag} is {format_value(c.current)}, want "
+                                     f"{format_value(c.target)}" for c in diffs))
+    if report.holder is not None:
+        holder = report.holder
+        lines.append(f"Lock held by {holder.who}@{holder.where} pid {holder.pid}: "
+                     f"{holder.command} (lock {holder.id})")
+    for run in report.interrupted:
+        lines.append(f"! run {run.id} ({run.command}, by {run.who}) was interrupted; "
+                     "re-run the same command to converge")
+    if report.open_intents:
+        lines.append(f"! {report.open_intents} change(s) were started and never settled "
+                     "(a crash); the flags above are what the hosts hold now")
+    drifted = report.drifted
+    if drifted and recorded is not None:
+        lines.append(f"! {len(drifted)} host(s) differ from phase {recorded}: "
+                     f"re-run `invoke deploy --phase {recorded}` to converge them")
+    return "\n".join(lines)
