@@ -1,0 +1,683 @@
+"""Load and validate rollout playbooks; resolve every phase to its full flag state.
+
+A playbook lists each phase as a *delta* (the flags it changes). Deploys and rollbacks must
+converge hosts to a phase's *full* state, so the loader resolves it here, once: the flags'
+defaults (phase 0, the baseline) merged with every delta up to and including that phase.
+``Phase.delta`` keeps what the file lists; ``Phase.state`` is what hosts must end up with.
+
+Every mistake raises :class:`~rollout.errors.PlaybookError` carrying ``file:line (key)`` and
+a hint; ``key`` is the path to the offending value, e.g. ``phases[3].soak`` (phase entries
+count from 1) or ``health.thresholds.error_rate.max``. The format and the table of rules are
+in ``docs/playbook.md``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from .errors import InputError, PlaybookError, SourceLocation
+from .models import (
+    FLAG_NAME_RE,
+    METRIC_NAME_RE,
+    BatchSize,
+    Direction,
+    EmergencyPolicy,
+    FlagState,
+    FlagValue,
+    Gates,
+    HealthPolicy,
+    MetricsSource,
+    Phase,
+    Playbook,
+    Risk,
+    RolloutPolicy,
+    SourceKind,
+    Threshold,
+)
+from .yamlsrc import Node, NodeList, load_file, load_text, parse_duration
+
+__all__ = ["load_playbook", "load_playbook_text"]
+
+ROLLOUT_NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+ENV_NAME_RE = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
+PERCENT_RE = re.compile(r"(\d{1,3})%")
+MAX_FILE_BYTES = 1_000_000
+
+_TOP_KEYS = ("rollout", "description", "flags", "health", "policy", "emergency", "phases")
+_HEALTH_KEYS = ("source", "interval", "failure_limit", "inconclusive_limit", "thresholds")
+_PHASE_HEALTH_KEYS = _HEALTH_KEYS[1:]
+_SOURCE_KEYS: dict[SourceKind, tuple[str, ...]] = {
+    SourceKind.CONSOLE: ("kind", "timeout"),
+    SourceKind.COMMAND: ("kind", "timeout", "command"),
+    SourceKind.PROMETHEUS: ("kind", "timeout", "url_env", "url_file", "queries"),
+}
+_THRESHOLD_KEYS = ("max", "min", "unit")
+_POLICY_KEYS = ("serial", "max_fail_percentage", "connect_timeout", "command_timeout")
+_EMERGENCY_KEYS = ("phase", "restart")
+_PHASE_KEYS = ("phase", "name", "risk", "soak", "set", "validation", "health", "gates")
+_GATE_KEYS = ("backup", "checks", "approval")
+_ZERO_HINT = "use false: a percentage of 0 is truthy wherever the service calls enabled?/1"
+
+
+def load_playbook(path: str | Path) -> Playbook:
+    """Read, validate and resolve the playbook at ``path``."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except OSError:
+        size = 0  # load_file reports a missing or unreadable file
+    if size > MAX_FILE_BYTES:
+        _fail(SourceLocation(str(p)), f"file is {size} bytes", "a playbook is at most 1 MB")
+    try:
+        data = load_file(p)
+    except InputError as exc:
+        raise _as_playbook_error(exc) from None
+    return _playbook(data, str(p), p.parent)
+
+
+def load_playbook_text(text: str, source: str = "<string>") -> Playbook:
+    """Validate and resolve playbook YAML given as text; ``source`` names it in errors."""
+    try:
+        data = load_text(text, source)
+    except InputError as exc:
+        raise _as_playbook_error(exc) from None
+    return _playbook(data, source, None)
+
+
+# -- the document -------------------------------------------------------------------------
+
+
+def _playbook(data: object, source: str, base_dir: Path | None) -> Playbook:
+    if not isinstance(data, Node):
+        what = "empty" if data is None else f"a {_kind(data)}, not a mapping"
+        _fail(
+            SourceLocation(source, 1),
+            f"the playbook is {what}",
+            "a playbook is a mapping with rollout, flags and phases at the top level",
+        )
+    _check_keys(data, _TOP_KEYS, "", required=("rollout", "flags", "phases"))
+    name = _text(data, "rollout", "rollout", max_len=64)
+    if not ROLLOUT_NAME_RE.fullmatch(name):
+        _fail(
+            data.loc("rollout"),
+            f"rollout name {_show(name)} is not a plain identifier",
+            "use lowercase letters, digits, '_' and '-', starting with a letter",
+        )
+    description = ""
+    if "description" in data:
+        description = _text(data, "description", "description", max_len=2000, lines=True)
+    defaults = _flags(_mapping(data, "flags", "flags"))
+    source_ = MetricsSource()
+    health = HealthPolicy(thresholds=())
+    if "health" in data:
+        node = _mapping(data, "health", "health")
+        _check_keys(node, _HEALTH_KEYS, "health")
+        if "source" in node:
+            source_ = _source(_mapping(node, "source", "health.source"), base_dir)
+        health = _health(node, "health", health, _query_metrics(source_))
+    phases = _phases(data, defaults, health, _query_metrics(source_))
+    policy = RolloutPolicy()
+    if "policy" in data:
+        policy = _policy(_mapping(data, "policy", "policy"))
+    emergency = EmergencyPolicy()
+    if "emergency" in data:
+        emergency = _emergency(_mapping(data, "emergency", "emergency"), len(phases))
+    return Playbook(
+        path=source,
+        name=name,
+        description=description,
+        defaults=defaults,
+        phases=phases,
+        health=health,
+        source=source_,
+        policy=policy,
+        emergency=emergency,
+    )
+
+
+def _flags(node: Node) -> FlagState:
+    if not node:
+        _fail(node.loc(None, "flags"), "`flags` lists no flags", "list every flag with its default")
+    for name, default in node.items():
+        loc = node.loc(name, f"flags.{_seg(name)}")
+        if not FLAG_NAME_RE.fullmatch(name):
+            _fail(
+                loc,
+                f"flag name {_show(name)} is not a plain identifier",
+                "use lowercase letters, digits and '_', starting with a letter (at most 63)",
+            )
+        if not isinstance(default, bool):
+            _fail(
+                loc,
+                f"the default of `{name}` must be true or false, not {_show(default)}",
+                "defaults are phase 0, the baseline: write true or false",
+            )
+    return FlagState.of(dict(node))
+
+
+# -- phases ---------------------------------------------------------------------------------
+
+
+def _phases(
+    data: Node, defaults: FlagState, health: HealthPolicy, queries: frozenset[str] | None
+) -> tuple[Phase, ...]:
+    items = data["phases"]
+    if not isinstance(items, NodeList) or not items:
+        _fail(
+            data.loc("phases", "phases"),
+            "`phases` must be a non-empty list",
+            "list phases 1..N, each with phase, name, risk, soak and set",
+        )
+    seen: dict[int, int] = {}
+    previous = defaults
+    out: list[Phase] = []
+    for index, item in enumerate(items):
+        path = f"phases[{index + 1}]"
+        if not isinstance(item, Node):
+            _fail(
+                items.loc(index, path),
+                f"a phase must be a mapping, not a {_kind(item)}",
+                "each entry is a mapping with phase, name, risk, soak and set",
+            )
+        _check_keys(item, _PHASE_KEYS, path, required=("phase", "name", "risk", "soak", "set"))
+        number = _int(item, "phase", f"{path}.phase", low=1)
+        if number in seen:
+            _fail(
+                item.loc("phase", f"{path}.phase"),
+                f"phase {number} appears twice (first at line {seen[number]})",
+                "give each phase its own number",
+            )
+        if number != index + 1:
+            _fail(
+                item.loc("phase", f"{path}.phase"),
+                f"expected phase {index + 1} here, got phase {number}",
+                "number phases 1..N in ascending order, without gaps",
+            )
+        seen[number] = item.key_lines["phase"]
+        phase = _phase(item, path, number, previous, health, queries)
+        out.append(phase)
+        previous = phase.state
+    return tuple(out)
+
+
+def _phase(
+    node: Node,
+    path: str,
+    number: int,
+    previous: FlagState,
+    health: HealthPolicy,
+    queries: frozenset[str] | None,
+) -> Phase:
+    name = _text(node, "name", f"{path}.name", max_len=80)
+    risk_text = _text(node, "risk", f"{path}.risk", max_len=16)
+    try:
+        risk = Risk(risk_text)
+    except ValueError:
+        _fail(
+            node.loc("risk", f"{path}.risk"),
+            f"unknown risk {_show(risk_text)}",
+            f"use one of: {', '.join(r.value for r in Risk)}",
+        )
+    soak = _duration(node, "soak", f"{path}.soak", positive=False)
+    delta = _delta(_mapping(node, "set", f"{path}.set"), f"{path}.set", previous)
+    state = previous.merged(delta.as_dict())
+    if not state.changes_from(previous.as_dict()):
+        _fail(
+            node.loc("set", f"{path}.set"),
+            f"phase {number} changes nothing: every flag in `set` already has that value",
+            f"change at least one flag relative to phase {number - 1}, or drop the phase",
+        )
+    validation = ""
+    if "validation" in node:
+        validation = _text(node, "validation", f"{path}.validation", max_len=500)
+    override: HealthPolicy | None = None
+    if "health" in node:
+        hnode = _mapping(node, "health", f"{path}.health")
+        _check_keys(
+            hnode,
+            _PHASE_HEALTH_KEYS,
+            f"{path}.health",
+            hint="the metrics source is set once, under the top-level `health`",
+        )
+        override = _health(hnode, f"{path}.health", health, queries)
+    gates = Gates()
+    if "gates" in node:
+        gnode = _mapping(node, "gates", f"{path}.gates")
+        _check_keys(gnode, _GATE_KEYS, f"{path}.gates")
+        values = {k: _bool(gnode, k, f"{path}.gates.{k}") for k in gnode}
+        gates = Gates(**values)
+    return Phase(number, name, risk, soak, delta, state, validation, override, gates)
+
+
+def _delta(node: Node, path: str, previous: FlagState) -> FlagState:
+    known = previous.names()
+    for flag, value in node.items():
+        loc = node.loc(flag, f"{path}.{_seg(flag)}")
+        if flag not in known:
+            close = difflib.get_close_matches(flag, known, n=1)
+            guess = f"did you mean `{close[0]}`? " if close else ""
+            _fail(
+                loc,
+                f"flag {_show(flag)} is not in `flags`",
+                f"{guess}known flags: {', '.join(known)}",
+            )
+        _flag_value(value, loc)
+    return FlagState.of(dict(node))
+
+
+def _flag_value(value: object, loc: SourceLocation) -> FlagValue:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if value == 0:
+            _fail(loc, "a percentage of 0 is refused", _ZERO_HINT)
+        if not 1 <= value <= 100:
+            _fail(
+                loc,
+                f"percentage {value} is outside 1..100",
+                "write true, false, or a whole percentage from 1 to 100",
+            )
+        return value
+    if isinstance(value, float):
+        hint = "percentages are whole numbers from 1 to 100, e.g. 10"
+    elif isinstance(value, str) and PERCENT_RE.fullmatch(value.strip()):
+        hint = f"write the number without quotes or '%': {value.strip()[:-1]}"
+    elif isinstance(value, str):
+        hint = "write true or false without quotes, or a whole percentage from 1 to 100"
+    else:
+        hint = "write true, false, or a whole percentage from 1 to 100"
+    _fail(loc, f"a flag value must be true, false or a percentage, not {_show(value)}", hint)
+
+
+# -- health ---------------------------------------------------------------------------------
+
+
+def _source(node: Node, base_dir: Path | None) -> MetricsSource:
+    path = "health.source"
+    kinds = ", ".join(k.value for k in SourceKind)
+    if "url" in node:
+        _fail(
+            node.loc("url", f"{path}.url"),
+            "a literal `url` is refused: a URL may carry a secret",
+            "put the URL in an environment variable (url_env: NAME) or a file (url_file: path)",
+        )
+    if "kind" not in node:
+        _fail(node.loc(None, path), "`source` needs a `kind`", f"use one of: {kinds}")
+    kind_text = _text(node, "kind", f"{path}.kind", max_len=16)
+    try:
+        kind = SourceKind(kind_text)
+    except ValueError:
+        _fail(
+            node.loc("kind", f"{path}.kind"),
+            f"unknown source kind {_show(kind_text)}",
+            f"use one of: {kinds}",
+        )
+    _check_keys(
+        node,
+        _SOURCE_KEYS[kind],
+        path,
+        hint=f"kind {kind.value} takes: {', '.join(_SOURCE_KEYS[kind])}",
+    )
+    timeout = MetricsSource.timeout
+    if "timeout" in node:
+        timeout = _duration(node, "timeout", f"{path}.timeout", positive=True)
+    if kind is SourceKind.CONSOLE:
+        return MetricsSource(kind, timeout=timeout)
+    if kind is SourceKind.COMMAND:
+        if "command" not in node:
+            _fail(
+                node.loc(None, path),
+                "a command source needs `command`",
+                "give the command each host runs; it must print one JSON object of metrics",
+            )
+        command = _text(node, "command", f"{path}.command", max_len=1000)
+        return MetricsSource(kind, command=command, timeout=timeout)
+    return _prometheus(node, path, timeout, base_dir)
+
+
+def _prometheus(node: Node, path: str, timeout: float, base_dir: Path | None) -> MetricsSource:
+    where = "url_env: NAME (an environment variable) or url_file: path"
+    if ("url_env" in node) == ("url_file" in node):
+        both = "url_env" in node
+        _fail(
+            node.loc("url_file", f"{path}.url_file") if both else node.loc(None, path),
+            "give exactly one of `url_env` and `url_file`"
+            if both
+            else "a prometheus source needs `url_env` or `url_file`",
+            f"the base URL comes from {where}",
+        )
+    url_env = url_file = None
+    if "url_env" in node:
+        url_env = _text(node, "url_env", f"{path}.url_env", max_len=128)
+        if not ENV_NAME_RE.fullmatch(url_env):
+            _fail(
+                node.loc("url_env", f"{path}.url_env"),
+                f"{_show(url_env)} is not an environment variable name",
+                "use uppercase letters, digits and '_', e.g. PROMETHEUS_URL",
+            )
+    else:
+        url_file = _text(node, "url_file", f"{path}.url_file", max_len=4096)
+        if base_dir is not None and not Path(url_file).is_absolute():
+            url_file = str(base_dir / url_file)
+    if "queries" not in node:
+        _fail(
+            node.loc(None, path),
+            "a prometheus source needs `queries`",
+            "map each metric to a PromQL query, e.g. error_rate: 'sum(rate(...))'",
+        )
+    qnode = _mapping(node, "queries", f"{path}.queries")
+    if not qnode:
+        _fail(
+            node.loc("queries", f"{path}.queries"),
+            "`queries` is empty",
+            "map each metric to a PromQL query",
+        )
+    queries: list[tuple[str, str]] = []
+    for metric in qnode:
+        _metric_name(qnode, metric, f"{path}.queries")
+        queries.append((metric, _text(qnode, metric, f"{path}.queries.{metric}", max_len=2000)))
+    return MetricsSource(
+        SourceKind.PROMETHEUS,
+        url_env=url_env,
+        url_file=url_file,
+        queries=tuple(queries),
+        timeout=timeout,
+    )
+
+
+def _query_metrics(source: MetricsSource) -> frozenset[str] | None:
+    """The metrics a source can answer for, or None when it reports whatever it has."""
+    if source.kind is SourceKind.PROMETHEUS:
+        return frozenset(metric for metric, _ in source.queries)
+    return None
+
+
+def _health(
+    node: Node, path: str, base: HealthPolicy, queries: frozenset[str] | None
+) -> HealthPolicy:
+    interval = base.interval
+    if "interval" in node:
+        interval = _duration(node, "interval", f"{path}.interval", positive=True)
+    failure_limit = base.failure_limit
+    if "failure_limit" in node:
+        failure_limit = _int(node, "failure_limit", f"{path}.failure_limit", low=1)
+    inconclusive_limit = base.inconclusive_limit
+    if "inconclusive_limit" in node:
+        inconclusive_limit = _int(node, "inconclusive_limit", f"{path}.inconclusive_limit", low=1)
+    thresholds = base.thresholds
+    if "thresholds" in node:
+        tnode = _mapping(node, "thresholds", f"{path}.thresholds")
+        thresholds = _thresholds(tnode, f"{path}.thresholds", base.thresholds, queries)
+    return HealthPolicy(thresholds, interval, failure_limit, inconclusive_limit)
+
+
+def _thresholds(
+    node: Node, path: str, base: tuple[Threshold, ...], queries: frozenset[str] | None
+) -> tuple[Threshold, ...]:
+    """Parse ``node`` and merge it over ``base`` per metric (an entry replaces its metric)."""
+    merged = {t.metric: t for t in base}
+    for metric in node:
+        _metric_name(node, metric, path)
+        mpath = f"{path}.{metric}"
+        if queries is not None and metric not in queries:
+            _fail(
+                node.loc(metric, mpath),
+                f"no query for metric `{metric}`",
+                "add it under health.source.queries, or drop the threshold",
+            )
+        tnode = _mapping(node, metric, mpath)
+        _check_keys(tnode, _THRESHOLD_KEYS, mpath)
+        bounds = [key for key in ("max", "min") if key in tnode]
+        if len(bounds) != 1:
+            _fail(
+                tnode.loc(bounds[-1] if bounds else None, mpath),
+                f"threshold `{metric}` needs exactly one of `max` and `min`",
+                "max: N breaches when the value is above N; min: N when it is below N",
+            )
+        direction = Direction(bounds[0])
+        limit = _number(tnode, bounds[0], f"{mpath}.{bounds[0]}")
+        old = merged.get(metric)
+        unit = old.unit if old is not None and old.direction is direction else ""
+        if "unit" in tnode:
+            unit = _text(tnode, "unit", f"{mpath}.unit", max_len=16, empty=True)
+        merged[metric] = Threshold(metric, direction, limit, unit)
+    return tuple(merged.values())
+
+
+def _metric_name(node: Node, metric: str, path: str) -> None:
+    if not METRIC_NAME_RE.fullmatch(metric):
+        _fail(
+            node.loc(metric, f"{path}.{_seg(metric)}"),
+            f"metric name {_show(metric)} is not a plain identifier",
+            "use lowercase letters, digits and '_', starting with a letter",
+        )
+
+
+# -- policy and emergency -------------------------------------------------------------------
+
+
+def _policy(node: Node) -> RolloutPolicy:
+    _check_keys(node, _POLICY_KEYS, "policy")
+    defaults = RolloutPolicy()
+    serial = defaults.serial
+    if "serial" in node:
+        serial = _serial(node)
+    max_fail = defaults.max_fail_percentage
+    if "max_fail_percentage" in node:
+        max_fail = _number(node, "max_fail_percentage", "policy.max_fail_percentage")
+        if not 0 <= max_fail <= 100:
+            _fail(
+                node.loc("max_fail_percentage", "policy.max_fail_percentage"),
+                f"max_fail_percentage {max_fail:g} is outside 0..100",
+                "0 stops at the first failed host; 100 never stops for failures",
+            )
+    timeouts = {
+        key: _duration(node, key, f"policy.{key}", positive=True)
+        for key in ("connect_timeout", "command_timeout")
+        if key in node
+    }
+    return RolloutPolicy(serial, max_fail, **timeouts)
+
+
+def _serial(node: Node) -> tuple[BatchSize, ...]:
+    value = node["serial"]
+    hint = 'use whole host counts (1, 5) or percentages ("50%"), e.g. [1, "50%", "100%"]'
+    if isinstance(value, NodeList):
+        if not value:
+            _fail(node.loc("serial", "policy.serial"), "`serial` is empty", hint)
+        entries = [(item, value.loc(i, f"policy.serial[{i + 1}]")) for i, item in enumerate(value)]
+    else:
+        entries = [(value, node.loc("serial", "policy.serial"))]
+    out: list[BatchSize] = []
+    for item, loc in entries:
+        if isinstance(item, int) and not isinstance(item, bool) and item >= 1:
+            out.append(item)
+            continue
+        match = PERCENT_RE.fullmatch(item) if isinstance(item, str) else None
+        if match and 1 <= int(match.group(1)) <= 100:
+            out.append(f"{int(match.group(1))}%")
+            continue
+        _fail(loc, f"bad batch size {_show(item)}", hint)
+    return tuple(out)
+
+
+def _emergency(node: Node, last: int) -> EmergencyPolicy:
+    _check_keys(node, _EMERGENCY_KEYS, "emergency")
+    defaults = EmergencyPolicy()
+    phase = defaults.phase
+    if "phase" in node:
+        phase = _int(node, "phase", "emergency.phase", low=0)
+    if phase > last:
+        _fail(
+            node.loc("phase", "emergency.phase"),
+            f"emergency phase {phase} does not exist (phases are 1..{last})",
+            f"use a phase from 0 (the baseline) to {last}",
+        )
+    restart = defaults.restart
+    if "restart" in node:
+        restart = _bool(node, "restart", "emergency.restart")
+    return EmergencyPolicy(phase, restart)
+
+
+# -- scalars --------------------------------------------------------------------------------
+
+
+def _mapping(node: Node, key: str, path: str) -> Node:
+    value = node[key]
+    if not isinstance(value, Node):
+        _fail(
+            node.loc(key, path),
+            f"`{key}` must be a mapping, not {_show(value)}",
+            "write it as `key: value` lines indented under it, or {key: value}",
+        )
+    return value
+
+
+def _text(
+    node: Node, key: str, path: str, *, max_len: int, lines: bool = False, empty: bool = False
+) -> str:
+    value = node[key]
+    loc = node.loc(key, path)
+    if not isinstance(value, str):
+        _fail(loc, f"`{key}` must be text, not {_show(value)}", "quote it if it is meant as text")
+    if not value.strip() and not empty:
+        _fail(loc, f"`{key}` is empty", "write something, or leave the key out where optional")
+    if len(value) > max_len:
+        _fail(loc, f"`{key}` is {len(value)} characters long", f"keep it to {max_len} or fewer")
+    bad = next((c for c in value if _is_control(c) and not (lines and c == "\n")), None)
+    if bad is not None:
+        what = "a line break" if bad in "\r\n\u2028\u2029" else f"control character {bad!r}"
+        _fail(loc, f"`{key}` contains {what}", "write it on one line of plain text")
+    return value
+
+
+def _is_control(char: str) -> bool:
+    return unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp")
+
+
+def _bool(node: Node, key: str, path: str) -> bool:
+    value = node[key]
+    if not isinstance(value, bool):
+        _fail(
+            node.loc(key, path),
+            f"`{key}` must be true or false, not {_show(value)}",
+            "write true or false without quotes",
+        )
+    return value
+
+
+def _int(node: Node, key: str, path: str, *, low: int) -> int:
+    value = node[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        what = "a positive whole number" if low == 1 else f"a whole number >= {low}"
+        _fail(
+            node.loc(key, path),
+            f"`{key}` must be {what}, not {_show(value)}",
+            f"write {what} without quotes",
+        )
+    return value
+
+
+def _number(node: Node, key: str, path: str) -> float:
+    value = node[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        _fail(
+            node.loc(key, path),
+            f"`{key}` must be a number, not {_show(value)}",
+            "write a number without quotes or units, e.g. 5.0",
+        )
+    return float(value)
+
+
+def _duration(node: Node, key: str, path: str, *, positive: bool) -> float:
+    loc = node.loc(key, path)
+    try:
+        seconds = parse_duration(node[key], loc)
+    except InputError as exc:
+        raise _as_playbook_error(
+            exc, "write a number with a unit: 500ms, 30s, 30m, 2h, 1d"
+        ) from None
+    if not math.isfinite(seconds):
+        _fail(loc, f"`{key}` is not a finite duration", "write e.g. 30s, 30m, 2h or 24h")
+    if positive and seconds <= 0:
+        _fail(loc, f"`{key}` must be longer than zero", "write e.g. 10s or 1m")
+    return seconds
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+def _check_keys(
+    node: Node,
+    allowed: Sequence[str],
+    path: str,
+    *,
+    required: Sequence[str] = (),
+    hint: str | None = None,
+) -> None:
+    for key in node:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            _fail(
+                node.loc(key, _join(path, _seg(key))),
+                f"unknown key {_show(key)}",
+                f"did you mean `{close[0]}`?"
+                if close
+                else hint or f"allowed here: {', '.join(allowed)}",
+            )
+    for key in required:
+        if key not in node:
+            _fail(
+                node.loc(None, _join(path, key)),
+                f"missing required key `{key}`",
+                f"add `{key}:`" + (f" to {path}" if path else " at the top level"),
+            )
+
+
+def _fail(location: SourceLocation, message: str, hint: str) -> NoReturn:
+    raise PlaybookError(message, location=location, hint=hint)
+
+
+def _as_playbook_error(exc: InputError, hint: str | None = None) -> PlaybookError:
+    """Re-raise a yamlsrc :class:`InputError` as a PlaybookError with the same location."""
+    message = exc.message
+    prefix = f"{exc.location}: " if exc.location else ""
+    if prefix and message.startswith(prefix):
+        message = message[len(prefix) :]
+    default = "fix the YAML at that line"
+    if "constructor for the tag" in message:
+        default = "tags such as !!python/... are refused: write plain YAML values"
+    return PlaybookError(message, location=exc.location, hint=hint or exc.hint or default)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _seg(key: str) -> str:
+    """A key as it may appear in an error's key path: plain, or quoted and cut short."""
+    if re.fullmatch(r"[A-Za-z0-9_%-]{1,64}", key):
+        return key
+    return _show(key)
+
+
+def _show(value: object) -> str:
+    """``value`` for an error message: repr'd (control characters escaped) and cut short."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, Mapping):
+        return "mapping"
+    if isinstance(value, list):
+        return "list"
+    return type(value).__name__
