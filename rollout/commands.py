@@ -90,8 +90,14 @@ def load_context(
 
         def on_pin(host: str, fingerprint: str, path: str) -> None:
             pinned.append(host)
-            emit(Event(Kind.WARNING, f"pinned new host key {fingerprint} in {path}", host=host,
-                       data={"fingerprint": fingerprint, "known_hosts": path}))
+            emit(
+                Event(
+                    Kind.WARNING,
+                    f"pinned new host key {fingerprint} in {path}",
+                    host=host,
+                    data={"fingerprint": fingerprint, "known_hosts": path},
+                )
+            )
 
         transport = SSHTransport(
             connect_timeout=pb.policy.connect_timeout,
@@ -100,32 +106,61 @@ def load_context(
         )
         return SSHBackend(selected, transport, pb)
 
-    return Context(options, playbook, inventory, hosts, ledger, emit,
-                   backend_factory or ssh_backend, confirm, pinned)
+    return Context(
+        options,
+        playbook,
+        inventory,
+        hosts,
+        ledger,
+        emit,
+        backend_factory or ssh_backend,
+        confirm,
+        pinned,
+    )
 
 
 @contextmanager
-def running(ctx: Context, command: str, reason: str | None = None, *,
-            takeover: bool = False) -> Iterator[tuple[RunRecord, LockRecord, Executor]]:
+def running(
+    ctx: Context, command: str, reason: str | None = None, *, takeover: bool = False
+) -> Iterator[tuple[RunRecord, LockRecord, Executor]]:
     """A ledger run holding the inventory lock, with an executor over a fresh backend."""
     ledger = ctx.ledger
     inv = ctx.inventory.name
     for crashed in ledger.reap(inv):
-        ctx.emit(Event(Kind.WARNING, f"run {crashed.id} ({crashed.command}, by {crashed.who}) "
-                       "died without finishing; `invoke status` shows what it left"))
+        ctx.emit(
+            Event(
+                Kind.WARNING,
+                f"run {crashed.id} ({crashed.command}, by {crashed.who}) "
+                "died without finishing; `invoke status` shows what it left",
+            )
+        )
     run = ledger.start_run(inv, command, ctx.options.argv, reason)
     try:
-        lock = ledger.acquire_lock(inv, command, run.id, wait=ctx.options.lock_timeout,
-                                   takeover=takeover)
+        lock = ledger.acquire_lock(
+            inv, command, run.id, wait=ctx.options.lock_timeout, takeover=takeover
+        )
     except RolloutError as exc:
         ledger.finish_run(run.id, RunStatus.REFUSED, str(exc))
         raise
     backend = ctx.backend_factory(ctx.hosts, ctx.playbook)
-    executor = Executor(playbook=ctx.playbook, inventory_name=inv,
-                        hosts=[h.name for h in ctx.hosts], backend=backend, ledger=ledger,
-                        run=run, emit=ctx.emit)
-    executor.emit(Kind.RUN_START, f"{command} on {len(ctx.hosts)} host(s) of {inv}",
-                  run=run.id, command=command, lock=lock.id, who=run.who, where=run.where)
+    executor = Executor(
+        playbook=ctx.playbook,
+        inventory_name=inv,
+        hosts=[h.name for h in ctx.hosts],
+        backend=backend,
+        ledger=ledger,
+        run=run,
+        emit=ctx.emit,
+    )
+    executor.emit(
+        Kind.RUN_START,
+        f"{command} on {len(ctx.hosts)} host(s) of {inv}",
+        run=run.id,
+        command=command,
+        lock=lock.id,
+        who=run.who,
+        where=run.where,
+    )
     status = RunStatus.FAILED
     summary = "failed"
     try:
@@ -141,8 +176,9 @@ def running(ctx: Context, command: str, reason: str | None = None, *,
     finally:
         backend.close()
         ledger.finish_run(run.id, status, summary)
-        executor.emit(Kind.RUN_FINISH, summary, ok=status is RunStatus.SUCCEEDED,
-                      status=status.value)
+        executor.emit(
+            Kind.RUN_FINISH, summary, ok=status is RunStatus.SUCCEEDED, status=status.value
+        )
         ledger.release_lock(lock)
 
 
@@ -197,8 +233,11 @@ def make_plan(ctx: Context, phase: int, *, force: bool = False) -> Plan:
 
 def _record_phase(ctx: Context, ex: Executor, run: RunRecord, phase: int, soak: float) -> None:
     if ctx.limited:
-        ex.emit(Kind.WARNING, f"--limit covered {len(ctx.hosts)} of "
-                f"{len(ctx.inventory.hosts)} hosts: the recorded phase stays unchanged")
+        ex.emit(
+            Kind.WARNING,
+            f"--limit covered {len(ctx.hosts)} of "
+            f"{len(ctx.inventory.hosts)} hosts: the recorded phase stays unchanged",
+        )
         return
     ctx.ledger.set_phase(ctx.inventory.name, phase, run.id, soak_required=soak)
     ex.emit(Kind.INFO, f"recorded phase {phase} for {ctx.inventory.name}", phase=phase)
@@ -207,22 +246,34 @@ def _record_phase(ctx: Context, ex: Executor, run: RunRecord, phase: int, soak: 
 # -- rollback -----------------------------------------------------------------------------
 
 
-def rollback(ctx: Context, to: int | None = None, *, reason: str | None = None,
-             force: bool = False) -> StepReport:
+def rollback(
+    ctx: Context, to: int | None = None, *, reason: str | None = None, force: bool = False
+) -> StepReport:
     """Converge every reachable selected host to an earlier phase's full state, verified."""
     recorded = ctx.ledger.state(ctx.inventory.name).phase
     target = resolve_target(Action.ROLLBACK, ctx.playbook, recorded, to, force=force)
     with running(ctx, _command_text("rollback", ctx.options), reason) as (run, _lock, ex):
-        ex.emit(Kind.ROLLBACK, f"rolling back to {target.title}"
-                + (f": {reason}" if reason else ""), target=target.number, reason=reason)
+        ex.emit(
+            Kind.ROLLBACK,
+            f"rolling back to {target.title}" + (f": {reason}" if reason else ""),
+            target=target.number,
+            reason=reason,
+        )
         unreachable = ex.connect_all()
         reachable = [h for h in ex.hosts if h not in unreachable]
         report = ex.converge_with_retry(reachable, target, Action.ROLLBACK)
         return _finish_rollback(ctx, ex, run, report, unreachable, target.number, target.soak)
 
 
-def _finish_rollback(ctx: Context, ex: Executor, run: RunRecord, report: StepReport,
-                     unreachable: dict[str, object], phase: int, soak: float) -> StepReport:
+def _finish_rollback(
+    ctx: Context,
+    ex: Executor,
+    run: RunRecord,
+    report: StepReport,
+    unreachable: dict[str, object],
+    phase: int,
+    soak: float,
+) -> StepReport:
     failed = [r.host for r in report.failed]
     if not failed and not unreachable:
         _record_phase(ctx, ex, run, phase, soak)
@@ -232,8 +283,10 @@ def _finish_rollback(ctx: Context, ex: Executor, run: RunRecord, report: StepRep
         parts.append(f"unreachable: {', '.join(unreachable)}")
     if failed:
         parts.append(f"not verified: {', '.join(failed)}")
-    message = (f"rollback to phase {phase} is INCOMPLETE ({'; '.join(parts)}); "
-               f"{len(report.results) - len(failed)} host(s) verified")
+    message = (
+        f"rollback to phase {phase} is INCOMPLETE ({'; '.join(parts)}); "
+        f"{len(report.results) - len(failed)} host(s) verified"
+    )
     hint = f"bring those hosts back, then re-run `invoke rollback --to {phase}`"
     if failed:
         raise RollbackIncomplete(message, hint=hint)
@@ -262,8 +315,9 @@ class StatusReport:
 
     @property
     def drifted(self) -> tuple[str, ...]:
-        return tuple(h.host for h in self.hosts
-                     if h.flags is not None and h.matches != self.recorded)
+        return tuple(
+            h.host for h in self.hosts if h.flags is not None and h.matches != self.recorded
+        )
 
 
 def status(ctx: Context) -> StatusReport:

@@ -137,7 +137,9 @@ class RemoteConsole:
         return self.session.host.name
 
     def read_flags(self) -> FlagReading:
-        body = render("console/read_flags.exs.j2", marker=MARKER, payload=encode_payload(self.allow))
+        body = render(
+            "console/read_flags.exs.j2", marker=MARKER, payload=encode_payload(self.allow)
+        )
         data = self._call(body)
         return self._reading(data)
 

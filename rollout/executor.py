@@ -83,8 +83,15 @@ class Executor:
 
     # -- events --------------------------------------------------------------------------
 
-    def emit(self, kind: Kind, message: str, *, host: str | None = None, ok: bool | None = None,
-             **data: object) -> None:
+    def emit(
+        self,
+        kind: Kind,
+        message: str,
+        *,
+        host: str | None = None,
+        ok: bool | None = None,
+        **data: object,
+    ) -> None:
         event = Event(kind, message, host=host, ok=ok, data=data)
         self.ledger.event(self.run.id, kind.value, event.to_json(), host=host)
         self.emit_raw(event)
@@ -100,8 +107,9 @@ class Executor:
             outcome = results[name]
             if outcome.error is not None:
                 failed[name] = outcome.error
-                self.emit(Kind.CONNECT, outcome.error.detail, host=name, ok=False,
-                          hint=outcome.error.hint)
+                self.emit(
+                    Kind.CONNECT, outcome.error.detail, host=name, ok=False, hint=outcome.error.hint
+                )
             else:
                 self.emit(Kind.CONNECT, "connected", host=name, ok=True)
         return failed
@@ -117,8 +125,14 @@ class Executor:
                 assert outcome.value is not None
                 flags = outcome.value.flags
                 match = self.playbook.match(flags)
-                self.emit(Kind.READ, _describe_match(match), host=name, ok=True,
-                          flags=_jsonable(flags), matches=match)
+                self.emit(
+                    Kind.READ,
+                    _describe_match(match),
+                    host=name,
+                    ok=True,
+                    flags=_jsonable(flags),
+                    matches=match,
+                )
         return results
 
     def preflight(self) -> dict[str, Mapping[str, Observed]]:
@@ -143,8 +157,13 @@ class Executor:
 
     # -- the plan ------------------------------------------------------------------------
 
-    def plan(self, action: Action, target: Phase, readings: Mapping[str, Mapping[str, Observed]],
-             recorded: int | None) -> Plan:
+    def plan(
+        self,
+        action: Action,
+        target: Phase,
+        readings: Mapping[str, Mapping[str, Observed]],
+        recorded: int | None,
+    ) -> Plan:
         plan = build_plan(action, self.playbook, target, readings, self.hosts, recorded)
         self.emit(
             Kind.PLAN,
@@ -154,8 +173,10 @@ class Executor:
             target=target.number,
             undo=plan.undo.number if plan.undo else None,
             batches=[list(b) for b in plan.batches],
-            hosts={h.host: {"matches": h.matches, "changes": [str(c) for c in h.changes]}
-                   for h in plan.hosts},
+            hosts={
+                h.host: {"matches": h.matches, "changes": [str(c) for c in h.changes]}
+                for h in plan.hosts
+            },
         )
         return plan
 
@@ -184,27 +205,54 @@ class Executor:
                 out.append(outcome.value)
             else:
                 err = outcome.error
-                out.append(HostResult(name, False, error=err.detail if err else "unknown error",
-                                      unreachable=isinstance(err, TransportError)))
+                out.append(
+                    HostResult(
+                        name,
+                        False,
+                        error=err.detail if err else "unknown error",
+                        unreachable=isinstance(err, TransportError),
+                    )
+                )
         return StepReport(target, tuple(out))
 
     def _converge_one(self, name: str, target: Phase, action: Action) -> HostResult:
         intent = self.ledger.intent(
-            self.run.id, name, action.value, target.number,
+            self.run.id,
+            name,
+            action.value,
+            target.number,
             {"state": _jsonable(target.state.as_dict())},
         )
         result = self._apply_and_verify(name, target.state)
-        self.ledger.settle(intent.id, result.ok, {
-            "flags": _jsonable(result.flags), "mismatched": list(result.mismatched),
-            "error": result.error,
-        })
+        self.ledger.settle(
+            intent.id,
+            result.ok,
+            {
+                "flags": _jsonable(result.flags),
+                "mismatched": list(result.mismatched),
+                "error": result.error,
+            },
+        )
         if result.ok:
-            self.emit(Kind.VERIFY, f"verified at {target.title}", host=name, ok=True,
-                      phase=target.number, flags=_jsonable(result.flags))
+            self.emit(
+                Kind.VERIFY,
+                f"verified at {target.title}",
+                host=name,
+                ok=True,
+                phase=target.number,
+                flags=_jsonable(result.flags),
+            )
         else:
-            self.emit(Kind.VERIFY, _failure_text(result, target), host=name, ok=False,
-                      phase=target.number, flags=_jsonable(result.flags),
-                      mismatched=list(result.mismatched), error=result.error)
+            self.emit(
+                Kind.VERIFY,
+                _failure_text(result, target),
+                host=name,
+                ok=False,
+                phase=target.number,
+                flags=_jsonable(result.flags),
+                mismatched=list(result.mismatched),
+                error=result.error,
+            )
         return result
 
     def _apply_and_verify(self, name: str, state: FlagState) -> HostResult:
@@ -224,8 +272,12 @@ class Executor:
             reading = self.backend.console(name).read_flags()
         except HostError as exc:
             self._forget_if_broken(name, exc)
-            return HostResult(name, False, error=f"{cause.detail}; read-back failed: {exc.detail}",
-                              unreachable=isinstance(exc, TransportError))
+            return HostResult(
+                name,
+                False,
+                error=f"{cause.detail}; read-back failed: {exc.detail}",
+                unreachable=isinstance(exc, TransportError),
+            )
         verified = _verify(name, state, reading.flags, {})
         if verified.ok:
             return verified
@@ -235,7 +287,9 @@ class Executor:
         if isinstance(error, (TransportError, CommandTimeout)):
             self.backend.reset(name)
 
-    def converge_with_retry(self, names: Sequence[str], target: Phase, action: Action) -> StepReport:
+    def converge_with_retry(
+        self, names: Sequence[str], target: Phase, action: Action
+    ) -> StepReport:
         """Converge; retry the hosts that failed until the retry deadline passes."""
         deadline = self.clock() + self.retry_deadline
         report = self.converge(names, target, action)
@@ -246,8 +300,12 @@ class Executor:
             if not pending or self.clock() >= deadline:
                 break
             attempt += 1
-            self.emit(Kind.ROLLBACK, f"retrying {len(pending)} host(s), attempt {attempt}",
-                      hosts=pending, attempt=attempt)
+            self.emit(
+                Kind.ROLLBACK,
+                f"retrying {len(pending)} host(s), attempt {attempt}",
+                hosts=pending,
+                attempt=attempt,
+            )
             for name in pending:
                 self.backend.reset(name)
             for result in self.converge(pending, target, action).results:
@@ -261,8 +319,12 @@ class Executor:
         changed: list[str] = []
         results: dict[str, HostResult] = {}
         for index, batch in enumerate(plan.batches, start=1):
-            self.emit(Kind.BATCH, f"batch {index}/{len(plan.batches)}: {', '.join(batch)}",
-                      index=index, hosts=list(batch))
+            self.emit(
+                Kind.BATCH,
+                f"batch {index}/{len(plan.batches)}: {', '.join(batch)}",
+                index=index,
+                hosts=list(batch),
+            )
             changed.extend(batch)
             report = self.converge(batch, plan.target, plan.action)
             for result in report.results:
@@ -280,10 +342,16 @@ class Executor:
         assert undo is not None
         names = list(reversed(changed))
         why = "; ".join(_failure_text(r, plan.target) for r in failed)
-        self.emit(Kind.UNDO, f"{len(failed)} host(s) failed; putting {len(names)} changed "
-                  f"host(s) back to {undo.title} in reverse order", hosts=names)
-        report = StepReport(undo, tuple(
-            self.converge_with_retry([n], undo, Action.ROLLBACK).results[0] for n in names))
+        self.emit(
+            Kind.UNDO,
+            f"{len(failed)} host(s) failed; putting {len(names)} changed "
+            f"host(s) back to {undo.title} in reverse order",
+            hosts=names,
+        )
+        report = StepReport(
+            undo,
+            tuple(self.converge_with_retry([n], undo, Action.ROLLBACK).results[0] for n in names),
+        )
         if report.failed:
             raise RollbackIncomplete(
                 f"{plan.target.title} failed ({why}) and the undo to {undo.title} did not "
@@ -301,8 +369,9 @@ class Executor:
             self.converge_with_retry([name], plan.undo, Action.ROLLBACK)
 
 
-def _verify(name: str, state: FlagState, flags: Mapping[str, Observed],
-            errors: Mapping[str, str]) -> HostResult:
+def _verify(
+    name: str, state: FlagState, flags: Mapping[str, Observed], errors: Mapping[str, str]
+) -> HostResult:
     mismatched = tuple(c.flag for c in state.changes_from(flags))
     error = None
     if errors:

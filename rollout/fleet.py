@@ -5,6 +5,7 @@ Per-host results are values (:class:`Outcome`) until the caller decides what the
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -89,10 +90,9 @@ class Fleet:
         """Forget a host's session (after a transport failure), so the next use reconnects."""
         session = self.sessions.pop(name, None)
         if session is not None:
-            try:
+            # closing a broken session must not mask the failure that broke it
+            with contextlib.suppress(Exception):
                 session.close()
-            except Exception:  # noqa: BLE001 - closing a broken session must not mask the cause
-                pass
 
     def close(self) -> None:
         for name in list(self.sessions):

@@ -15,7 +15,6 @@ from enum import Enum
 FlagValue = bool | int
 
 
-
 @dataclass(frozen=True)
 class Opaque:
     """A value read from a host that is neither a boolean nor an integer (shown as ``inspect``)."""

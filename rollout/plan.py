@@ -61,7 +61,7 @@ class Plan:
 
 
 def batch_sizes(total: int, serial: Sequence[BatchSize]) -> list[int]:
-    """Ansible's ``serial``: counts or percentages of all hosts (floor, at least 1); last repeats."""
+    """Ansible's ``serial``: counts or percentages of all hosts (floor, min 1); last repeats."""
     sizes: list[int] = []
     spec = list(serial) or ["100%"]
     remaining = total
@@ -137,8 +137,7 @@ def resolve_target(
         )
     if requested > base + 1 and not force:
         raise Refused(
-            f"phase {requested} skips ahead of the recorded phase {base} "
-            f"(next is {base + 1})",
+            f"phase {requested} skips ahead of the recorded phase {base} (next is {base + 1})",
             hint=f"deploy phase {base + 1} first, or pass --force to skip phases",
         )
     return playbook.phase(requested)

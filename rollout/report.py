@@ -88,27 +88,45 @@ def render_status(report: Any, playbook: Playbook, *, as_json: bool = False) -> 
     """The status table (or a JSON object) for a :class:`rollout.commands.StatusReport`."""
     recorded = report.recorded
     if as_json:
-        return json.dumps({
-            "event": "status",
-            "inventory": report.inventory,
-            "recorded_phase": recorded,
-            "hosts": [
-                {"host": h.host, "matches": h.matches, "error": h.error,
-                 "flags": None if h.flags is None else {
-                     k: (v if isinstance(v, (bool, int)) or v is None else str(v))
-                     for k, v in h.flags.items()},
-                 "drifted": h.flags is not None and h.matches != recorded}
-                for h in report.hosts
-            ],
-            "lock": None if report.holder is None else {
-                "id": report.holder.id, "who": report.holder.who, "where": report.holder.where,
-                "pid": report.holder.pid, "command": report.holder.command},
-            "interrupted_runs": [r.id for r in report.interrupted],
-            "open_intents": report.open_intents,
-        }, sort_keys=True)
+        return json.dumps(
+            {
+                "event": "status",
+                "inventory": report.inventory,
+                "recorded_phase": recorded,
+                "hosts": [
+                    {
+                        "host": h.host,
+                        "matches": h.matches,
+                        "error": h.error,
+                        "flags": None
+                        if h.flags is None
+                        else {
+                            k: (v if isinstance(v, (bool, int)) or v is None else str(v))
+                            for k, v in h.flags.items()
+                        },
+                        "drifted": h.flags is not None and h.matches != recorded,
+                    }
+                    for h in report.hosts
+                ],
+                "lock": None
+                if report.holder is None
+                else {
+                    "id": report.holder.id,
+                    "who": report.holder.who,
+                    "where": report.holder.where,
+                    "pid": report.holder.pid,
+                    "command": report.holder.command,
+                },
+                "interrupted_runs": [r.id for r in report.interrupted],
+                "open_intents": report.open_intents,
+            },
+            sort_keys=True,
+        )
     title = "none yet" if recorded is None else playbook.phase(recorded).title
-    lines = [f"Inventory {report.inventory}: recorded phase {recorded if recorded is not None else '-'}"
-             f" ({title})"]
+    lines = [
+        f"Inventory {report.inventory}: recorded phase {recorded if recorded is not None else '-'}"
+        f" ({title})"
+    ]
     want = None if recorded is None else playbook.phase(recorded).state
     width = max([len(h.host) for h in report.hosts] + [4])
     for h in report.hosts:
@@ -120,21 +138,34 @@ def render_status(report: Any, playbook: Playbook, *, as_json: bool = False) -> 
         lines.append(f"{mark}{h.host:<{width}}  {state:<11}  {flags_line(h.flags)}")
         if want is not None and h.matches != recorded:
             diffs = want.changes_from(h.flags)
-            lines.append(" " * (width + 4) + "differs from the recorded phase: "
-                         + "; ".join(f"{c.flag} is {format_value(c.current)}, want "
-                                     f"{format_value(c.target)}" for c in diffs))
+            lines.append(
+                " " * (width + 4)
+                + "differs from the recorded phase: "
+                + "; ".join(
+                    f"{c.flag} is {format_value(c.current)}, want {format_value(c.target)}"
+                    for c in diffs
+                )
+            )
     if report.holder is not None:
         holder = report.holder
-        lines.append(f"Lock held by {holder.who}@{holder.where} pid {holder.pid}: "
-                     f"{holder.command} (lock {holder.id})")
+        lines.append(
+            f"Lock held by {holder.who}@{holder.where} pid {holder.pid}: "
+            f"{holder.command} (lock {holder.id})"
+        )
     for run in report.interrupted:
-        lines.append(f"! run {run.id} ({run.command}, by {run.who}) was interrupted; "
-                     "re-run the same command to converge")
+        lines.append(
+            f"! run {run.id} ({run.command}, by {run.who}) was interrupted; "
+            "re-run the same command to converge"
+        )
     if report.open_intents:
-        lines.append(f"! {report.open_intents} change(s) were started and never settled "
-                     "(a crash); the flags above are what the hosts hold now")
+        lines.append(
+            f"! {report.open_intents} change(s) were started and never settled "
+            "(a crash); the flags above are what the hosts hold now"
+        )
     drifted = report.drifted
     if drifted and recorded is not None:
-        lines.append(f"! {len(drifted)} host(s) differ from phase {recorded}: "
-                     f"re-run `invoke deploy --phase {recorded}` to converge them")
+        lines.append(
+            f"! {len(drifted)} host(s) differ from phase {recorded}: "
+            f"re-run `invoke deploy --phase {recorded}` to converge them"
+        )
     return "\n".join(lines)

@@ -61,11 +61,15 @@ class SSHSession:
         deadline = started + timeout + CLIENT_GRACE
         transport = self._client.get_transport()
         if transport is None or not transport.is_active():
-            raise TransportError(self.host.name, "connection lost", hint="check the host and re-run")
+            raise TransportError(
+                self.host.name, "connection lost", hint="check the host and re-run"
+            )
         try:
             chan = transport.open_session(timeout=min(timeout, 30.0))
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise TransportError(self.host.name, f"cannot open a channel: {exc or type(exc).__name__}") from None
+            raise TransportError(
+                self.host.name, f"cannot open a channel: {exc or type(exc).__name__}"
+            ) from None
         try:
             chan.settimeout(max(1.0, deadline - time.monotonic()))
             chan.exec_command(command)
@@ -73,7 +77,7 @@ class SSHSession:
                 chan.sendall(stdin)
             chan.shutdown_write()
             out, err, status = _collect(chan, deadline)
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             out, err, status = [], [], None
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise TransportError(self.host.name, f"command failed in transit: {exc}") from None
@@ -135,7 +139,9 @@ class SSHTransport:
     def connect(self, host: Host) -> SSHSession:
         from fabric import Config, Connection  # lazy: fabric costs ~0.3 s to import
 
-        known_hosts = Path(host.known_hosts_file) if host.known_hosts_file else default_known_hosts()
+        known_hosts = (
+            Path(host.known_hosts_file) if host.known_hosts_file else default_known_hosts()
+        )
         if self.accept_new and not known_hosts.exists():
             known_hosts.parent.mkdir(parents=True, exist_ok=True)
             known_hosts.touch(mode=0o600)
@@ -148,7 +154,9 @@ class SSHTransport:
             "channel_timeout": self.connect_timeout,
         }
         if host.key_file:
-            connect_kwargs.update(key_filename=[host.key_file], look_for_keys=False, allow_agent=False)
+            connect_kwargs.update(
+                key_filename=[host.key_file], look_for_keys=False, allow_agent=False
+            )
         config = Config(lazy=True, overrides={"load_ssh_configs": False})
         conn = Connection(
             host.address,
@@ -181,7 +189,8 @@ class SSHTransport:
             sock.close()
             raise TransportError(
                 host.name,
-                f"SSH handshake with {host.address}:{host.port} failed: {exc or type(exc).__name__}",
+                f"SSH handshake with {host.address}:{host.port} failed: "
+                f"{exc or type(exc).__name__}",
                 hint="is sshd answering? (a frozen sshd shows up as a banner timeout)",
             ) from None
         transport = client.get_transport()

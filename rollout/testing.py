@@ -1,0 +1,134 @@
+"""A first-class fake of the backend seam, for fast unit tests of the engine.
+
+:class:`FakeBackend` holds simulated hosts whose flags behave like the service's
+``Foundation.FeatureFlags`` (unknown flags answer ``{:error, :unknown_flag}``; a restart
+resets flags to defaults). Faults are switched on per host. Nothing here touches SSH.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .console import ApplyResult, FlagReading, HealthReading
+from .errors import CommandTimeout, ConsoleError, TransportError
+from .fleet import Outcome
+from .models import FlagState, FlagValue, Observed
+from .transport.base import CommandResult
+
+DEFAULT_METRICS: dict[str, float | None] = {
+    "error_rate": 0.5,
+    "restart_frequency": 0.0,
+    "message_delivery_success": 99.9,
+    "state_recovery_success": 99.95,
+    "average_response_time": 20.0,
+}
+
+
+@dataclass
+class FakeHost:
+    """One simulated release host."""
+
+    name: str
+    known: tuple[str, ...]
+    flags: dict[str, FlagValue] = field(default_factory=dict)
+    metrics: dict[str, float | None] = field(default_factory=lambda: dict(DEFAULT_METRICS))
+    reachable: bool = True  # False: connect fails
+    node_up: bool = True  # False: the console fails (nodedown)
+    apply_times_out: bool = False  # the apply takes effect but its answer never comes
+    apply_ignored: bool = False  # setters answer :ok but change nothing
+    unknown: frozenset[str] = frozenset()  # flags this node does not know
+    applies: int = 0
+    commands: list[tuple[str, ...]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.flags:
+            self.flags = {name: False for name in self.known}
+
+    def restart(self) -> None:
+        self.flags = {name: False for name in self.known}
+
+
+class FakeConsole:
+    def __init__(self, host: FakeHost, allow: Sequence[str], metrics: Sequence[str]) -> None:
+        self.fake = host
+        self.allow = tuple(allow)
+        self.metric_names = tuple(metrics)
+
+    def _check(self) -> None:
+        if not self.fake.reachable:
+            raise TransportError(self.fake.name, "connection lost")
+        if not self.fake.node_up:
+            raise ConsoleError(self.fake.name, "remote console failed (exit 1): nodedown")
+
+    def _reading(self) -> FlagReading:
+        flags: dict[str, Observed] = {n: self.fake.flags.get(n) for n in self.allow}
+        return FlagReading(self.fake.name, f"foundation_{self.fake.name}@fake", flags)
+
+    def read_flags(self) -> FlagReading:
+        self._check()
+        return self._reading()
+
+    def apply(self, state: FlagState) -> ApplyResult:
+        self._check()
+        self.fake.applies += 1
+        errors: dict[str, str] = {}
+        for name, value in state:
+            if name in self.fake.unknown:
+                errors[name] = "{:error, :unknown_flag}"
+                continue
+            if not self.fake.apply_ignored:
+                self.fake.flags[name] = value
+        if self.fake.apply_times_out:
+            raise CommandTimeout(self.fake.name, "the remote console did not answer")
+        return ApplyResult(self._reading(), errors)
+
+    def health(self) -> HealthReading:
+        self._check()
+        values = {m: self.fake.metrics.get(m) for m in self.metric_names}
+        raw = {m: repr(v) for m, v in values.items()}
+        return HealthReading(self._reading(), values, raw)
+
+
+class FakeBackend:
+    """Implements :class:`rollout.backend.Backend` over :class:`FakeHost` objects."""
+
+    def __init__(self, hosts: Mapping[str, FakeHost], metrics: Sequence[str] = ()) -> None:
+        self.fakes = dict(hosts)
+        self.metrics = tuple(metrics) or tuple(DEFAULT_METRICS)
+        self.connected: set[str] = set()
+        self.resets: list[str] = []
+        self.closed = False
+
+    def connect(self, names: Sequence[str]) -> dict[str, Outcome[None]]:
+        out: dict[str, Outcome[None]] = {}
+        for name in names:
+            if self.fakes[name].reachable:
+                self.connected.add(name)
+                out[name] = Outcome(name)
+            else:
+                out[name] = Outcome(name, error=TransportError(name, "cannot reach host"))
+        return out
+
+    def console(self, name: str) -> FakeConsole:
+        fake = self.fakes[name]
+        if not fake.reachable:
+            raise TransportError(name, "cannot reach host")
+        return FakeConsole(fake, fake.known, self.metrics)
+
+    def run(self, name: str, argv: Sequence[str], *, timeout: float) -> CommandResult:
+        fake = self.fakes[name]
+        if not fake.reachable:
+            raise TransportError(name, "cannot reach host")
+        fake.commands.append(tuple(argv))
+        return CommandResult(name, " ".join(argv), 0, "", "", 0.0)
+
+    def reset(self, name: str) -> None:
+        self.resets.append(name)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def fake_fleet(names: Sequence[str], flags: Sequence[str]) -> FakeBackend:
+    return FakeBackend({n: FakeHost(n, tuple(flags)) for n in names})

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The demo: bring up 3 lab hosts, deploy phases 1 to 3 with per-host results, show status.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+export ROLLOUT_LEDGER=.rollout/demo-ledger.db
+rm -f "$ROLLOUT_LEDGER" "$ROLLOUT_LEDGER"-wal "$ROLLOUT_LEDGER"-shm
+inv=.venv/bin/invoke
+$inv lab.up --hosts 3
+for phase in 1 2 3; do
+  $inv deploy --phase "$phase" --yes --no-wait
+done
+$inv status

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, types, unit tests, then end-to-end tests against a private lab
+# of real sshd + Elixir release hosts (started and stopped by the tests themselves).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+.venv/bin/ruff check rollout tasks.py tests bench
+.venv/bin/mypy
+exec .venv/bin/pytest -p no:cacheprovider "$@"
