@@ -1,0 +1,873 @@
+"""The durable journal: runs, events, intents, the current phase, the soak window and the lock.
+
+Everything lives in one SQLite file (by default ``.rollout/ledger.db``, resolved by the
+caller) in WAL mode with ``synchronous=FULL``. Every write is its own committed transaction
+before the method returns, so after a SIGKILL the file shows exactly what was in flight: an
+:class:`Intent` is written *before* a remote change and settled *after* it; open intents of a
+dead run are the evidence an operator (or ``invoke status``) needs. Read-decide-write steps
+(the lock, soak counting, reaping) run inside ``BEGIN IMMEDIATE``, so concurrent processes
+serialise on the database's write lock. See ``docs/ledger.md`` for the schema.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import secrets
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
+from enum import Enum
+from pathlib import Path
+from typing import Any, cast
+
+from .errors import LockBusy, RolloutError, UsageError
+from .lock import (
+    Liveness,
+    LockHeld,
+    LockRecord,
+    Probe,
+    Takeover,
+    delete_holder,
+    describe,
+    insert_holder,
+    liveness,
+    pid_liveness,
+    process_start,
+    read_holder,
+    touch_holder,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Approval",
+    "EventRecord",
+    "Intent",
+    "InventoryState",
+    "Ledger",
+    "LockRecord",
+    "RunRecord",
+    "RunStatus",
+    "migrate",
+]
+
+BUSY_TIMEOUT = 10.0  # seconds a writer waits for another process's transaction
+
+#: Schema migrations: entry ``i`` takes the file from version ``i`` to ``i + 1``.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE runs (
+            id TEXT PRIMARY KEY, inventory TEXT NOT NULL, command TEXT NOT NULL,
+            argv TEXT NOT NULL, who TEXT NOT NULL, origin TEXT NOT NULL, pid INTEGER NOT NULL,
+            pid_start TEXT, started REAL NOT NULL, finished REAL, status TEXT NOT NULL,
+            reason TEXT, summary TEXT)""",
+        "CREATE INDEX runs_by_inventory ON runs (inventory, started)",
+        """CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT REFERENCES runs (id),
+            inventory TEXT NOT NULL, ts REAL NOT NULL, kind TEXT NOT NULL, host TEXT,
+            data TEXT NOT NULL)""",
+        "CREATE INDEX events_by_run ON events (run_id, id)",
+        "CREATE INDEX events_by_inventory ON events (inventory, id)",
+        """CREATE TABLE intents (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL REFERENCES runs (id),
+            host TEXT NOT NULL, action TEXT NOT NULL, target_phase INTEGER,
+            detail TEXT NOT NULL, started REAL NOT NULL, finished REAL, ok INTEGER,
+            result TEXT)""",
+        "CREATE INDEX intents_by_run ON intents (run_id, id)",
+        """CREATE TABLE inventories (
+            inventory TEXT PRIMARY KEY, phase INTEGER, phase_run_id TEXT, phase_changed REAL,
+            phase_epoch INTEGER NOT NULL DEFAULT 0, soak_phase INTEGER,
+            soak_required REAL NOT NULL DEFAULT 0, soak_counted REAL NOT NULL DEFAULT 0,
+            soak_updated REAL, paused INTEGER NOT NULL DEFAULT 0, paused_by TEXT,
+            paused_reason TEXT, paused_at REAL)""",
+        """CREATE TABLE approvals (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, inventory TEXT NOT NULL,
+            phase INTEGER NOT NULL, epoch INTEGER NOT NULL, who TEXT NOT NULL, note TEXT,
+            ts REAL NOT NULL)""",
+        """CREATE TABLE locks (
+            inventory TEXT PRIMARY KEY, id TEXT NOT NULL UNIQUE, run_id TEXT,
+            who TEXT NOT NULL, origin TEXT NOT NULL, pid INTEGER NOT NULL, pid_start TEXT,
+            command TEXT NOT NULL, started REAL NOT NULL, heartbeat REAL NOT NULL)""",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class RunStatus(Enum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    INTERRUPTED = "interrupted"  # a signal stopped it after settling the current step
+    CRASHED = "crashed"  # its process vanished without finishing (set by ``reap``)
+    REFUSED = "refused"  # a gate, confirmation or the lock turned it away
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One invocation of a mutating command against one inventory."""
+
+    id: str
+    inventory: str
+    command: str
+    argv: tuple[str, ...]
+    who: str
+    where: str
+    pid: int
+    started: float
+    finished: float | None
+    status: RunStatus
+    reason: str | None
+    summary: str | None
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One journal entry. ``run_id`` is None for inventory-level events (unlock, pause...)."""
+
+    id: int
+    run_id: str | None
+    ts: float
+    kind: str
+    host: str | None
+    data: dict[str, object]
+    inventory: str = ""
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A remote change announced before it was made; ``finished``/``ok`` once settled."""
+
+    id: int
+    run_id: str
+    host: str
+    action: str
+    target_phase: int | None
+    detail: dict[str, object]
+    started: float
+    finished: float | None
+    ok: bool | None
+    result: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InventoryState:
+    """The inventory's recorded phase, its soak window and whether it is paused."""
+
+    inventory: str
+    phase: int | None  # None: never deployed
+    phase_run_id: str | None
+    phase_changed: float | None
+    soak_phase: int | None
+    soak_required: float
+    soak_counted: float
+    soak_updated: float | None
+    soak_complete: bool
+    paused: bool
+    paused_by: str | None
+    paused_reason: str | None
+
+
+@dataclass(frozen=True)
+class Approval:
+    """Someone's go-ahead for a phase; it counts until the inventory's phase next changes."""
+
+    id: int
+    inventory: str
+    phase: int
+    who: str
+    note: str | None
+    ts: float
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[Sequence[str]] = MIGRATIONS) -> int:
+    """Bring the schema up to ``len(migrations)`` in one transaction; return that version."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT version FROM schema_version").fetchone()
+        current = 0 if row is None else int(row[0])
+        if row is None:
+            conn.execute("INSERT INTO schema_version (version) VALUES (0)")
+        if current > len(migrations):
+            raise RolloutError(
+                f"ledger schema version {current} is newer than this tool understands "
+                f"(version {len(migrations)})",
+                hint="upgrade rollout on this machine; do not edit the ledger by hand",
+            )
+        for version in range(current, len(migrations)):
+            for statement in migrations[version]:
+                conn.execute(statement)
+        conn.execute("UPDATE schema_version SET version = ?", (len(migrations),))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return len(migrations)
+
+
+def _default_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no $USER, as in some containers
+        return f"uid{os.getuid()}"
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, Enum):
+        return value.value
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    return str(value)  # a journal write must never fail a rollout over formatting
+
+
+def _dump(data: Mapping[str, object] | None) -> str:
+    return json.dumps(dict(data or {}), sort_keys=True, default=_jsonable)
+
+
+def _load(text: str | None) -> dict[str, object]:
+    return cast(dict[str, object], json.loads(text)) if text else {}
+
+
+_RUN_COLUMNS = (
+    "id, inventory, command, argv, who, origin, pid, started, finished, status, reason, summary"
+)
+_INTENT_COLUMNS = "id, run_id, host, action, target_phase, detail, started, finished, ok, result"
+_EVENT_COLUMNS = "id, run_id, ts, kind, host, data, inventory"
+
+
+def _run(row: Any) -> RunRecord:
+    return RunRecord(
+        id=row[0],
+        inventory=row[1],
+        command=row[2],
+        argv=tuple(json.loads(row[3])),
+        who=row[4],
+        where=row[5],
+        pid=row[6],
+        started=row[7],
+        finished=row[8],
+        status=RunStatus(row[9]),
+        reason=row[10],
+        summary=row[11],
+    )
+
+
+def _intent(row: Any) -> Intent:
+    return Intent(
+        id=row[0],
+        run_id=row[1],
+        host=row[2],
+        action=row[3],
+        target_phase=row[4],
+        detail=_load(row[5]),
+        started=row[6],
+        finished=row[7],
+        ok=None if row[8] is None else bool(row[8]),
+        result=_load(row[9]),
+    )
+
+
+def _event(row: Any) -> EventRecord:
+    return EventRecord(row[0], row[1], row[2], row[3], row[4], _load(row[5]), row[6])
+
+
+class Ledger:
+    """The journal, phase, soak window and lock of every inventory, in one SQLite file."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        who: str | None = None,
+        where: str | None = None,
+        pid: int | None = None,
+        probe: Probe = process_start,
+    ) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._clock = clock
+        self._probe = probe
+        self.who = who if who is not None else _default_user()
+        self.where = where if where is not None else socket.gethostname()
+        self.pid = pid if pid is not None else os.getpid()
+        self._mutex = threading.RLock()  # the executor may journal from worker threads
+        self._conn = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+        )
+        try:
+            self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = FULL")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            self.schema_version = migrate(self._conn)
+        except BaseException as exc:
+            self._conn.close()
+            if not isinstance(exc, sqlite3.DatabaseError):
+                raise
+            raise RolloutError(
+                f"cannot open the ledger {self.path}: {exc}",
+                hint="check the path and its permissions; it must be a local file, not on NFS",
+            ) from exc
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._mutex:
+            self._conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction, committed before the caller returns."""
+        with self._mutex:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise RolloutError(
+                    f"the ledger {self.path} stayed busy for {BUSY_TIMEOUT:g}s: {exc}",
+                    hint=f"retry; if it persists, find the process holding it (fuser {self.path})",
+                ) from exc
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise RolloutError(
+                        f"writing the ledger {self.path} failed: {exc}",
+                        hint=f"check free disk space and the permissions of {self.path.parent}",
+                    ) from exc
+                raise
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent snapshot across several SELECTs."""
+        with self._mutex:
+            self._conn.execute("BEGIN")
+            try:
+                yield self._conn
+            finally:
+                self._conn.execute("COMMIT")
+
+    def _add_event(
+        self,
+        conn: sqlite3.Connection,
+        inventory: str,
+        run_id: str | None,
+        kind: str,
+        data: Mapping[str, object] | None = None,
+        host: str | None = None,
+    ) -> EventRecord:
+        ts = self._clock()
+        text = _dump(data)
+        cur = conn.execute(
+            "INSERT INTO events (run_id, inventory, ts, kind, host, data) VALUES (?,?,?,?,?,?)",
+            (run_id, inventory, ts, kind, host, text),
+        )
+        return EventRecord(cast(int, cur.lastrowid), run_id, ts, kind, host, _load(text), inventory)
+
+    def _get_run(self, conn: sqlite3.Connection, run_id: str) -> RunRecord:
+        row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise UsageError(
+                f"no run {run_id!r} in the ledger {self.path}",
+                hint="list recent runs and their ids with `invoke history`",
+            )
+        return _run(row)
+
+    def _run_exists(self, conn: sqlite3.Connection, run_id: str) -> bool:
+        return conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
+
+    # -- runs and events ------------------------------------------------------------------
+
+    def start_run(
+        self, inventory: str, command: str, argv: Sequence[str], reason: str | None = None
+    ) -> RunRecord:
+        """Record a new RUNNING run by this process; its id is short and unique."""
+        pid_start = self._probe(self.pid) or None
+        with self._write() as conn:
+            now = self._clock()
+            stamp = time.strftime("%Y%m%d-%H%M", time.gmtime(now))
+            while True:
+                run_id = f"r-{stamp}-{secrets.token_hex(2)}"
+                if not self._run_exists(conn, run_id):
+                    break
+            record = RunRecord(
+                run_id, inventory, command, tuple(argv), self.who, self.where, self.pid,
+                now, None, RunStatus.RUNNING, reason, None,
+            )  # fmt: skip
+            conn.execute(
+                f"INSERT INTO runs ({_RUN_COLUMNS}, pid_start) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    run_id, inventory, command, json.dumps(list(argv)), self.who, self.where,
+                    self.pid, now, None, RunStatus.RUNNING.value, reason, None, pid_start,
+                ),
+            )  # fmt: skip
+        return record
+
+    def finish_run(self, run_id: str, status: RunStatus, summary: str | None = None) -> RunRecord:
+        """Close a run with a final status.
+
+        A run already finished cannot be finished again, except one ``reap`` guessed CRASHED
+        (its process was on another host and merely looked gone).
+        """
+        if status is RunStatus.RUNNING:
+            raise ValueError("finish_run needs a final status, not RUNNING")
+        with self._write() as conn:
+            run = self._get_run(conn, run_id)
+            if run.status not in (RunStatus.RUNNING, RunStatus.CRASHED):
+                raise UsageError(
+                    f"run {run_id} already finished as {run.status.value}",
+                    hint="see it with `invoke history`; start a new run for new work",
+                )
+            now = self._clock()
+            conn.execute(
+                "UPDATE runs SET status = ?, finished = ?, summary = ? WHERE id = ?",
+                (status.value, now, summary, run_id),
+            )
+        return replace(run, status=status, finished=now, summary=summary)
+
+    def event(
+        self,
+        run_id: str,
+        kind: str,
+        data: Mapping[str, object] | None = None,
+        host: str | None = None,
+    ) -> EventRecord:
+        """Append an event to ``run_id``'s journal."""
+        with self._write() as conn:
+            run = self._get_run(conn, run_id)
+            return self._add_event(conn, run.inventory, run_id, kind, data, host)
+
+    def events(self, run_id: str) -> list[EventRecord]:
+        """A run's events, oldest first."""
+        with self._mutex:
+            rows = self._conn.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE run_id = ? ORDER BY id", (run_id,)
+            ).fetchall()
+        return [_event(row) for row in rows]
+
+    def inventory_events(self, inventory: str, kind: str | None = None) -> list[EventRecord]:
+        """Every event about ``inventory`` (runs' and inventory-level ones), oldest first."""
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE inventory = ?"
+        args: tuple[str, ...] = (inventory,)
+        if kind is not None:
+            sql, args = sql + " AND kind = ?", (inventory, kind)
+        with self._mutex:
+            rows = self._conn.execute(sql + " ORDER BY id", args).fetchall()
+        return [_event(row) for row in rows]
+
+    def runs(self, inventory: str | None = None, limit: int = 20) -> list[RunRecord]:
+        """Recent runs, newest first."""
+        where, args = ("WHERE inventory = ?", (inventory, limit)) if inventory else ("", (limit,))
+        with self._mutex:
+            rows = self._conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY started DESC, rowid DESC"
+                " LIMIT ?",
+                args,
+            ).fetchall()
+        return [_run(row) for row in rows]
+
+    def run(self, run_id: str) -> RunRecord:
+        """One run by id; UsageError naming the id if there is none."""
+        with self._mutex:
+            return self._get_run(self._conn, run_id)
+
+    # -- intents --------------------------------------------------------------------------
+
+    def intent(
+        self,
+        run_id: str,
+        host: str,
+        action: str,
+        target_phase: int | None,
+        detail: Mapping[str, object],
+    ) -> Intent:
+        """Announce a remote change; call BEFORE making it, then :meth:`settle` after."""
+        with self._write() as conn:
+            self._get_run(conn, run_id)
+            now = self._clock()
+            text = _dump(detail)
+            cur = conn.execute(
+                "INSERT INTO intents (run_id, host, action, target_phase, detail, started)"
+                " VALUES (?,?,?,?,?,?)",
+                (run_id, host, action, target_phase, text, now),
+            )
+        return Intent(
+            cast(int, cur.lastrowid), run_id, host, action, target_phase, _load(text), now,
+            None, None,
+        )  # fmt: skip
+
+    def settle(
+        self, intent_id: int, ok: bool, detail: Mapping[str, object] | None = None
+    ) -> Intent:
+        """Record the outcome of an announced change (``detail`` goes to ``Intent.result``)."""
+        with self._write() as conn:
+            row = conn.execute(
+                f"SELECT {_INTENT_COLUMNS} FROM intents WHERE id = ?", (intent_id,)
+            ).fetchone()
+            if row is None:
+                raise UsageError(f"no intent #{intent_id} in the ledger {self.path}")
+            intent = _intent(row)
+            if intent.finished is not None:
+                raise UsageError(
+                    f"intent #{intent_id} ({intent.action} on {intent.host}) was already settled"
+                    f" as {'ok' if intent.ok else 'failed'}",
+                    hint="announce a new intent for a new change",
+                )
+            now = self._clock()
+            text = _dump(detail)
+            conn.execute(
+                "UPDATE intents SET finished = ?, ok = ?, result = ? WHERE id = ?",
+                (now, int(ok), text, intent_id),
+            )
+        return replace(intent, finished=now, ok=ok, result=_load(text))
+
+    def open_intents(self, inventory: str) -> list[Intent]:
+        """Changes announced but never settled: what a crashed run may have left half-done."""
+        with self._mutex:
+            rows = self._conn.execute(
+                f"SELECT {', '.join('i.' + c for c in _INTENT_COLUMNS.split(', '))}"
+                " FROM intents i JOIN runs r ON r.id = i.run_id"
+                " WHERE r.inventory = ? AND i.finished IS NULL ORDER BY i.id",
+                (inventory,),
+            ).fetchall()
+        return [_intent(row) for row in rows]
+
+    def intents(self, run_id: str) -> list[Intent]:
+        """A run's intents, settled or not, oldest first."""
+        with self._mutex:
+            rows = self._conn.execute(
+                f"SELECT {_INTENT_COLUMNS} FROM intents WHERE run_id = ? ORDER BY id", (run_id,)
+            ).fetchall()
+        return [_intent(row) for row in rows]
+
+    # -- crashed runs ---------------------------------------------------------------------
+
+    def _vanished(self, conn: sqlite3.Connection, inventory: str) -> list[tuple[RunRecord, str]]:
+        holder = read_holder(conn, inventory)
+        rows = conn.execute(
+            f"SELECT {_RUN_COLUMNS}, pid_start FROM runs WHERE inventory = ? AND status = ?"
+            " ORDER BY started, rowid",
+            (inventory, RunStatus.RUNNING.value),
+        ).fetchall()
+        found = []
+        for row in rows:
+            run = _run(row)
+            state = pid_liveness(run.where, run.pid, row[12], here=self.where, probe=self._probe)
+            if state is Liveness.GONE:
+                found.append((run, f"pid {run.pid} on {run.where} is gone"))
+            elif state is Liveness.REUSED:
+                found.append((run, f"pid {run.pid} on {run.where} now belongs to another process"))
+            elif state is Liveness.UNKNOWN and (holder is None or holder.run_id != run.id):
+                found.append((run, f"run on {run.where} holds no lock on {inventory!r}"))
+        return found
+
+    def interrupted_runs(self, inventory: str) -> list[RunRecord]:
+        """RUNNING runs whose process is gone (pid dead or reused here; no lock if elsewhere)."""
+        with self._read() as conn:
+            return [run for run, _ in self._vanished(conn, inventory)]
+
+    def reap(self, inventory: str) -> list[RunRecord]:
+        """Mark vanished runs CRASHED; their open intents stay open as evidence."""
+        reaped = []
+        with self._write() as conn:
+            for run, why in self._vanished(conn, inventory):
+                now = self._clock()
+                summary = run.summary or f"crashed: {why}"
+                conn.execute(
+                    "UPDATE runs SET status = ?, finished = ?, summary = ? WHERE id = ?",
+                    (RunStatus.CRASHED.value, now, summary, run.id),
+                )
+                self._add_event(
+                    conn, inventory, run.id, "run.crashed",
+                    {"why": why, "reaped_by": f"{self.who}@{self.where}", "pid": run.pid},
+                )  # fmt: skip
+                reaped.append(replace(run, status=RunStatus.CRASHED, finished=now, summary=summary))
+        return reaped
+
+    # -- phase, soak, pause, approvals ----------------------------------------------------
+
+    _STATE_COLUMNS = (
+        "phase, phase_run_id, phase_changed, soak_phase, soak_required, soak_counted,"
+        " soak_updated, paused, paused_by, paused_reason"
+    )
+
+    def _state(self, conn: sqlite3.Connection, inventory: str) -> InventoryState:
+        row = conn.execute(
+            f"SELECT {self._STATE_COLUMNS} FROM inventories WHERE inventory = ?", (inventory,)
+        ).fetchone()
+        if row is None:
+            return InventoryState(
+                inventory, None, None, None, None, 0.0, 0.0, None, False, False, None, None
+            )
+        return InventoryState(
+            inventory=inventory,
+            phase=row[0],
+            phase_run_id=row[1],
+            phase_changed=row[2],
+            soak_phase=row[3],
+            soak_required=row[4],
+            soak_counted=row[5],
+            soak_updated=row[6],
+            soak_complete=row[3] is not None and row[5] >= row[4],
+            paused=bool(row[7]),
+            paused_by=row[8],
+            paused_reason=row[9],
+        )
+
+    def _ensure_inventory(self, conn: sqlite3.Connection, inventory: str) -> None:
+        conn.execute("INSERT OR IGNORE INTO inventories (inventory) VALUES (?)", (inventory,))
+
+    def state(self, inventory: str) -> InventoryState:
+        """The recorded phase, soak window and pause of ``inventory`` (defaults if unknown)."""
+        with self._mutex:
+            return self._state(self._conn, inventory)
+
+    def set_phase(
+        self, inventory: str, phase: int, run_id: str, *, soak_required: float
+    ) -> InventoryState:
+        """Record that the fleet is at ``phase`` and restart the soak window at zero."""
+        if phase < 0 or soak_required < 0:
+            raise ValueError(f"phase ({phase}) and soak_required ({soak_required}) must be >= 0")
+        with self._write() as conn:
+            run = self._get_run(conn, run_id)
+            if run.inventory != inventory:
+                raise UsageError(
+                    f"run {run_id} belongs to inventory {run.inventory!r}, not {inventory!r}"
+                )
+            before = self._state(conn, inventory)
+            self._ensure_inventory(conn, inventory)
+            now = self._clock()
+            conn.execute(
+                "UPDATE inventories SET phase = ?, phase_run_id = ?, phase_changed = ?,"
+                " phase_epoch = phase_epoch + 1, soak_phase = ?, soak_required = ?,"
+                " soak_counted = 0, soak_updated = ? WHERE inventory = ?",
+                (phase, run_id, now, phase, float(soak_required), now, inventory),
+            )
+            self._add_event(
+                conn, inventory, run_id, "phase.set",
+                {"from": before.phase, "to": phase, "soak_required": soak_required},
+            )  # fmt: skip
+            return self._state(conn, inventory)
+
+    def count_soak(
+        self, inventory: str, seconds: float, *, phase: int | None = None
+    ) -> InventoryState:
+        """Add healthy soak seconds, clamped to the requirement; complete once reached.
+
+        Pass ``phase`` to refuse counting if another run changed the phase meanwhile.
+        """
+        if seconds < 0:
+            raise ValueError(f"soak seconds must be >= 0, got {seconds}")
+        with self._write() as conn:
+            state = self._state(conn, inventory)
+            if state.soak_phase is None:
+                raise UsageError(
+                    f"inventory {inventory!r} has no deployed phase to soak",
+                    hint="deploy a phase first: invoke deploy --phase 1",
+                )
+            if phase is not None and phase != state.soak_phase:
+                raise UsageError(
+                    f"inventory {inventory!r} is soaking phase {state.soak_phase}, not {phase}"
+                    f" (changed by run {state.phase_run_id})",
+                    hint="see what changed with `invoke history`",
+                )
+            counted = min(state.soak_required, state.soak_counted + seconds)
+            conn.execute(
+                "UPDATE inventories SET soak_counted = ?, soak_updated = ? WHERE inventory = ?",
+                (counted, self._clock(), inventory),
+            )
+            return self._state(conn, inventory)
+
+    def set_paused(
+        self, inventory: str, paused: bool, who: str, reason: str | None
+    ) -> InventoryState:
+        """Pause (or resume) rollouts of ``inventory``; recorded as an inventory event."""
+        with self._write() as conn:
+            self._ensure_inventory(conn, inventory)
+            now = self._clock()
+            conn.execute(
+                "UPDATE inventories SET paused = ?, paused_by = ?, paused_reason = ?,"
+                " paused_at = ? WHERE inventory = ?",
+                (int(paused), who if paused else None, reason if paused else None,
+                 now if paused else None, inventory),
+            )  # fmt: skip
+            kind = "inventory.paused" if paused else "inventory.resumed"
+            self._add_event(conn, inventory, None, kind, {"who": who, "reason": reason})
+            return self._state(conn, inventory)
+
+    def approve(self, inventory: str, phase: int, who: str, note: str | None) -> None:
+        """Record ``who``'s approval of ``phase``; it lapses at the next phase change."""
+        with self._write() as conn:
+            self._ensure_inventory(conn, inventory)
+            now = self._clock()
+            conn.execute(
+                "INSERT INTO approvals (inventory, phase, epoch, who, note, ts)"
+                " SELECT inventory, ?, phase_epoch, ?, ?, ? FROM inventories WHERE inventory = ?",
+                (phase, who, note, now, inventory),
+            )
+            self._add_event(
+                conn, inventory, None, "phase.approved", {"phase": phase, "who": who, "note": note}
+            )
+
+    def approvals(self, inventory: str, phase: int) -> list[Approval]:
+        """Approvals of ``phase`` recorded since the inventory's latest phase change."""
+        with self._mutex:
+            rows = self._conn.execute(
+                "SELECT a.id, a.inventory, a.phase, a.who, a.note, a.ts FROM approvals a"
+                " JOIN inventories i ON i.inventory = a.inventory AND i.phase_epoch = a.epoch"
+                " WHERE a.inventory = ? AND a.phase = ? ORDER BY a.id",
+                (inventory, phase),
+            ).fetchall()
+        return [Approval(*row) for row in rows]
+
+    # -- the lock -------------------------------------------------------------------------
+
+    def lock_liveness(self, lock: LockRecord) -> Liveness:
+        """Whether ``lock``'s holder still runs, as far as this host can tell."""
+        return liveness(lock, here=self.where, probe=self._probe)
+
+    def holder_alive(self, lock: LockRecord) -> bool | None:
+        """True/False for a holder on this host (pid and start time), None for another host."""
+        return self.lock_liveness(lock).alive
+
+    def holder(self, inventory: str) -> LockRecord | None:
+        """Who holds ``inventory``'s lock now, if anyone."""
+        with self._mutex:
+            return read_holder(self._conn, inventory)
+
+    def acquire_lock(
+        self,
+        inventory: str,
+        command: str,
+        run_id: str | None = None,
+        *,
+        wait: float = 0.0,
+        poll: float = 0.2,
+        takeover: bool = False,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> LockRecord:
+        """Take ``inventory``'s lock, or raise :class:`LockHeld` (a ``LockBusy``).
+
+        A dead holder on this host is replaced (the result's ``stale`` is True, and a
+        ``lock.takeover`` event is journaled); a holder elsewhere only yields to ``unlock`` or
+        ``takeover=True``. With ``wait > 0`` it polls every ``poll`` seconds until then.
+        """
+        if wait > 0 and poll <= 0:
+            raise ValueError("poll must be > 0 when waiting for a lock")
+        deadline = self._clock() + wait
+        while True:
+            try:
+                return self._try_lock(inventory, command, run_id, takeover)
+            except LockHeld as busy:
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    if wait <= 0:
+                        raise
+                    raise LockHeld(
+                        inventory, busy.holder, busy.liveness, self._clock(), waited=wait
+                    ) from None
+                sleep(min(poll, remaining))
+
+    def _try_lock(
+        self, inventory: str, command: str, run_id: str | None, takeover: bool
+    ) -> LockRecord:
+        pid_start = self._probe(self.pid) or None
+        with self._write() as conn:
+            if run_id is not None and self._get_run(conn, run_id).inventory != inventory:
+                raise UsageError(f"run {run_id} is not a run against inventory {inventory!r}")
+            now = self._clock()
+            mine = LockRecord(
+                "lk-" + secrets.token_hex(6), inventory, run_id, self.who, self.where, self.pid,
+                pid_start, command, now, now,
+            )  # fmt: skip
+            held = read_holder(conn, inventory)
+            if held is None:
+                insert_holder(conn, mine)
+                return mine
+            state = self.lock_liveness(held)
+            if takeover:
+                why = Takeover.FORCED
+            elif state in (Liveness.GONE, Liveness.REUSED):
+                why = Takeover.STALE
+            else:
+                raise LockHeld(inventory, held, state, now)
+            delete_holder(conn, inventory, held.id)
+            insert_holder(conn, mine)
+            data: dict[str, object] = {
+                "reason": why.value,
+                "liveness": state.value,
+                "lock": mine.id,
+                "previous": held.as_data(),
+                "by": f"{self.who}@{self.where}",
+            }
+            self._add_event(conn, inventory, run_id, "lock.takeover", data)
+            self._note_lost(conn, held, data)
+            return replace(mine, takeover=why, previous=held)
+
+    def _note_lost(
+        self, conn: sqlite3.Connection, held: LockRecord, data: dict[str, object]
+    ) -> None:
+        """Tell the previous holder's run (if journaled) that it lost the lock."""
+        if held.run_id is not None and self._run_exists(conn, held.run_id):
+            self._add_event(conn, held.inventory, held.run_id, "lock.lost", data)
+
+    def release_lock(self, lock: LockRecord) -> None:
+        """Give the lock back; a no-op if it was taken over or unlocked meanwhile."""
+        with self._write() as conn:
+            delete_holder(conn, lock.inventory, lock.id)
+
+    def heartbeat(self, lock: LockRecord) -> None:
+        """Show the lock's holder is alive; raises LockBusy if the lock was lost."""
+        with self._write() as conn:
+            if touch_holder(conn, lock.inventory, lock.id, self._clock()):
+                return
+            now_holder = read_holder(conn, lock.inventory)
+        taken = (
+            f"taken over: {describe(now_holder, self.lock_liveness(now_holder), self._clock())}"
+            if now_holder
+            else "unlocked and is free"
+        )
+        raise LockBusy(
+            f"lost the lock {lock.id} on inventory {lock.inventory!r}; it was {taken}",
+            hint="stop changing hosts; see who took it with `invoke history`",
+        )
+
+    def unlock(self, inventory: str, lock_id: str) -> LockRecord:
+        """Break ``inventory``'s lock; needs the holder's exact id. Returns the removed holder."""
+        with self._write() as conn:
+            held = read_holder(conn, inventory)
+            now = self._clock()
+            if held is None:
+                raise UsageError(f"inventory {inventory!r} is not locked", hint="nothing to unlock")
+            if held.id != lock_id:
+                raise UsageError(
+                    f"inventory {inventory!r} is not locked by {lock_id}; it is locked by"
+                    f" {describe(held, self.lock_liveness(held), now)}",
+                    hint=f"check the holder; to break it anyway: invoke unlock {held.id}",
+                )
+            delete_holder(conn, inventory, held.id)
+            data: dict[str, object] = {
+                "liveness": self.lock_liveness(held).value,
+                "previous": held.as_data(),
+                "by": f"{self.who}@{self.where}",
+            }
+            self._add_event(conn, inventory, None, "lock.unlocked", data)
+            self._note_lost(conn, held, data)
+        return held
