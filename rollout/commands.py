@@ -8,6 +8,7 @@ outcome (``tasks.py`` turns that into the exit code) or by returning a summary.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ class Options:
     ledger: str | None = None
     accept_new_host_keys: bool = False
     lock_timeout: float = 0.0
+    retry_deadline: float = 60.0  # how long a failing rollback keeps retrying a host
     argv: tuple[str, ...] = ()
 
     def ledger_path(self) -> Path:
@@ -65,6 +67,7 @@ class Context:
     backend_factory: Callable[[Sequence[Host], Playbook], Backend]
     confirm: Confirm | None = None
     pinned: list[str] = field(default_factory=list)
+    sleep: Callable[[float], None] = time.sleep
 
     @property
     def limited(self) -> bool:
@@ -151,6 +154,8 @@ def running(
         ledger=ledger,
         run=run,
         emit=ctx.emit,
+        retry_deadline=ctx.options.retry_deadline,
+        sleep=ctx.sleep,
     )
     executor.emit(
         Kind.RUN_START,

@@ -27,6 +27,10 @@ from .ledger import Ledger, RunRecord
 from .models import FlagState, Observed, Phase, Playbook, Risk, format_value
 from .plan import Action, Plan, batch_failed, build_plan
 
+#: First pause between rollback retries (doubling), and its cap, in seconds.
+RETRY_PAUSE = 1.0
+RETRY_PAUSE_MAX = 8.0
+
 #: Asked before a high-risk phase; returns True to go on. None: no terminal to ask on.
 Confirm = Callable[[str], bool]
 
@@ -70,6 +74,7 @@ class Executor:
         emit: Emit,
         clock: Callable[[], float] = time.monotonic,
         retry_deadline: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.playbook = playbook
         self.inventory = inventory_name
@@ -80,6 +85,7 @@ class Executor:
         self.emit_raw = emit
         self.clock = clock
         self.retry_deadline = retry_deadline
+        self.sleep = sleep
 
     # -- events --------------------------------------------------------------------------
 
@@ -297,8 +303,10 @@ class Executor:
         attempt = 1
         while True:
             pending = [r.host for r in done.values() if not r.ok]
-            if not pending or self.clock() >= deadline:
+            pause = min(RETRY_PAUSE_MAX, RETRY_PAUSE * 2 ** (attempt - 1))
+            if not pending or self.clock() + pause >= deadline:
                 break
+            self.sleep(pause)
             attempt += 1
             self.emit(
                 Kind.ROLLBACK,

@@ -38,6 +38,8 @@ class FakeHost:
     apply_times_out: bool = False  # the apply takes effect but its answer never comes
     apply_ignored: bool = False  # setters answer :ok but change nothing
     unknown: frozenset[str] = frozenset()  # flags this node does not know
+    refuse_enable: frozenset[str] = frozenset()  # enabling these answers {:error, :not_ready}
+    down_after: int | None = None  # the node goes down after this many applies
     applies: int = 0
     commands: list[tuple[str, ...]] = field(default_factory=list)
 
@@ -77,8 +79,13 @@ class FakeConsole:
             if name in self.fake.unknown:
                 errors[name] = "{:error, :unknown_flag}"
                 continue
+            if name in self.fake.refuse_enable and value is not False:
+                errors[name] = "{:error, :not_ready}"
+                continue
             if not self.fake.apply_ignored:
                 self.fake.flags[name] = value
+        if self.fake.down_after is not None and self.fake.applies >= self.fake.down_after:
+            self.fake.node_up = False
         if self.fake.apply_times_out:
             raise CommandTimeout(self.fake.name, "the remote console did not answer")
         return ApplyResult(self._reading(), errors)

@@ -1,0 +1,181 @@
+"""Deploy, rollback and status flows on the fake backend, with a real ledger file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rollout.commands import Context, Options, deploy, rollback, status
+from rollout.errors import (
+    DeployFailed,
+    HostsUnreachable,
+    LockBusy,
+    Refused,
+    RollbackIncomplete,
+)
+from rollout.events import Collector, Kind
+from rollout.ledger import Ledger, RunStatus
+from rollout.models import Host, Inventory, Playbook
+from rollout.playbook import load_playbook
+from rollout.testing import FakeBackend, FakeHost
+
+REPO = Path(__file__).resolve().parents[2]
+NAMES = ("h1", "h2", "h3")
+
+
+@pytest.fixture
+def playbook() -> Playbook:
+    return load_playbook(REPO / "playbooks" / "otp_refactor.yml")
+
+
+@pytest.fixture
+def fleet(playbook: Playbook) -> FakeBackend:
+    return FakeBackend({n: FakeHost(n, playbook.flags) for n in NAMES})
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, playbook: Playbook, fleet: FakeBackend) -> Context:
+    hosts = tuple(Host(n, "127.0.0.1") for n in NAMES)
+    inventory = Inventory(str(tmp_path / "inv.yml"), "inv", hosts, {"all": frozenset(NAMES)})
+    return Context(
+        Options(yes=True, retry_deadline=3.0),
+        playbook,
+        inventory,
+        hosts,
+        Ledger(tmp_path / "ledger.db"),
+        Collector(),
+        lambda _hosts, _pb: fleet,
+        sleep=lambda _s: None,
+    )
+
+
+def flags_of(fleet: FakeBackend) -> dict[str, dict[str, object]]:
+    return {n: dict(h.flags) for n, h in fleet.fakes.items()}
+
+
+def test_deploy_phases_in_order_converges_and_records(
+    ctx: Context, fleet: FakeBackend, playbook: Playbook
+) -> None:
+    """Deploying 1, 2, 3 leaves every host at phase 3's full state and the ledger at 3."""
+    for phase in (1, 2, 3):
+        deploy(ctx, phase)
+    for flags in flags_of(fleet).values():
+        assert flags == playbook.phase(3).state.as_dict()
+    assert ctx.ledger.state("inv").phase == 3
+
+
+def test_rollback_turns_off_later_flags(ctx: Context, fleet: FakeBackend) -> None:
+    """Rollback 3 -> 2 switches use_persistent_agents off on every host."""
+    for phase in (1, 2, 3):
+        deploy(ctx, phase)
+    rollback(ctx, reason="test")
+    assert all(f["use_persistent_agents"] is False for f in flags_of(fleet).values())
+    assert ctx.ledger.state("inv").phase == 2
+
+
+def test_redeploy_same_phase_changes_nothing(ctx: Context, fleet: FakeBackend) -> None:
+    """Re-running a deploy that already converged applies nothing (idempotent)."""
+    deploy(ctx, 1)
+    before = {n: h.applies for n, h in fleet.fakes.items()}
+    deploy(ctx, 1)
+    assert {n: h.applies for n, h in fleet.fakes.items()} == before
+
+
+def test_unreachable_host_at_preflight_changes_nothing(ctx: Context, fleet: FakeBackend) -> None:
+    """A host that cannot be reached stops the deploy before any host is changed."""
+    fleet.fakes["h2"].reachable = False
+    with pytest.raises(HostsUnreachable, match="nothing was changed"):
+        deploy(ctx, 1)
+    assert all(h.applies == 0 for h in fleet.fakes.values())
+    assert ctx.ledger.state("inv").phase is None
+
+
+def test_node_down_fails_naming_the_host(ctx: Context, fleet: FakeBackend) -> None:
+    """Deploying to a host whose node is down fails, naming that host."""
+    fleet.fakes["h3"].node_up = False
+    with pytest.raises(HostsUnreachable, match="h3"):
+        deploy(ctx, 1)
+
+
+def test_failed_apply_undoes_changed_hosts(
+    ctx: Context, fleet: FakeBackend, playbook: Playbook
+) -> None:
+    """A host whose flags do not read back stops the phase; changed hosts go back, verified."""
+    deploy(ctx, 1)
+    fleet.fakes["h2"].refuse_enable = frozenset({"use_reliable_messaging"})
+    with pytest.raises(DeployFailed, match="h2"):
+        deploy(ctx, 2)
+    for name, flags in flags_of(fleet).items():
+        assert flags == playbook.phase(1).state.as_dict(), name
+    assert ctx.ledger.state("inv").phase == 1
+    runs = ctx.ledger.runs("inv")
+    assert runs[0].status is RunStatus.FAILED
+
+
+def test_undo_that_cannot_verify_is_incomplete(ctx: Context, fleet: FakeBackend) -> None:
+    """When the undo itself cannot verify, the result is an incomplete rollback, not success."""
+    deploy(ctx, 1)
+    fleet.fakes["h1"].down_after = 2  # phase 2 lands on h1, then its node dies
+    fleet.fakes["h2"].refuse_enable = frozenset({"use_reliable_messaging"})
+    with pytest.raises(RollbackIncomplete, match="did not verify on: h1"):
+        deploy(ctx, 2)
+
+
+def test_timed_out_apply_is_settled_by_read_back(
+    ctx: Context, fleet: FakeBackend, playbook: Playbook
+) -> None:
+    """An apply whose answer never came counts as done only if the read-back shows it."""
+    fleet.fakes["h1"].apply_times_out = True
+    deploy(ctx, 1)
+    assert fleet.fakes["h1"].flags == playbook.phase(1).state.as_dict()
+
+
+def test_high_risk_phase_refuses_without_terminal(ctx: Context, fleet: FakeBackend) -> None:
+    """Phase 3 is high risk: without --yes and without a terminal it is refused, unchanged."""
+    deploy(ctx, 1)
+    deploy(ctx, 2)
+    ctx.options = Options(yes=False, retry_deadline=3.0)
+    with pytest.raises(Refused, match="high risk"):
+        deploy(ctx, 3)
+    assert all(h.flags["use_persistent_agents"] is False for h in fleet.fakes.values())
+
+
+def test_second_run_fails_naming_the_holder(ctx: Context) -> None:
+    """A run while another process holds the lock fails at once, naming the holder."""
+    other = Ledger(ctx.ledger.path, who="alice", where=ctx.ledger.where, pid=1)
+    run = other.start_run("inv", "deploy --phase 1", ["deploy"])
+    other.acquire_lock("inv", "deploy --phase 1", run.id)
+    with pytest.raises(LockBusy, match="alice"):
+        deploy(ctx, 1)
+
+
+def test_rollback_reports_unreachable_hosts(
+    ctx: Context, fleet: FakeBackend, playbook: Playbook
+) -> None:
+    """A rollback converges the reachable hosts and reports the unreachable one loudly."""
+    deploy(ctx, 1)
+    deploy(ctx, 2)
+    fleet.fakes["h3"].reachable = False
+    with pytest.raises(HostsUnreachable, match="INCOMPLETE.*h3"):
+        rollback(ctx)
+    assert fleet.fakes["h1"].flags == playbook.phase(1).state.as_dict()
+    assert ctx.ledger.state("inv").phase == 2  # not recorded until every host verified
+
+
+def test_status_shows_drift(ctx: Context, fleet: FakeBackend) -> None:
+    """status reads each host and flags the one that differs from the recorded phase."""
+    deploy(ctx, 1)
+    fleet.fakes["h2"].restart()
+    report = status(ctx)
+    assert report.recorded == 1
+    assert report.drifted == ("h2",)
+
+
+def test_events_are_recorded_in_ledger(ctx: Context) -> None:
+    """Every emitted event of a run lands in the ledger too."""
+    deploy(ctx, 1)
+    run = ctx.ledger.runs("inv")[0]
+    kinds = [e.kind for e in ctx.ledger.events(run.id)]
+    assert Kind.VERIFY.value in kinds and Kind.RUN_FINISH.value in kinds
+    assert not ctx.ledger.open_intents("inv")
