@@ -1,0 +1,961 @@
+"""Load Ansible-style inventories into :class:`~rollout.models.Inventory`.
+
+Reads Ansible's YAML inventory (``all: {hosts, vars, children}``), its INI inventory
+(``[group]``, ``[group:vars]``, ``[group:children]``, host ranges such as ``web[01:10]``), a
+directory of such files, and the ``group_vars/`` and ``host_vars/`` directories beside them.
+Variables merge as Ansible merges them, lowest first, the whole value replaced (no deep merge):
+
+1. inline vars of ``all``, then of the host's other groups, shallow before deep (same depth:
+   ``ansible_group_priority``, then group name);
+2. ``group_vars/all``, then ``group_vars/<group>`` in the same group order;
+3. inline host vars, then ``host_vars/<host>``.
+
+The merged variables become a :class:`~rollout.models.Host`; everything rollout does not use is
+accepted and ignored, so an operator's existing Ansible inventory loads. Every problem is an
+:class:`~rollout.errors.InventoryError` naming the file, line and key. Host patterns live in
+:mod:`rollout.hostpattern`; :func:`select_hosts` is re-exported here for callers.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import ipaddress
+import os
+import re
+import shlex
+import string
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import NoReturn, TypedDict
+
+from .errors import InputError, InventoryError, SourceLocation
+from .hostpattern import select_hosts
+from .models import Host, Inventory, Secret
+from .yamlsrc import Node, NodeList, load_text
+
+__all__ = ["load_inventory", "select_hosts"]
+
+# Checked with fullmatch(): "$" alone would accept a trailing newline.
+HOST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+GROUP_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+ENV_NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+REMOTE_PATH_RE = re.compile(r"^/[A-Za-z0-9._/+-]+$")
+SERVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._-]*$")
+USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._@-]*$")
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_DNS_NAME_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?$")
+
+_YAML_SUFFIXES = (".yml", ".yaml", ".json")
+_VARS_SUFFIXES = ("", ".yml", ".yaml", ".json")
+# Ansible's INVENTORY_IGNORE_EXTS: files it skips when the inventory is a directory.
+_DIR_IGNORED_SUFFIXES = (
+    ".pyc", ".pyo", ".swp", ".bak", "~", ".rpm", ".md", ".txt", ".rst",
+    ".orig", ".ini", ".cfg", ".retry",
+)  # fmt: skip
+_STRUCTURE_KEYS = ("hosts", "vars", "children")
+_INI_SECTION_KINDS = ("hosts", "vars", "children")
+_MAX_RANGE_HOSTS = 10_000
+_VARS_DIR_DEPTH = 8
+# Our own variable names, long enough that a near miss is a typo rather than another variable.
+_TYPO_GUARDED = ("release_bin", "release_env", "known_hosts_file", "restart_command", "state_paths")
+
+_INI_SECTION_RE = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$")
+_INI_CHILD_RE = re.compile(r"^([^:\]\s]+)\s*(?:#.*)?$")
+_YAML_FIRST_LINE_RE = re.compile(r"^(?:---|[^\s\[=#;:]+:(?:\s.*)?)$")
+
+
+def _fail(message: str, location: SourceLocation | None, hint: str | None = None) -> NoReturn:
+    raise InventoryError(message, location=location, hint=hint)
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+@dataclass(frozen=True)
+class _Value:
+    """A variable's value and where it was set."""
+
+    value: object
+    loc: SourceLocation
+
+
+_Vars = dict[str, _Value]
+
+
+@dataclass
+class _Group:
+    """A group while the inventory is being read."""
+
+    name: str
+    loc: SourceLocation
+    vars: _Vars = field(default_factory=dict)
+    children: dict[str, SourceLocation] = field(default_factory=dict)
+    hosts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _HostDef:
+    """A host while the inventory is being read; ``vars`` are its inline vars."""
+
+    name: str
+    loc: SourceLocation
+    vars: _Vars = field(default_factory=dict)
+
+
+class _Builder:
+    """Collects groups, hosts and inline vars from one or more inventory sources."""
+
+    def __init__(self) -> None:
+        implicit = SourceLocation("<implicit>")
+        self.groups: dict[str, _Group] = {n: _Group(n, implicit) for n in ("all", "ungrouped")}
+        self.hosts: dict[str, _HostDef] = {}
+
+    def group(self, name: str, loc: SourceLocation) -> _Group:
+        if not GROUP_NAME_RE.fullmatch(name):
+            _fail(
+                f"group name {name!r} is not allowed",
+                loc,
+                "use letters, digits, '_' and '-', starting with a letter or '_'",
+            )
+        if name not in self.groups:
+            self.groups[name] = _Group(name, loc)
+        return self.groups[name]
+
+    def add_child(self, parent: str, child: str, loc: SourceLocation) -> _Group:
+        if child == "all":
+            _fail(
+                f"group 'all' cannot be a child of {parent!r}",
+                loc,
+                "'all' already holds every host; remove it from the children",
+            )
+        group = self.group(child, loc)
+        self.groups[parent].children.setdefault(child, loc)
+        return group
+
+    def add_host(self, name: str, loc: SourceLocation, group: str) -> _HostDef:
+        host = self.hosts.get(name)
+        if host is None:
+            host = self.hosts[name] = _HostDef(name, loc)
+        members = self.groups[group].hosts
+        if name not in members:
+            members.append(name)
+        return host
+
+
+def _set_var(target: _Vars, key: str, value: object, loc: SourceLocation) -> None:
+    if key not in _TYPO_GUARDED:
+        close = difflib.get_close_matches(key, _TYPO_GUARDED, n=1, cutoff=0.88)
+        if close:
+            _fail(f"unknown variable {key!r}", loc, f"did you mean {close[0]!r}?")
+    target[key] = _Value(value, loc)
+
+
+# --- host names and ranges -------------------------------------------------------------------
+
+
+def _split_port(token: str, loc: SourceLocation) -> tuple[str, int | None]:
+    """``web1:2222`` -> ("web1", 2222); colons inside ``[...]`` ranges do not count."""
+    depth, cut = 0, -1
+    for i, ch in enumerate(token):
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        elif ch == ":" and depth == 0:
+            cut = i
+    if cut < 0:
+        return token, None
+    port = token[cut + 1 :]
+    if not port.isdigit():
+        _fail(
+            f"host {token!r}: expected a port number after ':', got {port!r}",
+            loc,
+            "write name:port (web1:2222) or set ansible_port",
+        )
+    return token[:cut], int(port)
+
+
+def _expand_ranges(name: str, loc: SourceLocation) -> list[str]:
+    """Expand Ansible host ranges: ``web[01:03]`` -> web01 web02 web03; ``db-[a:c]``."""
+    start = name.find("[")
+    if start < 0:
+        return [name]
+    end = name.find("]", start)
+    if end < 0:
+        _fail(f"host range in {name!r} has no closing ']'", loc, "write it like web[01:10]")
+    head, spec, tail = name[:start], name[start + 1 : end], name[end + 1 :]
+    bounds = spec.split(":")
+    hint = "write a range as [01:10], [a:f] or [1:10:2] (begin:end[:step])"
+    if len(bounds) not in (2, 3) or not bounds[1]:
+        _fail(f"host range [{spec}] in {name!r} must be begin:end or begin:end:step", loc, hint)
+    beg, stop = bounds[0] or "0", bounds[1]
+    step_text = bounds[2] if len(bounds) == 3 else "1"
+    if not step_text.isdigit() or int(step_text) < 1:
+        _fail(f"host range [{spec}] in {name!r}: step must be a positive integer", loc, hint)
+    step = int(step_text)
+    letters = string.ascii_letters
+    seq: list[str]
+    if len(beg) == 1 and len(stop) == 1 and beg in letters and stop in letters:
+        if letters.index(beg) > letters.index(stop):
+            _fail(f"host range [{spec}] in {name!r}: begin is after end", loc, hint)
+        seq = list(letters[letters.index(beg) : letters.index(stop) + 1 : step])
+    elif beg.isdigit() and stop.isdigit():
+        if max(len(beg), len(stop)) > 9:
+            _fail(f"host range [{spec}] in {name!r} is too large", loc, hint)
+        width = len(beg) if beg.startswith("0") and len(beg) > 1 else 0
+        if width and len(stop) != width:
+            _fail(
+                f"host range [{spec}] in {name!r}: zero-padded begin and end need equal length",
+                loc,
+                hint,
+            )
+        if int(beg) > int(stop):
+            _fail(f"host range [{spec}] in {name!r}: begin is after end", loc, hint)
+        if (int(stop) - int(beg)) // step >= _MAX_RANGE_HOSTS:
+            _fail(f"host range [{spec}] in {name!r} is too large", loc, hint)
+        seq = [str(n).zfill(width) for n in range(int(beg), int(stop) + 1, step)]
+    else:
+        _fail(f"host range [{spec}] in {name!r} must be two numbers or two letters", loc, hint)
+    tails = _expand_ranges(tail, loc)
+    if len(seq) * len(tails) > _MAX_RANGE_HOSTS:
+        _fail(f"host ranges in {name!r} expand to too many hosts", loc, hint)
+    return [head + s + t for s in seq for t in tails]
+
+
+def _host_names(token: str, loc: SourceLocation) -> tuple[list[str], int | None]:
+    """A host entry (name, range, optional ``:port``) -> validated names and the port."""
+    if not token:
+        _fail("empty host name", loc, "give every host a name")
+    base, port = _split_port(token, loc)
+    names = _expand_ranges(base, loc)
+    for name in names:
+        if not HOST_NAME_RE.fullmatch(name):
+            hint = "use letters, digits, '.', '_' and '-', starting with a letter or digit"
+            if "=" in name:
+                hint = "variables for a group go in a [group:vars] section"
+            _fail(f"host name {name!r} is not allowed", loc, hint)
+    return names, port
+
+
+# --- YAML ------------------------------------------------------------------------------------
+
+
+def _parse_yaml(text: str, file: str, builder: _Builder) -> None:
+    try:
+        data = load_text(text, file)
+    except InventoryError:
+        raise
+    except InputError as exc:
+        message = exc.message.removeprefix(f"{exc.location}: ") if exc.location else exc.message
+        hint = exc.hint
+        if "!vault" in message:
+            hint = (
+                "rollout cannot decrypt inline Ansible Vault values; keep them out of its inventory"
+            )
+        hint = hint or "fix the YAML at that line (indentation, brackets, quotes)"
+        raise InventoryError(message, location=exc.location, hint=hint) from None
+    if data is None:
+        return
+    if not isinstance(data, Node):
+        _fail(
+            "a YAML inventory must be a mapping of group names",
+            SourceLocation(file, getattr(data, "line", 1)),
+            "start the file with `all:` and put hosts:, vars: and children: under it",
+        )
+    if "plugin" in data and not isinstance(data["plugin"], (Node, type(None))):
+        _fail(
+            "inventory plugins (plugin: ...) are not supported",
+            data.loc("plugin"),
+            "export the hosts to a static YAML or INI inventory",
+        )
+    for name in data:
+        if name in _STRUCTURE_KEYS:
+            _fail(
+                f"{name!r} at the top level: the top level lists groups",
+                data.loc(name),
+                f"start the file with `all:` and indent {name}: under it",
+            )
+        builder.group(name, data.loc(name))
+        _yaml_group(builder, name, data[name], data.loc(name), name)
+
+
+def _yaml_group(builder: _Builder, name: str, body: object, loc: SourceLocation, path: str) -> None:
+    if body is None:
+        return
+    if not isinstance(body, Node):
+        _fail(
+            f"group {name!r} must be a mapping with hosts:, vars: or children:, got {_show(body)}",
+            loc,
+            "write `web: {hosts: {web1: null}}` or leave the group empty (`web:`)",
+        )
+    for key in body:
+        if key not in _STRUCTURE_KEYS:
+            close = difflib.get_close_matches(key, _STRUCTURE_KEYS, n=1, cutoff=0.6)
+            hint = (
+                f"did you mean {close[0]!r}?"
+                if close
+                else f"a group holds only hosts:, vars: and children:; move {key!r} under one"
+            )
+            _fail(f"unexpected key {key!r} in group {name!r}", body.loc(key, f"{path}.{key}"), hint)
+    hosts = body.get("hosts")
+    if hosts is not None:
+        hosts_loc = body.loc("hosts", f"{path}.hosts")
+        if not isinstance(hosts, Node):
+            _fail(
+                f"hosts of group {name!r} must be a mapping of host names, got {_show(hosts)}",
+                hosts_loc,
+                "write each host as a key: `hosts: {web1: null, web2: {ansible_port: 2222}}`",
+            )
+        for token in hosts:
+            host_loc = hosts.loc(token, f"{path}.hosts.{token}")
+            names, port = _host_names(token, host_loc)
+            hvars = hosts[token]
+            if hvars is not None and not isinstance(hvars, Node):
+                _fail(
+                    f"host {token!r} must map to its variables or be empty, got {_show(hvars)}",
+                    host_loc,
+                    f"write `{token}: {{ansible_host: ...}}` or `{token}:` with nothing after it",
+                )
+            for hname in names:
+                host = builder.add_host(hname, host_loc, name)
+                if port is not None:
+                    _set_var(host.vars, "ansible_port", port, host_loc)
+                if isinstance(hvars, Node):
+                    for key, value in hvars.items():
+                        _set_var(host.vars, str(key), value, hvars.loc(key))
+    group_vars = body.get("vars")
+    if group_vars is not None:
+        if not isinstance(group_vars, Node):
+            _fail(
+                f"vars of group {name!r} must be a mapping, got {_show(group_vars)}",
+                body.loc("vars", f"{path}.vars"),
+                "write `vars: {ansible_user: deploy}`",
+            )
+        for key, value in group_vars.items():
+            _set_var(builder.groups[name].vars, str(key), value, group_vars.loc(key))
+    children = body.get("children")
+    if children is not None:
+        if not isinstance(children, Node):
+            _fail(
+                f"children of group {name!r} must be a mapping of group names, "
+                f"got {_show(children)}",
+                body.loc("children", f"{path}.children"),
+                "write `children: {web: null, db: null}` or nest each group's hosts: under it",
+            )
+        for child in children:
+            child_loc = children.loc(child, f"{path}.children.{child}")
+            builder.add_child(name, child, child_loc)
+            _yaml_group(builder, child, children[child], child_loc, f"{path}.children.{child}")
+
+
+# --- INI -------------------------------------------------------------------------------------
+
+
+def _ini_value(text: str) -> object:
+    """Ansible's INI value rule: a Python literal if it parses as one, else the text."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)
+            return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text
+
+
+def _parse_ini(text: str, file: str, builder: _Builder) -> None:
+    declared = set(builder.groups)  # groups an earlier source already defined
+    pending_vars: dict[str, SourceLocation] = {}
+    pending_children: dict[str, tuple[str, SourceLocation]] = {}
+    kind, group = "hosts", "ungrouped"
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        loc = SourceLocation(file, lineno)
+        if line.startswith("["):
+            match = _INI_SECTION_RE.match(line)
+            if not match:
+                _fail(
+                    f"invalid section header {line!r}",
+                    SourceLocation(file, lineno, line),
+                    "write [group], [group:vars] or [group:children], with no spaces",
+                )
+            group, kind = match.group(1), match.group(2) or "hosts"
+            section_loc = SourceLocation(file, lineno, f"[{match.group(1)}:{kind}]")
+            if kind not in _INI_SECTION_KINDS:
+                close = difflib.get_close_matches(kind, _INI_SECTION_KINDS, n=1, cutoff=0.5)
+                hint = (
+                    f"did you mean [{group}:{close[0]}]?"
+                    if close
+                    else (f"use [{group}], [{group}:vars] or [{group}:children]")
+                )
+                _fail(f"unknown section type {kind!r}", section_loc, hint)
+            builder.group(group, section_loc)
+            if kind == "vars":
+                if group not in declared:
+                    pending_vars.setdefault(group, section_loc)
+            else:
+                declared.add(group)
+            continue
+        if kind == "hosts":
+            _ini_host_line(line, loc, group, builder)
+        elif kind == "vars":
+            key, sep, value = line.partition("=")
+            key = key.strip()
+            if not sep or not key:
+                _fail(
+                    f"expected key=value in [{group}:vars], got {_show(line)}",
+                    SourceLocation(file, lineno, key or line),
+                    "hosts go in a [group] section; this section holds variables only",
+                )
+            var_loc = SourceLocation(file, lineno, key)
+            _set_var(builder.groups[group].vars, key, _ini_value(value.strip()), var_loc)
+        else:
+            match = _INI_CHILD_RE.match(line)
+            if not match:
+                _fail(
+                    f"expected a group name in [{group}:children], got {_show(line)}",
+                    SourceLocation(file, lineno, line),
+                    f"list one group per line; hosts go in [{group}]",
+                )
+            child = match.group(1)
+            child_loc = SourceLocation(file, lineno, child)
+            builder.add_child(group, child, child_loc)
+            pending_children.setdefault(child, (group, child_loc))
+    for name, (parent, loc) in pending_children.items():
+        if name not in declared:
+            _fail(
+                f"[{parent}:children] includes {name!r}, which has no [{name}] section",
+                loc,
+                f"add a [{name}] section listing its hosts, or fix the group name",
+            )
+    for name, loc in pending_vars.items():
+        if name not in declared:
+            _fail(
+                f"[{name}:vars] is for a group that has no [{name}] or [{name}:children] section",
+                loc,
+                "fix the group name, or define the group's hosts",
+            )
+
+
+def _ini_host_line(line: str, loc: SourceLocation, group: str, builder: _Builder) -> None:
+    try:
+        tokens = shlex.split(line, comments=True)
+    except ValueError as exc:
+        _fail(
+            f"cannot parse host line: {exc}",
+            SourceLocation(loc.file, loc.line, line.split()[0]),
+            "check the quoting of the values",
+        )
+    if not tokens:
+        return
+    token_loc = SourceLocation(loc.file, loc.line, tokens[0])
+    names, port = _host_names(tokens[0], token_loc)
+    assignments: list[tuple[str, object]] = []
+    if port is not None:
+        assignments.append(("ansible_port", port))
+    for token in tokens[1:]:
+        key, sep, text = token.partition("=")
+        if not sep or not key:
+            _fail(
+                f"expected key=value after host {tokens[0]!r}, got {token!r}",
+                SourceLocation(loc.file, loc.line, token),
+                'quote values that contain spaces: key="a b"',
+            )
+        assignments.append((key, _ini_value(text)))
+    for name in names:
+        host = builder.add_host(name, token_loc, group)
+        for key, value in assignments:
+            _set_var(host.vars, key, value, SourceLocation(loc.file, loc.line, key))
+
+
+# --- sources ---------------------------------------------------------------------------------
+
+
+def _looks_like_yaml(text: str) -> bool:
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line and line[0] not in "#;":
+            return bool(_YAML_FIRST_LINE_RE.match(line))
+    return False
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        _fail("no such file", SourceLocation(str(path)), "check the inventory path")
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"cannot read: {exc}", SourceLocation(str(path)), "check the file's permissions")
+
+
+def _parse_source(path: Path, builder: _Builder) -> None:
+    text = _read(path)
+    file = str(path)
+    if text.startswith("#!"):
+        _fail(
+            "dynamic inventory scripts are not supported",
+            SourceLocation(file, 1),
+            "export the hosts to a static YAML or INI inventory",
+        )
+    if path.suffix.lower() in _YAML_SUFFIXES or _looks_like_yaml(text):
+        _parse_yaml(text, file, builder)
+    else:
+        _parse_ini(text, file, builder)
+
+
+def _sources(path: Path) -> list[Path]:
+    if not path.is_dir():
+        return [path]
+    found: list[Path] = []
+    for entry in sorted(path.iterdir()):
+        if entry.name.startswith(".") or entry.name in ("group_vars", "host_vars"):
+            continue
+        if entry.is_dir():
+            _fail(
+                f"subdirectory {entry.name!r} in an inventory directory is not supported",
+                SourceLocation(str(entry)),
+                "move its inventory files up into the inventory directory",
+            )
+        if not entry.name.endswith(_DIR_IGNORED_SUFFIXES):
+            found.append(entry)
+    if not found:
+        _fail(
+            "the inventory directory holds no inventory files",
+            SourceLocation(str(path)),
+            "add a .yml inventory (note: as in Ansible, *.ini files in a directory are skipped)",
+        )
+    return found
+
+
+# --- group_vars/ and host_vars/ --------------------------------------------------------------
+
+
+def _vars_files(root: Path, name: str) -> list[Path]:
+    """Ansible's lookup: ``<name>``, ``<name>.yml|.yaml|.json``, or every file in ``<name>/``."""
+    found: list[Path] = []
+    for suffix in _VARS_SUFFIXES:
+        candidate = root / f"{name}{suffix}"
+        if candidate.is_file():
+            found.append(candidate)
+        elif suffix == "" and candidate.is_dir():
+            found.extend(_walk_vars_dir(candidate, 0))
+    return found
+
+
+def _walk_vars_dir(directory: Path, depth: int) -> list[Path]:
+    if depth > _VARS_DIR_DEPTH:
+        _fail(
+            "vars directory nests too deeply",
+            SourceLocation(str(directory)),
+            "flatten group_vars/ and host_vars/ (or look for a symlink loop)",
+        )
+    found: list[Path] = []
+    for entry in sorted(directory.iterdir()):
+        if entry.name.startswith(".") or entry.name.endswith("~"):
+            continue
+        if entry.is_dir():
+            found.extend(_walk_vars_dir(entry, depth + 1))
+        elif entry.suffix.lower() in _VARS_SUFFIXES:
+            found.append(entry)
+    return found
+
+
+def _load_vars_files(root: Path, name: str) -> _Vars:
+    merged: _Vars = {}
+    for path in _vars_files(root, name):
+        text = _read(path)
+        if text.lstrip().startswith("$ANSIBLE_VAULT;"):
+            continue  # Ansible's secrets; rollout's own variables live in plain files
+        try:
+            data = load_text(text, str(path))
+        except InputError as exc:
+            raise InventoryError(
+                exc.message.removeprefix(f"{exc.location}: ") if exc.location else exc.message,
+                location=exc.location,
+                hint=exc.hint or "rollout reads vars files as plain YAML (no !vault values)",
+            ) from None
+        if data is None:
+            continue
+        if not isinstance(data, Node):
+            _fail(
+                f"a vars file must be a mapping of variable names, got {_show(data)}",
+                SourceLocation(str(path), getattr(data, "line", 1)),
+                "write `name: value` lines at the top level",
+            )
+        for key, value in data.items():
+            _set_var(merged, str(key), value, data.loc(key))
+    return merged
+
+
+# --- groups: links, depth, membership --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Graph:
+    """Each group's depth below ``all`` and its hosts, children included."""
+
+    depth: Mapping[str, int]
+    members: Mapping[str, frozenset[str]]
+
+
+def _link(builder: _Builder) -> _Graph:
+    """Apply Ansible's implicit rules (ungrouped hosts, top groups under all); check cycles."""
+    groups = builder.groups
+    direct: dict[str, set[str]] = {h: set() for h in builder.hosts}
+    for group in groups.values():
+        for host in group.hosts:
+            direct[host].add(group.name)
+    ungrouped = groups["ungrouped"].hosts
+    for host, names in direct.items():  # Ansible's reconcile_inventory
+        lonely = names <= {"all", "ungrouped"}
+        if lonely and host not in ungrouped:
+            ungrouped.append(host)
+        elif not lonely and host in ungrouped:
+            ungrouped.remove(host)
+    parents: dict[str, list[str]] = {name: [] for name in groups}
+    for group in groups.values():
+        for child in group.children:
+            parents[child].append(group.name)
+    for name, ups in parents.items():
+        if name != "all" and not ups:
+            groups["all"].children.setdefault(name, groups[name].loc)
+            ups.append("all")
+    _check_cycles(groups)
+
+    depth: dict[str, int] = {"all": 0}
+
+    def depth_of(name: str) -> int:
+        if name not in depth:
+            depth[name] = 1 + max(depth_of(p) for p in parents[name])
+        return depth[name]
+
+    members: dict[str, frozenset[str]] = {}
+
+    def members_of(name: str) -> frozenset[str]:
+        if name not in members:
+            found = set(groups[name].hosts)
+            for child in groups[name].children:
+                found |= members_of(child)
+            members[name] = frozenset(found)
+        return members[name]
+
+    for name in groups:
+        depth_of(name)
+        members_of(name)
+    members["all"] = frozenset(builder.hosts)
+    return _Graph(depth, members)
+
+
+def _check_cycles(groups: Mapping[str, _Group]) -> None:
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(name: str) -> None:
+        state[name] = 1
+        path.append(name)
+        for child, loc in groups[name].children.items():
+            if state.get(child) == 1:
+                cycle = [*path[path.index(child) :], child]
+                _fail(
+                    f"groups form a cycle: {' -> '.join(cycle)}",
+                    loc,
+                    f"remove {child!r} from the children of {name!r}",
+                )
+            if child not in state:
+                visit(child)
+        path.pop()
+        state[name] = 2
+
+    for name in groups:
+        if name not in state:
+            visit(name)
+
+
+# --- variables -> Host -----------------------------------------------------------------------
+
+
+def _group_priority(group: _Group) -> int:
+    value = group.vars.get("ansible_group_priority")
+    if value is None:
+        return 1
+    raw = value.value
+    if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
+        raw = int(raw)
+    if not isinstance(raw, int) or isinstance(raw, bool):
+        _fail(
+            f"ansible_group_priority of group {group.name!r} must be an integer, got {_show(raw)}",
+            value.loc,
+            "use a number; among groups of the same depth the higher priority wins",
+        )
+    return raw
+
+
+def _pick(merged: Mapping[str, _Value], *names: str) -> _Value | None:
+    """The last of ``names`` set (not null) wins, as in Ansible's ssh connection options."""
+    found = None
+    for name in names:
+        value = merged.get(name)
+        if value is not None and value.value is not None:
+            found = value
+    return found
+
+
+def _text(value: _Value, host: str) -> str:
+    """The value as a non-empty, single-line string; else an error naming its key."""
+    key = value.loc.key or "value"
+    if not isinstance(value.value, str) or not value.value:
+        _fail(
+            f"{key} for host {host!r} must be a non-empty string, got {_show(value.value)}",
+            value.loc,
+            f"set {key} to a quoted string, or remove it to use the default",
+        )
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value.value):
+        _fail(
+            f"{key} for host {host!r} contains a control character or newline",
+            value.loc,
+            f"write {key} on one line, without escapes like \\n",
+        )
+    return value.value
+
+
+def _remote_path(text: str, loc: SourceLocation, host: str) -> str:
+    if not REMOTE_PATH_RE.fullmatch(text) or ".." in text.split("/"):
+        _fail(
+            f"{loc.key} for host {host!r} must be an absolute path of letters, digits and "
+            f"._/+- with no '..' segment, got {_show(text)}",
+            loc,
+            "write a plain absolute path like /opt/foundation/bin/foundation",
+        )
+    return text
+
+
+def _local_path(text: str, base_dir: Path) -> str:
+    path = Path(os.path.expanduser(text))
+    return os.path.normpath(path if path.is_absolute() else base_dir / path)
+
+
+class _HostFields(TypedDict, total=False):
+    """The Host fields an inventory may set; the rest keep :class:`Host`'s defaults."""
+
+    address: str
+    port: int
+    user: str
+    key_file: str
+    known_hosts_file: str
+    release_bin: str
+    release_env: tuple[tuple[str, Secret], ...]
+    restart_command: str
+    service: str
+    state_paths: tuple[str, ...]
+
+
+def _make_host(name: str, groups: frozenset[str], merged: Mapping[str, _Value], base: Path) -> Host:
+    """Map merged variables onto a Host; defaults stay those of :class:`Host`."""
+    changes: _HostFields = {}
+
+    value = _pick(merged, "ansible_host", "ansible_ssh_host")
+    if value is not None:
+        address = _text(value, name)
+        if not _is_address(address):
+            _fail(
+                f"{value.loc.key} for host {name!r} is not a hostname or IP address: "
+                f"{_show(address)}",
+                value.loc,
+                "set it to a DNS name like web1.example.com or an IP like 10.0.0.5",
+            )
+        changes["address"] = address
+
+    value = _pick(merged, "ansible_port", "ansible_ssh_port")
+    if value is not None:
+        port = value.value
+        if isinstance(port, str) and port.strip().isdigit():
+            port = int(port)
+        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+            _fail(
+                f"{value.loc.key} for host {name!r} must be an integer 1..65535, got {_show(port)}",
+                value.loc,
+                "SSH listens on 22 unless the host's sshd says otherwise",
+            )
+        changes["port"] = port
+
+    value = _pick(merged, "ansible_user", "ansible_ssh_user")
+    if value is not None:
+        user = _text(value, name)
+        if not USER_RE.fullmatch(user):
+            _fail(
+                f"{value.loc.key} for host {name!r} is not a user name: {_show(user)}",
+                value.loc,
+                "use letters, digits and ._@-, not starting with '-'",
+            )
+        changes["user"] = user
+
+    value = _pick(merged, "ansible_private_key_file", "ansible_ssh_private_key_file")
+    if value is not None:
+        changes["key_file"] = _local_path(_text(value, name), base)
+
+    value = _pick(merged, "known_hosts_file")
+    if value is not None:
+        changes["known_hosts_file"] = _local_path(_text(value, name), base)
+
+    value = _pick(merged, "release_bin")
+    if value is not None:
+        changes["release_bin"] = _remote_path(_text(value, name), value.loc, name)
+
+    value = _pick(merged, "release_env")
+    if value is not None:
+        changes["release_env"] = _release_env(value, name)
+
+    value = _pick(merged, "restart_command")
+    if value is not None:
+        changes["restart_command"] = _text(value, name)
+
+    value = _pick(merged, "service")
+    if value is not None:
+        service = _text(value, name)
+        if not SERVICE_RE.fullmatch(service):
+            _fail(
+                f"service for host {name!r} is not a systemd unit name: {_show(service)}",
+                value.loc,
+                "use letters, digits and @._-, like foundation or foundation@blue",
+            )
+        changes["service"] = service
+
+    value = _pick(merged, "state_paths")
+    if value is not None:
+        changes["state_paths"] = _state_paths(value, name)
+
+    return replace(Host(name=name, address=name, groups=groups), **changes)
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return bool(_DNS_NAME_RE.fullmatch(text))
+    return True
+
+
+def _release_env(value: _Value, host: str) -> tuple[tuple[str, Secret], ...]:
+    env = value.value
+    if not isinstance(env, Mapping):
+        _fail(
+            f"release_env for host {host!r} must be a mapping of NAME: value",
+            value.loc,
+            'write `release_env: {RELEASE_COOKIE: "..."}`',
+        )
+    out: list[tuple[str, Secret]] = []
+    for key, item in env.items():
+        loc = (
+            env.loc(key, f"release_env.{key}")
+            if isinstance(env, Node)
+            else SourceLocation(value.loc.file, value.loc.line, f"release_env.{key}")
+        )
+        if not isinstance(key, str) or not ENV_NAME_RE.fullmatch(key):
+            _fail(
+                f"release_env name {_show(key)} is not an environment variable name",
+                loc,
+                "use upper-case letters, digits and '_', like RELEASE_COOKIE",
+            )
+        # The value is a secret: say what is wrong with it, never what it is.
+        if not isinstance(item, str):
+            kind = "a number" if isinstance(item, (int, float)) else type(item).__name__
+            _fail(
+                f"release_env value of {key} must be a quoted string, not {kind}",
+                loc,
+                f'quote it: {key}: "..."',
+            )
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in item):
+            _fail(
+                f"release_env value of {key} contains a control character or newline",
+                loc,
+                "environment values must be one line of printable text",
+            )
+        out.append((key, Secret(item)))
+    return tuple(sorted(out, key=lambda pair: pair[0]))
+
+
+def _state_paths(value: _Value, host: str) -> tuple[str, ...]:
+    items = value.value
+    if not isinstance(items, (list, tuple)):
+        _fail(
+            f"state_paths for host {host!r} must be a list of absolute paths, got {_show(items)}",
+            value.loc,
+            "write `state_paths: [/var/lib/foundation]`",
+        )
+    out: list[str] = []
+    for i, item in enumerate(items):
+        key = f"state_paths[{i}]"
+        loc = (
+            items.loc(i, key)
+            if isinstance(items, NodeList)
+            else SourceLocation(value.loc.file, value.loc.line, key)
+        )
+        if not isinstance(item, str):
+            _fail(
+                f"{key} for host {host!r} must be a path string, got {_show(item)}",
+                loc,
+                "write each entry as an absolute path like /var/lib/foundation",
+            )
+        out.append(_remote_path(item, loc, host))
+    return tuple(out)
+
+
+# --- entry point -----------------------------------------------------------------------------
+
+
+def load_inventory(path: str | Path) -> Inventory:
+    """Read an inventory file (or directory) and the group_vars/host_vars beside it."""
+    given = Path(path)
+    if not given.exists():
+        _fail(
+            "no such inventory file or directory",
+            SourceLocation(str(given)),
+            "check the path; inventories live under inventory/, e.g. inventory/lab.yml",
+        )
+    resolved = given.resolve()
+    base = resolved if resolved.is_dir() else resolved.parent
+    builder = _Builder()
+    for source in _sources(resolved):
+        _parse_source(source, builder)
+    if not builder.hosts:
+        _fail(
+            "the inventory defines no hosts",
+            SourceLocation(str(resolved)),
+            "add hosts under all: hosts: (YAML) or in a [group] section (INI)",
+        )
+    graph = _link(builder)
+
+    group_files = {name: _load_vars_files(base / "group_vars", name) for name in builder.groups}
+    priority = {name: _group_priority(group) for name, group in builder.groups.items()}
+    hosts: list[Host] = []
+    for name, host in builder.hosts.items():
+        member_of = frozenset(g for g, members in graph.members.items() if name in members)
+        ordered = sorted(
+            (g for g in member_of if g != "all"), key=lambda g: (graph.depth[g], priority[g], g)
+        )
+        layers: Iterable[_Vars] = [
+            builder.groups["all"].vars,
+            *(builder.groups[g].vars for g in ordered),
+            group_files["all"],
+            *(group_files[g] for g in ordered),
+            host.vars,
+            _load_vars_files(base / "host_vars", name),
+        ]
+        merged: _Vars = {}
+        for layer in layers:
+            merged.update(layer)
+        hosts.append(_make_host(name, member_of, merged, base))
+
+    groups = {name: graph.members[name] for name in builder.groups}
+    return Inventory(
+        path=str(resolved),
+        name=resolved.stem if resolved.is_file() else resolved.name,
+        hosts=tuple(hosts),
+        groups=MappingProxyType(groups),
+    )
