@@ -1,0 +1,450 @@
+"""Bringing the lab up and down, and reading it back.
+
+``up`` is idempotent: it installs what is missing (packages, the lab user, the release
+build), leaves running hosts alone, (re)starts the missing ones and adds new ones. ``down``
+stops exactly the processes the lab started, by pid, after checking each is still the very
+process it started. Both hold the lab's lock, so they never race each other.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from . import node, procs, release, sshd, state
+from .account import LabUser, can_traverse, ensure_user
+from .errors import LabError
+from .inventory import inventory_text, is_generated, known_hosts_text, write_atomically
+from .model import HostPaths, HostStatus, Lab, LabHost, LabPaths, node_name
+from .packages import ensure_packages
+from .render import render
+from .state import HostRecord, LabState
+
+Log = Callable[[str], None]
+
+#: How long a node may take from ``daemon`` until its console answers.
+BOOT_DEADLINE = 30.0
+#: How long ``status`` waits for a console.
+CONSOLE_DEADLINE = 10.0
+
+
+def default_root() -> Path:
+    """``$ROLLOUT_LAB_DIR`` if set, else ``<repo>/.lab``."""
+    env = os.environ.get("ROLLOUT_LAB_DIR")
+    return Path(env).absolute() if env else release.REPO / ".lab"
+
+
+def default_inventory() -> Path:
+    """``<repo>/inventory/lab.yml``."""
+    return release.REPO / "inventory" / "lab.yml"
+
+
+def _root(root: Path | None) -> Path:
+    return (root or default_root()).absolute()
+
+
+def _host(root: Path, record: HostRecord) -> LabHost:
+    paths = LabPaths(root).host(record.name)
+    return LabHost(
+        name=record.name,
+        port=record.port,
+        root=paths.root,
+        release_bin=paths.release_bin,
+        node=record.node if record.with_release else "",
+        restart_script=paths.restart_script,
+        with_release=record.with_release,
+    )
+
+
+def _lab(root: Path, st: LabState) -> Lab:
+    paths = LabPaths(root)
+    return Lab(
+        root=root,
+        user=st.user,
+        key_file=paths.client_key,
+        known_hosts=paths.known_hosts,
+        inventory=st.inventory,
+        hosts=tuple(_host(root, r) for r in st.hosts),
+    )
+
+
+def load(root: Path | None = None) -> Lab:
+    """The lab recorded under ``root``, without changing anything."""
+    root = _root(root)
+    st = state.read(root)
+    if st is None:
+        raise LabError(f"no lab at {root}", hint="run `invoke lab.up` (or set ROLLOUT_LAB_DIR)")
+    return _lab(root, st)
+
+
+# -- up --------------------------------------------------------------------------------------
+
+
+def up(
+    hosts: int = 3,
+    *,
+    root: Path | None = None,
+    inventory: Path | None = None,
+    base_port: int = 2200,
+    log: Log = print,
+    with_release: bool = True,
+    user: str | None = None,
+) -> Lab:
+    """Bring up (or complete) a lab of ``hosts`` hosts and return it.
+
+    Host ``hN`` listens on ``base_port + N``; the lab's epmd on ``base_port``. With
+    ``with_release=False`` new hosts are SSH-only (``release_bin`` is a stub script).
+    """
+    if hosts < 1:
+        raise LabError(f"a lab needs at least one host, not {hosts}", hint="pass --hosts 1 or more")
+    root = _root(root)
+    inventory = (inventory or default_inventory()).absolute()
+    ensure_packages(log)
+    lab_user = ensure_user(user)
+    if not root.exists():
+        root.mkdir(parents=True)
+        root.chmod(0o755)
+    if not can_traverse(lab_user, root):
+        raise LabError(
+            f"the lab user {lab_user.name!r} cannot reach {root} (a parent directory is not "
+            "searchable by others)",
+            hint="set ROLLOUT_LAB_DIR to a directory it can reach, e.g. "
+            "ROLLOUT_LAB_DIR=/tmp/rollout-lab",
+        )
+    with state.locked(root):
+        st = _plan(state.read(root), hosts, lab_user, inventory, base_port, with_release)
+        if st.user != lab_user.name:
+            raise LabError(
+                f"the lab at {root} belongs to user {st.user!r}",
+                hint="run `invoke lab.down --purge` first, or keep that user",
+            )
+        started = time.monotonic()
+        progress = _Progress(st)
+        try:
+            _converge(root, progress, lab_user, log)
+        finally:
+            state.write(root, progress.state)
+        st = progress.state
+        lab = _lab(root, st)
+        paths = LabPaths(root)
+        keys = {h.name: sshd.public_key(paths.host(h.name).host_key) for h in lab.hosts}
+        write_atomically(paths.known_hosts, known_hosts_text(lab, keys))
+        write_atomically(inventory, inventory_text(lab))
+    log(
+        f"lab up: {len(lab.hosts)} hosts in {time.monotonic() - started:.1f}s; "
+        f"inventory {inventory}"
+    )
+    return lab
+
+
+def _plan(
+    st: LabState | None,
+    hosts: int,
+    user: LabUser,
+    inventory: Path,
+    base_port: int,
+    with_release: bool,
+) -> LabState:
+    """The state to converge to: recorded hosts kept as they are, new ones appended."""
+    if st is None:
+        st = LabState(user=user.name, inventory=inventory, epmd_port=base_port, epmd=None, hosts=())
+    st = replace(st, inventory=inventory)
+    for i in range(1, hosts + 1):
+        name = f"h{i}"
+        if st.host(name) is None:
+            st = st.with_host(HostRecord(name, base_port + i, with_release, node_name(name)))
+    return st
+
+
+@dataclass
+class _Progress:
+    """The state as far as ``up`` got, so that a failure still records what it started."""
+
+    state: LabState
+
+
+def _converge(root: Path, progress: _Progress, user: LabUser, log: Log) -> None:
+    """Start whatever of the planned state is not running, recording each pid as it goes."""
+    st = progress.state
+    paths = LabPaths(root)
+    sshd.keygen(paths.client_key, "rollout-lab-client")
+    paths.client_key.chmod(0o600)
+    write_atomically(paths.authorized_keys, sshd.public_key(paths.client_key) + "\n")
+    (root / "hosts").mkdir(exist_ok=True)
+    (root / "hosts").chmod(0o755)
+
+    # What already runs is kept; check every port the rest needs before starting anything.
+    records = [_refresh(root, r, user) for r in st.hosts]
+    epmd_ref = st.epmd if st.epmd is not None and procs.is_running(st.epmd) else None
+    needs_release = any(r.with_release for r in records)
+    taken = [
+        f"127.0.0.1:{r.port} ({r.name})"
+        for r in records
+        if r.sshd is None and not procs.port_free(r.port)
+    ]
+    if needs_release and epmd_ref is None and not procs.port_free(st.epmd_port):
+        taken.append(f"127.0.0.1:{st.epmd_port} (the lab's epmd)")
+    if taken:
+        raise LabError(
+            f"ports taken by something that is not this lab: {', '.join(taken)}",
+            hint="stop what listens there (`ss -ltnp`), or pick another base port or "
+            "ROLLOUT_LAB_DIR (`invoke lab.down --purge` forgets this lab's ports)",
+        )
+    st = progress.state = replace(st, hosts=tuple(records), epmd=epmd_ref)
+
+    build: tuple[Path, str] | None = release.build(log) if needs_release else None
+    for record in records:
+        _prepare(paths, record, user, build, st.epmd_port, log)
+
+    if needs_release and epmd_ref is None:
+        st = progress.state = replace(st, epmd=node.start_epmd(user, st.epmd_port, paths.epmd_log))
+        log(f"epmd started on 127.0.0.1:{st.epmd_port} (pid {st.epmd.pid if st.epmd else '?'})")
+
+    for record in records:
+        if record.sshd is None:
+            ref = sshd.start(paths.host(record.name), record.port, user)
+            st = progress.state = st.with_host(replace(record, sshd=ref))
+            log(f"{record.name}: sshd on 127.0.0.1:{record.port} (pid {ref.pid})")
+        else:
+            log(f"{record.name}: sshd already running (pid {record.sshd.pid})")
+
+    to_boot = [r for r in st.hosts if r.with_release and r.beam is None]
+    for r in st.hosts:
+        if r.beam is not None:
+            log(f"{r.name}: node {r.node} already running (pid {r.beam.pid})")
+    failures: list[str] = []
+    if to_boot:
+        with ThreadPoolExecutor(max_workers=min(16, len(to_boot))) as pool:
+            futures = {
+                r.name: pool.submit(
+                    node.start,
+                    paths.host(r.name),
+                    r.node,
+                    user,
+                    epmd_port=st.epmd_port,
+                    deadline=BOOT_DEADLINE,
+                )
+                for r in to_boot
+            }
+            for r in to_boot:
+                try:
+                    ref = futures[r.name].result()
+                except LabError as exc:
+                    failures.append(f"{r.name}: {exc.message}")
+                    continue
+                current = st.host(r.name) or r
+                st = progress.state = st.with_host(replace(current, beam=ref))
+                log(f"{r.name}: node {r.node} up (pid {ref.pid})")
+    if failures:
+        raise LabError(
+            "some nodes did not come up:\n" + "\n".join(failures),
+            hint="read the logs named above, then run `invoke lab.up` again",
+        )
+
+
+def _refresh(root: Path, record: HostRecord, user: LabUser) -> HostRecord:
+    """``record`` with its sshd and node set to what really runs now (None if not)."""
+    hp = LabPaths(root).host(record.name)
+    sshd_ref = sshd.running(hp, record.sshd, user)
+    beam_ref = node.running(hp, record.node, record.beam, user) if record.with_release else None
+    return replace(record, sshd=sshd_ref, beam=beam_ref)
+
+
+def _prepare(
+    paths: LabPaths,
+    record: HostRecord,
+    user: LabUser,
+    build: tuple[Path, str] | None,
+    epmd_port: int,
+    log: Log,
+) -> None:
+    """Write one host's directory: host key, sshd config, release copy, restart script."""
+    hp = paths.host(record.name)
+    hp.root.mkdir(parents=True, exist_ok=True)
+    hp.root.chmod(0o755)
+    sshd.keygen(hp.host_key, f"rollout-lab-{record.name}")
+    for path in (hp.root, hp.host_key, hp.host_key.with_suffix(".pub")):
+        _give(path, user)
+    hp.host_key.chmod(0o600)
+    changed = sshd.write_config(
+        hp, name=record.name, port=record.port, user=user, authorized_keys=paths.authorized_keys
+    )
+    if changed and record.sshd is not None:
+        log(f"{record.name}: sshd_config changed; reloading sshd (pid {record.sshd.pid})")
+        sshd.reload(record.sshd, record.port)
+    if not record.with_release:
+        release.install_stub(hp, user)
+        return
+    assert build is not None
+    build_dir, digest = build
+    if record.beam is None and release.installed_build(hp) != digest:
+        log(f"{record.name}: installing release build {digest}")
+        release.install(build_dir, digest, hp, user, node=record.node, epmd_port=epmd_port)
+    elif record.beam is not None and release.installed_build(hp) != digest:
+        log(
+            f"{record.name}: runs an older build; restart it (`invoke lab.down`, `lab.up`) "
+            "to pick up the new one"
+        )
+    hp.restart_script.write_text(
+        render(
+            "restart.sh.j2",
+            name=record.name,
+            user=user.name,
+            release_bin=hp.release_bin,
+            pid_file=hp.node_pid,
+            log_dir=hp.log_dir,
+            deadline=int(BOOT_DEADLINE),
+            name_marker=node.markers(hp, record.node)[0],
+            root_marker=node.markers(hp, record.node)[1],
+        )
+    )
+    hp.restart_script.chmod(0o755)
+
+
+def _give(path: Path, user: LabUser) -> None:
+    if os.geteuid() == 0:
+        os.chown(path, user.uid, user.gid)
+
+
+# -- down ------------------------------------------------------------------------------------
+
+
+def down(root: Path | None = None, *, log: Log = print, purge: bool = False) -> None:
+    """Stop every process the lab started (nodes, sshds, epmd); with ``purge`` delete its files.
+
+    Idempotent: a lab that is already down, or absent, is fine.
+    """
+    root = _root(root)
+    if not root.exists():
+        log(f"no lab at {root}")
+        return
+    leftovers: list[str] = []
+    inventory: Path | None = None
+    with state.locked(root):
+        st = state.read(root)
+        if st is None:
+            log(f"no lab state in {root}; nothing to stop")
+        else:
+            inventory = st.inventory
+            st, leftovers = _stop_all(root, st, log)
+            state.write(root, st)
+    if leftovers:
+        raise LabError(
+            "could not stop: " + ", ".join(leftovers),
+            hint="stop them by pid by hand, then run `invoke lab.down` again",
+        )
+    if purge:
+        shutil.rmtree(root, ignore_errors=True)
+        if inventory is not None and is_generated(inventory):
+            inventory.unlink(missing_ok=True)
+        log(f"removed {root}")
+
+
+def _stop_all(root: Path, st: LabState, log: Log) -> tuple[LabState, list[str]]:
+    """Stop nodes, then sshds, then epmd; return the cleared state and what would not stop."""
+    paths = LabPaths(root)
+    user = LabUser.lookup(st.user)
+    uid = user.uid if user else None
+    leftovers: list[str] = []
+
+    def stop_host(record: HostRecord) -> HostRecord:
+        hp = paths.host(record.name)
+        if record.with_release and user is not None:
+            ref = node.running(hp, record.node, record.beam, user)
+            if ref is not None:
+                if node.stop(hp, record.node, ref, user):
+                    log(f"{record.name}: node stopped (pid {ref.pid})")
+                else:
+                    leftovers.append(f"{record.name} node pid {ref.pid}")
+        sshd_ref = _sshd_ref(hp, record, uid)
+        if sshd_ref is not None:
+            if procs.terminate(sshd_ref, 5.0):
+                log(f"{record.name}: sshd stopped (pid {sshd_ref.pid})")
+            else:
+                leftovers.append(f"{record.name} sshd pid {sshd_ref.pid}")
+        return replace(record, sshd=None, beam=None)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(st.hosts)))) as pool:
+        hosts = tuple(pool.map(stop_host, st.hosts))
+    if st.epmd is not None and procs.is_running(st.epmd):
+        if procs.terminate(st.epmd, 5.0):
+            log(f"epmd stopped (pid {st.epmd.pid})")
+        else:
+            leftovers.append(f"epmd pid {st.epmd.pid}")
+    return replace(st, hosts=hosts, epmd=None), leftovers
+
+
+def _sshd_ref(hp: HostPaths, record: HostRecord, uid: int | None) -> procs.ProcessRef | None:
+    if record.sshd is not None and procs.is_running(record.sshd):
+        return record.sshd
+    pid = procs.read_pid_file(hp.sshd_pid)
+    return procs.identify(pid, sshd.markers(hp), uid) if pid else None
+
+
+# -- status ----------------------------------------------------------------------------------
+
+
+def status(root: Path | None = None) -> list[HostStatus]:
+    """How every host of the lab is doing: sshd, port, node and console (in parallel)."""
+    root = _root(root)
+    st = state.read(root)
+    if st is None:
+        raise LabError(f"no lab at {root}", hint="run `invoke lab.up` (or set ROLLOUT_LAB_DIR)")
+    user = LabUser.lookup(st.user)
+    if user is None:
+        raise LabError(f"the lab user {st.user!r} does not exist", hint="run `invoke lab.up`")
+    paths = LabPaths(root)
+
+    def one(record: HostRecord) -> HostStatus:
+        hp = paths.host(record.name)
+        sshd_ref = sshd.running(hp, record.sshd, user)
+        port_open = procs.port_accepting(record.port)
+        if not record.with_release:
+            return HostStatus(
+                record.name,
+                record.port,
+                False,
+                sshd_ref.pid if sshd_ref else None,
+                sshd_ref is not None,
+                port_open,
+                None,
+                False,
+                False,
+                None,
+                "SSH-only host",
+            )
+        beam = node.running(hp, record.node, record.beam, user)
+        console_ok, seconds, detail = False, None, ""
+        if beam is not None:
+            begin = time.monotonic()
+            try:
+                answer = node.rpc(hp, user, "IO.puts(:ok)", timeout=CONSOLE_DEADLINE)
+                seconds = time.monotonic() - begin
+                console_ok = answer.returncode == 0 and answer.stdout.strip() == "ok"
+                detail = "" if console_ok else (answer.stderr.strip().splitlines() or ["?"])[-1]
+            except subprocess.TimeoutExpired:
+                detail = f"console did not answer within {CONSOLE_DEADLINE:.0f}s"
+        else:
+            detail = "node not running"
+        return HostStatus(
+            record.name,
+            record.port,
+            True,
+            sshd_ref.pid if sshd_ref else None,
+            sshd_ref is not None,
+            port_open,
+            beam.pid if beam else None,
+            beam is not None,
+            console_ok,
+            seconds,
+            detail,
+        )
+
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(st.hosts)))) as pool:
+        return list(pool.map(one, st.hosts))
