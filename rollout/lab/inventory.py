@@ -50,10 +50,13 @@ def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
     os.replace(tmp, path)
 
 
-def is_generated(path: Path) -> bool:
-    """Whether ``path`` is an inventory this module wrote (safe to delete on purge)."""
+def is_generated(path: Path, key_file: Path) -> bool:
+    """Whether ``path`` is an inventory written for the lab whose client key is ``key_file``.
+
+    Only such a file is deleted on purge: another lab may have rewritten it since.
+    """
     try:
-        with path.open() as handle:
-            return handle.readline() == HEADER
+        text = path.read_text()
     except FileNotFoundError:
         return False
+    return text.startswith(HEADER) and f"ansible_ssh_private_key_file: {key_file}\n" in text

@@ -203,8 +203,16 @@ def _converge(root: Path, progress: _Progress, user: LabUser, log: Log) -> None:
         _prepare(paths, record, user, build, st.epmd_port, log)
 
     if needs_release and epmd_ref is None:
-        st = progress.state = replace(st, epmd=node.start_epmd(user, st.epmd_port, paths.epmd_log))
-        log(f"epmd started on 127.0.0.1:{st.epmd_port} (pid {st.epmd.pid if st.epmd else '?'})")
+        # Nodes that outlived their epmd are registered nowhere and unreachable: restart them.
+        for record in records:
+            if record.beam is not None:
+                log(f"{record.name}: the lab's epmd is gone; restarting node {record.node}")
+                node.stop(paths.host(record.name), record.node, record.beam, user)
+                st = progress.state = st.with_host(replace(record, beam=None))
+        records = list(st.hosts)
+        epmd_ref = node.start_epmd(user, st.epmd_port, paths.epmd_log)
+        st = progress.state = replace(st, epmd=epmd_ref)
+        log(f"epmd started on 127.0.0.1:{st.epmd_port} (pid {epmd_ref.pid})")
 
     for record in records:
         if record.sshd is None:
@@ -341,7 +349,7 @@ def down(root: Path | None = None, *, log: Log = print, purge: bool = False) -> 
         )
     if purge:
         shutil.rmtree(root, ignore_errors=True)
-        if inventory is not None and is_generated(inventory):
+        if inventory is not None and is_generated(inventory, LabPaths(root).client_key):
             inventory.unlink(missing_ok=True)
         log(f"removed {root}")
 
@@ -400,50 +408,42 @@ def status(root: Path | None = None) -> list[HostStatus]:
     if user is None:
         raise LabError(f"the lab user {st.user!r} does not exist", hint="run `invoke lab.up`")
     paths = LabPaths(root)
+    epmd_up = st.epmd is not None and procs.is_running(st.epmd)
 
     def one(record: HostRecord) -> HostStatus:
         hp = paths.host(record.name)
         sshd_ref = sshd.running(hp, record.sshd, user)
-        port_open = procs.port_accepting(record.port)
-        if not record.with_release:
-            return HostStatus(
-                record.name,
-                record.port,
-                False,
-                sshd_ref.pid if sshd_ref else None,
-                sshd_ref is not None,
-                port_open,
-                None,
-                False,
-                False,
-                None,
-                "SSH-only host",
-            )
-        beam = node.running(hp, record.node, record.beam, user)
+        beam = node.running(hp, record.node, record.beam, user) if record.with_release else None
         console_ok, seconds, detail = False, None, ""
-        if beam is not None:
+        if not record.with_release:
+            detail = "SSH-only host"
+        elif beam is None:
+            detail = "node not running"
+        elif not epmd_up:
+            detail = "the lab's epmd is not running; run `invoke lab.up`"
+        else:
             begin = time.monotonic()
             try:
                 answer = node.rpc(hp, user, "IO.puts(:ok)", timeout=CONSOLE_DEADLINE)
-                seconds = time.monotonic() - begin
-                console_ok = answer.returncode == 0 and answer.stdout.strip() == "ok"
-                detail = "" if console_ok else (answer.stderr.strip().splitlines() or ["?"])[-1]
             except subprocess.TimeoutExpired:
                 detail = f"console did not answer within {CONSOLE_DEADLINE:.0f}s"
-        else:
-            detail = "node not running"
+            else:
+                seconds = time.monotonic() - begin
+                console_ok = answer.returncode == 0 and answer.stdout.strip() == "ok"
+                if not console_ok:
+                    detail = (answer.stderr.strip().splitlines() or ["no answer"])[-1]
         return HostStatus(
-            record.name,
-            record.port,
-            True,
-            sshd_ref.pid if sshd_ref else None,
-            sshd_ref is not None,
-            port_open,
-            beam.pid if beam else None,
-            beam is not None,
-            console_ok,
-            seconds,
-            detail,
+            name=record.name,
+            port=record.port,
+            with_release=record.with_release,
+            sshd_pid=sshd_ref.pid if sshd_ref else None,
+            sshd_alive=sshd_ref is not None,
+            port_open=procs.port_accepting(record.port),
+            node_pid=beam.pid if beam else None,
+            node_alive=beam is not None,
+            console_ok=console_ok,
+            console_seconds=seconds,
+            detail=detail,
         )
 
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(st.hosts)))) as pool:

@@ -116,6 +116,7 @@ def start(
             f"a node named {node} is already registered with the lab's epmd",
             hint="stop it first (`rollout.lab.stop_node`) or run `invoke lab.down`",
         )
+    log_sizes = _log_sizes(paths)
     proc = run_as(user, [str(paths.release_bin), "daemon"], cwd=paths.root, timeout=30)
     if proc.returncode != 0:
         raise LabError(
@@ -128,11 +129,12 @@ def start(
     while True:
         now = time.monotonic()
         if now >= end:
-            raise _boot_failure(paths, node, f"its console did not answer within {deadline:.0f}s")
+            why = f"its console did not answer within {deadline:.0f}s"
+            raise _boot_failure(paths, node, why, log_sizes)
         if seen is None or not procs.is_running(seen):
             seen = next(procs.find(markers(paths, node), user.uid), None)
-        if seen is None and now - started > 5.0:
-            raise _boot_failure(paths, node, "the VM exited during boot")
+        if seen is None and now - started > 1.0 and _run_erl(paths, user) is None:
+            raise _boot_failure(paths, node, "the VM exited during boot", log_sizes)
         if seen is not None and short in (epmd_names(epmd_port) or {}):
             try:
                 answer = rpc(paths, user, READY_EXPR, timeout=max(1.0, min(15.0, end - now)))
@@ -146,7 +148,8 @@ def start(
                     else None
                 )
                 if ref is None:
-                    raise _boot_failure(paths, node, f"rpc answered {answer.stdout!r}")
+                    why = f"rpc answered {answer.stdout!r}"
+                    raise _boot_failure(paths, node, why, log_sizes)
                 paths.node_pid.write_text(f"{ref.pid}\n")
                 chown_tree(paths.node_pid, user)
                 return ref
@@ -158,13 +161,12 @@ def stop(
 ) -> bool:
     """Stop the host's node (if it runs) and wait until it and its run_erl are gone."""
     ref = running(paths, node, recorded, user)
-    helpers = list(procs.find((f"{paths.tmp}/pipe/",), user.uid))  # run_erl of this node
+    helper = _run_erl(paths, user)
     gone = True
     if ref is not None:
         gone = procs.terminate(ref, timeout)
-    for helper in helpers:
-        if not procs.wait_gone(helper, 3.0):
-            procs.terminate(helper, 3.0)
+    if helper is not None and not procs.wait_gone(helper, 3.0):
+        procs.terminate(helper, 3.0)
     paths.node_pid.unlink(missing_ok=True)
     return gone
 
@@ -179,16 +181,35 @@ def signal_node(
     return ref
 
 
-def log_tail(paths: HostPaths, lines: int = 20) -> str:
-    """The end of the node's newest ``erlang.log.*``."""
+def _run_erl(paths: HostPaths, user: LabUser) -> ProcessRef | None:
+    """The run_erl that holds this node's pipe (``daemon`` mode), if any."""
+    return next(procs.find((f"{paths.tmp}/pipe/",), user.uid), None)
+
+
+def _log_sizes(paths: HostPaths) -> dict[Path, int]:
+    return {p: p.stat().st_size for p in paths.log_dir.glob("erlang.log.*")}
+
+
+def boot_log(paths: HostPaths, since: dict[Path, int] | None = None, lines: int = 24) -> str:
+    """What the node logged since ``since`` (log sizes before the start), trimmed to ``lines``."""
     logs = sorted(paths.log_dir.glob("erlang.log.*"), key=lambda p: p.stat().st_mtime)
     if not logs:
         return f"(no log in {paths.log_dir})"
-    return "\n".join(logs[-1].read_text(errors="replace").splitlines()[-lines:])
+    newest = logs[-1]
+    with newest.open("rb") as handle:
+        handle.seek((since or {}).get(newest, 0))
+        text = handle.read().decode(errors="replace")
+    kept = [line.rstrip() for line in text.splitlines() if line.strip()]
+    if len(kept) > lines:
+        half = lines // 2
+        kept = [*kept[:half], "  ...", *kept[-half:]]
+    return "\n".join(kept)
 
 
-def _boot_failure(paths: HostPaths, node: str, why: str) -> LabError:
+def _boot_failure(
+    paths: HostPaths, node: str, why: str, since: dict[Path, int] | None = None
+) -> LabError:
     return LabError(
-        f"{node} did not come up: {why}. End of its log:\n{log_tail(paths)}",
+        f"{node} did not come up: {why}. Its log says:\n{boot_log(paths, since)}",
         hint=f"read {paths.log_dir}, fix the cause, then run `invoke lab.up`",
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from rollout.errors import CommandTimeout, ConsoleError
 from rollout.lab import (
     FLAGS,
     Lab,
+    LabError,
     LabHost,
     down,
     load,
@@ -24,8 +26,13 @@ from rollout.lab import (
     rpc,
     set_delay,
     set_metrics,
+    signal_node,
     sshd_pid,
+    start_node,
+    start_sshd,
     status,
+    stop_node,
+    stop_sshd,
     up,
 )
 from rollout.lab.account import LabUser, spawn_as
@@ -44,8 +51,12 @@ def lab() -> Iterator[Lab]:
     with pytest.MonkeyPatch.context() as env:
         env.setenv("ROLLOUT_LAB_DIR", str(root))
         try:
-            yield up(HOSTS, inventory=root / "lab.yml", base_port=free_base_port(HOSTS),
-                     log=lambda _line: None)
+            yield up(
+                HOSTS,
+                inventory=root / "lab.yml",
+                base_port=free_base_port(HOSTS),
+                log=lambda _line: None,
+            )
         finally:
             down(purge=True, log=lambda _line: None)
 
@@ -55,9 +66,15 @@ def ssh(lab: Lab, host: LabHost) -> paramiko.SSHClient:
     client = paramiko.SSHClient()
     client.load_host_keys(str(lab.known_hosts))
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    client.connect("127.0.0.1", port=host.port, username=lab.user,
-                   key_filename=str(lab.key_file), look_for_keys=False, allow_agent=False,
-                   timeout=10)
+    client.connect(
+        "127.0.0.1",
+        port=host.port,
+        username=lab.user,
+        key_filename=str(lab.key_file),
+        look_for_keys=False,
+        allow_agent=False,
+        timeout=10,
+    )
     return client
 
 
@@ -102,7 +119,8 @@ def test_ssh_login_reads_a_flag_default(lab: Lab) -> None:
     """Over real SSH, with the lab key and a pinned host key, a fresh node reports false."""
     host = lab.hosts[0]
     code, out, err = run(
-        lab, host,
+        lab,
+        host,
         f"{host.release_bin} rpc 'IO.puts(Foundation.FeatureFlags.enabled?(:use_v2_coordinator))'",
     )
     assert (code, out) == (0, "false\n"), err
@@ -111,16 +129,23 @@ def test_ssh_login_reads_a_flag_default(lab: Lab) -> None:
 def test_unknown_flag_is_an_error_value_not_a_raise(lab: Lab) -> None:
     """Enabling an unknown flag returns {:error, :unknown_flag}, with the body sent on stdin."""
     host = lab.hosts[0]
-    code, out, err = run(lab, host, f'{host.release_bin} rpc "$(cat)"',
-                         stdin="IO.inspect(Foundation.FeatureFlags.enable(:no_such_flag))\n")
+    code, out, err = run(
+        lab,
+        host,
+        f'{host.release_bin} rpc "$(cat)"',
+        stdin="IO.inspect(Foundation.FeatureFlags.enable(:no_such_flag))\n",
+    )
     assert (code, out) == (0, "{:error, :unknown_flag}\n"), err
 
 
 def test_set_percentage_is_stored_as_is(lab: Lab) -> None:
     """A percentage is stored and read back as an integer, and enabled?/1 returns it as is."""
     host = lab.hosts[0]
-    out = rpc(host, "IO.inspect(Foundation.FeatureFlags.set_percentage(:use_v2_coordinator, 10));"
-                    "IO.inspect(Foundation.FeatureFlags.enabled?(:use_v2_coordinator))")
+    out = rpc(
+        host,
+        "IO.inspect(Foundation.FeatureFlags.set_percentage(:use_v2_coordinator, 10));"
+        "IO.inspect(Foundation.FeatureFlags.enabled?(:use_v2_coordinator))",
+    )
     assert out == ":ok\n10\n"
     assert read_flags(host)["use_v2_coordinator"] == 10
     with pytest.raises(ConsoleError):
@@ -131,8 +156,11 @@ def test_set_metrics_shows_in_deployment_health(lab: Lab) -> None:
     """Injected metrics, including :nan and a string, appear in get_deployment_health/0."""
     host = lab.hosts[1]
     set_metrics(host, error_rate=7.5, message_delivery_success="nan", average_response_time="x")
-    out = rpc(host, "IO.inspect(Foundation.Deployment.Monitor.get_deployment_health(), "
-                    "limit: :infinity, width: :infinity)")
+    out = rpc(
+        host,
+        "IO.inspect(Foundation.Deployment.Monitor.get_deployment_health(), "
+        "limit: :infinity, width: :infinity)",
+    )
     assert "error_rate: 7.5" in out
     assert "message_delivery_success: :nan" in out
     assert 'average_response_time: "x"' in out
@@ -147,8 +175,14 @@ def test_delay_makes_the_console_stop_answering(lab: Lab) -> None:
     with pytest.raises(CommandTimeout):
         rpc(host, "Foundation.Deployment.Monitor.get_deployment_health()", timeout=2)
     set_delay(host, 0)
-    assert rpc(host, "IO.puts(map_size(Foundation.Deployment.Monitor.get_deployment_health()))",
-               timeout=10) == "4\n"
+    assert (
+        rpc(
+            host,
+            "IO.puts(map_size(Foundation.Deployment.Monitor.get_deployment_health()))",
+            timeout=10,
+        )
+        == "4\n"
+    )
 
 
 def test_restart_over_ssh_resets_flags_and_metrics(lab: Lab) -> None:
@@ -162,8 +196,41 @@ def test_restart_over_ssh_resets_flags_and_metrics(lab: Lab) -> None:
     after = int(re.fullmatch(r"restarted: node pid (\d+)\n", out).group(1))  # type: ignore[union-attr]
     assert after != before and node_pid(host) == after
     assert read_flags(host) == dict.fromkeys(FLAGS, False)
-    assert "error_rate: 0.5" in rpc(host, "IO.inspect(Foundation.Deployment.Monitor"
-                                          ".get_current_metrics())")
+    assert "error_rate: 0.5" in rpc(
+        host, "IO.inspect(Foundation.Deployment.Monitor.get_current_metrics())"
+    )
+
+
+def test_a_failed_boot_is_reported_with_its_log(lab: Lab) -> None:
+    """start_node raises with the node's own log when the VM dies at boot (daemon exits 0)."""
+    host = lab.hosts[0]
+    stop_node(host)
+    vm_args = host.release_bin.parent.parent / "releases" / "0.1.0" / "vm.args"
+    original = vm_args.read_text()
+    vm_args.write_text(original + "\n+Q notanumber\n")
+    try:
+        with pytest.raises(LabError, match="bad number of ports"):
+            start_node(host)
+    finally:
+        vm_args.write_text(original)
+    assert start_node(host) == node_pid(host)
+
+
+def test_frozen_node_and_stopped_sshd_recover(lab: Lab) -> None:
+    """A SIGSTOPped node outlives an rpc deadline until SIGCONT; a stopped sshd refuses logins."""
+    host = lab.hosts[0]
+    signal_node(host, signal.SIGSTOP)
+    try:
+        with pytest.raises(CommandTimeout):
+            rpc(host, "IO.puts(:ok)", timeout=2)
+    finally:
+        signal_node(host, signal.SIGCONT)
+    assert rpc(host, "IO.puts(:ok)") == "ok\n"
+    old = sshd_pid(host)
+    stop_sshd(host)
+    assert sshd_pid(host) is None and not procs.port_accepting(host.port)
+    assert start_sshd(host) != old
+    assert run(lab, host, "echo up") == (0, "up\n", "")
 
 
 def test_up_again_keeps_every_process(lab: Lab) -> None:
@@ -175,8 +242,9 @@ def test_up_again_keeps_every_process(lab: Lab) -> None:
     assert {h.name: (sshd_pid(h), node_pid(h)) for h in lab.hosts} == live
     recorded = recorded_pids(lab.root)
     assert recorded["epmd"] == epmd
-    assert {h.name: (recorded[f"{h.name}.sshd"], recorded[f"{h.name}.beam"])
-            for h in lab.hosts} == live
+    assert {
+        h.name: (recorded[f"{h.name}.sshd"], recorded[f"{h.name}.beam"]) for h in lab.hosts
+    } == live
     assert all(row.ok for row in status())
 
 
