@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import ClassVar
 
 #: A flag's value: ``True``/``False``, or an integer percentage 1..100 (rollout exposure).
 FlagValue = bool | int
@@ -243,6 +244,8 @@ class Playbook:
     source: MetricsSource
     policy: RolloutPolicy
     emergency: EmergencyPolicy
+    checks: ChecksConfig = field(default_factory=lambda: ChecksConfig())
+    notify: NotifyConfig = field(default_factory=lambda: NotifyConfig())
 
     @property
     def flags(self) -> tuple[str, ...]:
@@ -310,3 +313,127 @@ class Inventory:
             if host.name == name:
                 return host
         raise KeyError(name)
+
+
+# -- the readiness checklist (the playbook's `checks:` section) ------------------------------
+
+
+class CheckCategory(Enum):
+    """The checklist's categories, in the order they are run and reported."""
+
+    ARCHITECTURE = "architecture"
+    STATE_MANAGEMENT = "state_management"
+    ERROR_HANDLING = "error_handling"
+    TESTING = "testing"
+    OPERATIONS = "operations"
+
+
+class CheckKind(Enum):
+    PATTERN = "pattern"  # regexes no source file may match (forbid) or every one must (require)
+    BALANCE = "balance"  # per source file, `close` matches at least as often as `open`
+    REACHABILITY = "reachability"  # every host connects and its console answers
+    METRIC = "metric"  # a health metric is within its limit on every host
+    COMMAND = "command"  # a command exits as expected, locally or on every host
+
+
+class CommandWhere(Enum):
+    LOCAL = "local"  # on the operator's machine, without a shell
+    HOSTS = "hosts"  # on every selected host, through the backend
+
+
+@dataclass(frozen=True)
+class PatternCheck:
+    """Source files under ``paths`` (globs, relative to the source root) are scanned."""
+
+    kind: ClassVar[CheckKind] = CheckKind.PATTERN
+    category: CheckCategory
+    name: str
+    line: int  # where the check sits in the playbook
+    paths: tuple[str, ...]
+    forbid: tuple[re.Pattern[str], ...] = ()  # a match anywhere fails the check
+    require: tuple[re.Pattern[str], ...] = ()  # every file must match each of these
+    exclude: tuple[str, ...] = ()  # globs of files to leave out
+
+
+@dataclass(frozen=True)
+class BalanceCheck:
+    """Per file: at least as many ``close`` matches as ``open`` ones (monitor/demonitor)."""
+
+    kind: ClassVar[CheckKind] = CheckKind.BALANCE
+    category: CheckCategory
+    name: str
+    line: int
+    paths: tuple[str, ...]
+    open: re.Pattern[str]
+    close: re.Pattern[str]
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReachabilityCheck:
+    kind: ClassVar[CheckKind] = CheckKind.REACHABILITY
+    category: CheckCategory
+    name: str
+    line: int
+
+
+@dataclass(frozen=True)
+class MetricCheck:
+    """A health metric read from every host's console; the worst host decides."""
+
+    kind: ClassVar[CheckKind] = CheckKind.METRIC
+    category: CheckCategory
+    name: str
+    line: int
+    threshold: Threshold
+
+
+@dataclass(frozen=True)
+class CommandCheck:
+    """An argv (never a shell string) whose exit status must be ``expect_exit``."""
+
+    kind: ClassVar[CheckKind] = CheckKind.COMMAND
+    category: CheckCategory
+    name: str
+    line: int
+    where: CommandWhere
+    command: tuple[str, ...]
+    cwd: str | None = None  # LOCAL only; None: the source root
+    expect_exit: int = 0
+    timeout: float | None = None  # None: 10 minutes locally, policy.command_timeout on hosts
+
+
+Check = PatternCheck | BalanceCheck | ReachabilityCheck | MetricCheck | CommandCheck
+
+
+@dataclass(frozen=True)
+class ChecksConfig:
+    source_root: str | None = None  # the service's source tree; None: it must be given
+    checks: tuple[Check, ...] = ()
+
+
+# -- notifications (the playbook's `notify:` section) ----------------------------------------
+
+
+class NotifyKind(Enum):
+    DEPLOY_START = "deploy.start"
+    DEPLOY_FINISH = "deploy.finish"
+    ROLLBACK_AUTO = "rollback.auto"
+    ROLLBACK_MANUAL = "rollback.manual"
+    ROLLBACK_EMERGENCY = "rollback.emergency"
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """Where notifications are POSTed. The URL itself is a secret and never in the playbook."""
+
+    url_env: str | None = None  # an environment variable holding the URL
+    url_file: str | None = None  # a file holding the URL (resolved against the playbook)
+    timeout: float = 5.0  # hard cap on each POST, connect included
+    template: str = "notify/slack.json.j2"  # under templates/
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    webhook: WebhookConfig | None = None  # None: notifications go to the ledger only
+    events: frozenset[NotifyKind] = frozenset(NotifyKind)
