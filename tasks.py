@@ -12,7 +12,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from invoke import Collection, Exit, task
+from invoke.collection import Collection
+from invoke.exceptions import Exit
+from invoke.tasks import task
 
 if TYPE_CHECKING:
     from rollout.commands import Context, Options
@@ -280,7 +282,7 @@ def lab_down(c: Any, purge: bool = False) -> None:
         raise Exit(code=code)
 
 
-@task
+@task()
 def lab_status(c: Any) -> None:
     """Show each lab host: sshd, node, console."""
     from rollout.lab import cli

@@ -13,7 +13,7 @@ from .console import ApplyResult, FlagReading, HealthReading, RemoteConsole
 from .errors import TransportError
 from .fleet import Fleet, Outcome
 from .models import FlagState, Host, Playbook
-from .transport.base import CommandResult, Transport
+from .transport.base import CommandResult, Session, Transport
 
 
 class HostConsole(Protocol):
@@ -59,7 +59,7 @@ class SSHBackend:
         results = self.fleet.connect(names)
         return {n: Outcome(n, error=o.error) for n, o in results.items()}
 
-    def _session(self, name: str):  # type: ignore[no-untyped-def]
+    def _session(self, name: str) -> Session:
         if name not in self.fleet.sessions:
             outcome = self.fleet.connect([name])[name]
             if outcome.error is not None:

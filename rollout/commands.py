@@ -7,14 +7,16 @@ outcome (``tasks.py`` turns that into the exit code) or by returning a summary.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .backend import Backend, SSHBackend
+from .cancel import Cancel
 from .errors import (
     HostsUnreachable,
     Refused,
@@ -25,10 +27,12 @@ from .errors import (
 from .events import Emit, Event, Kind
 from .executor import Confirm, Executor, StepReport
 from .inventory import load_inventory, select_hosts
-from .ledger import Ledger, LockRecord, RunRecord, RunStatus
-from .models import Host, Inventory, Observed, Playbook
+from .ledger import InventoryState, Ledger, LockRecord, RunRecord, RunStatus
+from .models import Host, Inventory, Observed, Phase, Playbook
 from .plan import Action, Plan, resolve_target
 from .playbook import load_playbook
+from .soak import Soak
+from .yamlsrc import format_duration
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_INVENTORY = "inventory/lab.yml"
@@ -48,6 +52,9 @@ class Options:
     accept_new_host_keys: bool = False
     lock_timeout: float = 0.0
     retry_deadline: float = 60.0  # how long a failing rollback keeps retrying a host
+    soak: float | None = None  # --soak: override the phase's soak duration (seconds)
+    interval: float | None = None  # --interval: override the poll interval (seconds)
+    wait: bool = True  # deploy waits out the soak unless --no-wait
     argv: tuple[str, ...] = ()
 
     def ledger_path(self) -> Path:
@@ -68,6 +75,8 @@ class Context:
     confirm: Confirm | None = None
     pinned: list[str] = field(default_factory=list)
     sleep: Callable[[float], None] = time.sleep
+    cancel: Cancel = field(default_factory=Cancel)
+    wall: Callable[[], float] = time.time
 
     @property
     def limited(self) -> bool:
@@ -156,6 +165,7 @@ def running(
         emit=ctx.emit,
         retry_deadline=ctx.options.retry_deadline,
         sleep=ctx.sleep,
+        cancel=ctx.cancel,
     )
     executor.emit(
         Kind.RUN_START,
@@ -215,7 +225,8 @@ def deploy(ctx: Context, phase: int, *, force: bool = False) -> StepReport:
         plan = ex.plan(Action.DEPLOY, target, readings, recorded)
         ex.confirm_risk(target, ctx.options.yes, ctx.confirm)
         report = ex.execute_deploy(plan)
-        _record_phase(ctx, ex, run, target.number, target.soak)
+        soak = ctx.options.soak if ctx.options.soak is not None else target.soak
+        _record_phase(ctx, ex, run, target.number, soak)
         failed = report.failed
         if failed:
             raise HostsUnreachable(
@@ -224,7 +235,64 @@ def deploy(ctx: Context, phase: int, *, force: bool = False) -> StepReport:
                 + ", ".join(r.host for r in failed),
                 hint="fix those hosts, then re-run the same deploy",
             )
+        if ctx.options.wait and not ctx.limited:
+            assert plan.undo is not None
+            make_soak(ctx, ex, target, plan.undo).run()
+        elif not ctx.limited:
+            ex.emit(
+                Kind.INFO,
+                f"not waiting for the soak ({format_duration(soak)}): "
+                "run `invoke monitor` (or `invoke advance` from a scheduler) to watch it",
+            )
         return report
+
+
+def make_soak(ctx: Context, ex: Executor, phase: Phase, previous: Phase) -> Soak:
+    """The soak watcher for ``phase``, with the CLI's interval override applied."""
+    policy = ctx.playbook.health_for(phase.number)
+    if ctx.options.interval is not None:
+        policy = dataclasses.replace(policy, interval=ctx.options.interval)
+    return Soak(
+        ex,
+        ctx.playbook,
+        phase,
+        previous,
+        policy=policy,
+        source=ctx.playbook.source,
+        wall=ctx.wall,
+        wait=ctx.cancel.wait,
+    )
+
+
+def monitor(ctx: Context) -> InventoryState:
+    """Start or resume the recorded phase's soak; roll back on breach."""
+    if ctx.limited:
+        raise UsageError("monitor watches the whole inventory; drop --limit")
+    state = ctx.ledger.state(ctx.inventory.name)
+    if state.phase is None:
+        raise UsageError(
+            "no phase is recorded for this inventory; deploy one first",
+            hint="invoke deploy --phase 1",
+        )
+    phase = ctx.playbook.phase(state.phase)
+    previous = ctx.playbook.phase(max(0, phase.number - 1))
+    with running(ctx, _command_text("monitor", ctx.options)) as (_run, _lock, ex):
+        if state.soak_complete:
+            ex.emit(
+                Kind.SOAK,
+                f"soak of {phase.title} is already complete",
+                ok=True,
+                phase=phase.number,
+                complete=True,
+            )
+            return state
+        failed = ex.connect_all()
+        if failed:
+            ex.emit(
+                Kind.WARNING,
+                f"{len(failed)} host(s) unreachable; their samples count as inconclusive",
+            )
+        return make_soak(ctx, ex, phase, previous).run()
 
 
 def make_plan(ctx: Context, phase: int, *, force: bool = False) -> Plan:
@@ -275,7 +343,7 @@ def _finish_rollback(
     ex: Executor,
     run: RunRecord,
     report: StepReport,
-    unreachable: dict[str, object],
+    unreachable: Mapping[str, object],
     phase: int,
     soak: float,
 ) -> StepReport:

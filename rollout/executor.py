@@ -11,12 +11,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .backend import Backend
+from .cancel import Cancel
 from .console import ApplyResult, FlagReading
 from .errors import (
     CommandTimeout,
     DeployFailed,
     HostError,
     HostsUnreachable,
+    Interrupted,
     Refused,
     RollbackIncomplete,
     TransportError,
@@ -75,6 +77,7 @@ class Executor:
         clock: Callable[[], float] = time.monotonic,
         retry_deadline: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
+        cancel: Cancel | None = None,
     ) -> None:
         self.playbook = playbook
         self.inventory = inventory_name
@@ -86,6 +89,7 @@ class Executor:
         self.clock = clock
         self.retry_deadline = retry_deadline
         self.sleep = sleep
+        self.cancel = cancel or Cancel()
 
     # -- events --------------------------------------------------------------------------
 
@@ -327,6 +331,9 @@ class Executor:
         changed: list[str] = []
         results: dict[str, HostResult] = {}
         for index, batch in enumerate(plan.batches, start=1):
+            if self.cancel.is_set() and changed:
+                self._abort(plan, changed)
+            self.cancel.check(f"batch {index} of {plan.target.title}; nothing was changed")
             self.emit(
                 Kind.BATCH,
                 f"batch {index}/{len(plan.batches)}: {', '.join(batch)}",
@@ -370,6 +377,30 @@ class Executor:
             f"{plan.target.title} failed ({why}); the {len(names)} changed host(s) were put "
             f"back to {undo.title} and verified",
             hint="fix the cause, then re-run the same deploy",
+        )
+
+    def _abort(self, plan: Plan, changed: Sequence[str]) -> None:
+        """Cancelled between batches: put the changed hosts back, like an aborted rollout."""
+        undo = plan.undo
+        assert undo is not None
+        names = list(reversed(changed))
+        self.emit(
+            Kind.UNDO,
+            f"{self.cancel.signal_name}: aborting {plan.target.title}; putting "
+            f"{len(names)} changed host(s) back to {undo.title}",
+            hosts=names,
+        )
+        report = self.converge_with_retry(names, undo, Action.ROLLBACK)
+        if report.failed:
+            raise RollbackIncomplete(
+                f"aborted {plan.target.title}, but the undo to {undo.title} did not verify on "
+                + ", ".join(r.host for r in report.failed),
+                hint=f"run `invoke rollback --to {undo.number}` once the hosts answer",
+            )
+        raise Interrupted(
+            f"{self.cancel.signal_name}: {plan.target.title} aborted; the {len(names)} changed "
+            f"host(s) were put back to {undo.title} and verified",
+            hint="re-run the same deploy when ready",
         )
 
     def _undo_one(self, plan: Plan, name: str) -> None:

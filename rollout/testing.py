@@ -40,6 +40,7 @@ class FakeHost:
     unknown: frozenset[str] = frozenset()  # flags this node does not know
     refuse_enable: frozenset[str] = frozenset()  # enabling these answers {:error, :not_ready}
     down_after: int | None = None  # the node goes down after this many applies
+    health_hangs: bool = False  # the health call never answers (killed at its deadline)
     applies: int = 0
     commands: list[tuple[str, ...]] = field(default_factory=list)
 
@@ -92,6 +93,8 @@ class FakeConsole:
 
     def health(self) -> HealthReading:
         self._check()
+        if self.fake.health_hangs:
+            raise CommandTimeout(self.fake.name, "the remote console did not answer")
         values = {m: self.fake.metrics.get(m) for m in self.metric_names}
         raw = {m: repr(v) for m, v in values.items()}
         return HealthReading(self._reading(), values, raw)

@@ -39,7 +39,7 @@ def ctx(tmp_path: Path, playbook: Playbook, fleet: FakeBackend) -> Context:
     hosts = tuple(Host(n, "127.0.0.1") for n in NAMES)
     inventory = Inventory(str(tmp_path / "inv.yml"), "inv", hosts, {"all": frozenset(NAMES)})
     return Context(
-        Options(yes=True, retry_deadline=3.0),
+        Options(yes=True, wait=False, retry_deadline=3.0),
         playbook,
         inventory,
         hosts,
@@ -135,7 +135,7 @@ def test_high_risk_phase_refuses_without_terminal(ctx: Context, fleet: FakeBacke
     """Phase 3 is high risk: without --yes and without a terminal it is refused, unchanged."""
     deploy(ctx, 1)
     deploy(ctx, 2)
-    ctx.options = Options(yes=False, retry_deadline=3.0)
+    ctx.options = Options(yes=False, wait=False, retry_deadline=3.0)
     with pytest.raises(Refused, match="high risk"):
         deploy(ctx, 3)
     assert all(h.flags["use_persistent_agents"] is False for h in fleet.fakes.values())

@@ -1,0 +1,50 @@
+"""Cancellation: SIGINT/SIGTERM stop new changes; the current step is finished or undone.
+
+The first signal sets the token: the engine notices between steps (and at once while it
+waits), settles what it was doing, records it and raises :class:`Interrupted`. A second
+signal raises KeyboardInterrupt for an operator who really means "stop now".
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+from .errors import Interrupted
+
+
+class Cancel:
+    """A cancellation token; its :meth:`wait` is the engine's only way to pause."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.signal_name: str | None = None
+
+    def set(self, why: str = "cancelled") -> None:
+        self.signal_name = why
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True as soon as the run is cancelled."""
+        return self._event.wait(max(0.0, seconds))
+
+    def check(self, what: str) -> None:
+        if self.is_set():
+            raise Interrupted(f"{self.signal_name or 'cancelled'}: stopped before {what}")
+
+    def install(self) -> None:
+        """Route SIGINT and SIGTERM (what CI runners send on cancel) to this token."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            if self.is_set():
+                raise KeyboardInterrupt
+            self.set(signal.Signals(signum).name)
+
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)

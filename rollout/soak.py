@@ -1,0 +1,267 @@
+"""The soak: watch a freshly applied phase, repair drift, roll back on a breach.
+
+One :meth:`Soak.poll` takes a round of samples from every host, re-applies the phase on any
+host whose flags drifted (a restarted node, a hand-set flag), judges the samples, and either
+counts the healthy time in the ledger or, when the failure budget is spent, rolls the fleet
+back to the previous phase's full state, verified, and raises :class:`RolledBack`.
+
+Soak time lives in the ledger, so a killed monitor resumes where it stopped. Time counts only
+between two observations that were both healthy and drift-free and no further apart than
+``max_gap``: time nobody watched is never counted as healthy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import Interrupted, RollbackIncomplete, RolledBack
+from .events import Kind
+from .executor import Executor, StepReport
+from .ledger import InventoryState
+from .metrics import Round, take_round
+from .models import HealthPolicy, MetricsSource, Observed, Phase, Playbook
+from .monitor import Budget, Decision, Poll, Verdict, describe_values, judge
+from .plan import Action
+from .yamlsrc import format_duration
+
+#: Waits up to the given seconds; returns True when the run was cancelled meanwhile.
+Wait = Callable[[float], bool]
+
+
+@dataclass(frozen=True)
+class PollStep:
+    """One poll's outcome, after drift repair and soak accounting."""
+
+    poll: Poll
+    decision: Decision
+    drifted: tuple[str, ...]
+    state: InventoryState
+    counted_now: float
+
+
+class Soak:
+    """Watches ``phase`` on the executor's hosts; ``previous`` is where a breach rolls back to."""
+
+    def __init__(
+        self,
+        ex: Executor,
+        playbook: Playbook,
+        phase: Phase,
+        previous: Phase,
+        *,
+        policy: HealthPolicy,
+        source: MetricsSource,
+        wall: Callable[[], float] = time.time,
+        wait: Wait,
+        max_gap: float | None = None,
+        on_rollback: Callable[[str, StepReport], None] | None = None,
+    ) -> None:
+        self.ex = ex
+        self.playbook = playbook
+        self.phase = phase
+        self.previous = previous
+        self.policy = policy
+        self.source = source
+        self.wall = wall
+        self.wait = wait
+        self.max_gap = max_gap if max_gap is not None else max(2 * policy.interval, 10.0)
+        self.budget = Budget(policy)
+        self.on_rollback = on_rollback
+        self.base_dir = Path(playbook.path).parent
+
+    @property
+    def inventory(self) -> str:
+        return self.ex.inventory
+
+    def run(self) -> InventoryState:
+        """Poll every ``interval`` until the soak completes; raises on rollback or cancel."""
+        state = self.ex.ledger.state(self.inventory)
+        self.ex.emit(
+            Kind.SOAK,
+            f"soaking {self.phase.title}: {format_duration(state.soak_counted)} of "
+            f"{format_duration(state.soak_required)} counted, polling every "
+            f"{format_duration(self.policy.interval)}",
+            phase=self.phase.number,
+            counted=state.soak_counted,
+            required=state.soak_required,
+            interval=self.policy.interval,
+            failure_limit=self.policy.failure_limit,
+            inconclusive_limit=self.policy.inconclusive_limit,
+        )
+        while not state.soak_complete:
+            started = time.monotonic()
+            state = self.poll().state
+            if state.soak_complete:
+                break
+            pause = max(0.0, self.policy.interval - (time.monotonic() - started))
+            if self.wait(pause):
+                self.ex.emit(
+                    Kind.SOAK,
+                    f"soak of {self.phase.title} interrupted with "
+                    f"{format_duration(state.soak_counted)} counted; the phase stays applied",
+                    ok=False,
+                    phase=self.phase.number,
+                    counted=state.soak_counted,
+                    interrupted=True,
+                )
+                raise Interrupted(
+                    f"soak of {self.phase.title} interrupted; the phase stays applied",
+                    hint=f"resume with `invoke monitor`, or roll back with "
+                    f"`invoke rollback --to {self.previous.number}`",
+                )
+        self.ex.emit(
+            Kind.SOAK,
+            f"soak of {self.phase.title} complete: {format_duration(state.soak_required)} healthy",
+            ok=True,
+            phase=self.phase.number,
+            counted=state.soak_counted,
+            required=state.soak_required,
+            complete=True,
+        )
+        return state
+
+    def poll(self) -> PollStep:
+        """One round: sample, repair drift, judge, record; roll back when the budget is spent."""
+        thresholds = self.policy.thresholds
+        rnd = take_round(
+            self.source, self.ex.backend, self.ex.hosts, thresholds, base_dir=self.base_dir
+        )
+        drifted = self._repair_drift(rnd)
+        poll = judge(rnd.samples, thresholds)
+        decision = self.budget.update(poll)
+        state = self.ex.ledger.state(self.inventory)
+        counted = 0.0
+        if not decision.rollback:
+            counted, state = self._count(poll.verdict is Verdict.HEALTHY and not drifted, state)
+        self._record(rnd, poll, decision, drifted, state)
+        if decision.rollback:
+            self._rollback(decision)
+        return PollStep(poll, decision, drifted, state, counted)
+
+    def _count(self, healthy: bool, state: InventoryState) -> tuple[float, InventoryState]:
+        now = self.wall()
+        last = state.soak_updated
+        seconds = 0.0
+        if healthy and last is not None and 0 <= now - last <= self.max_gap:
+            seconds = now - last
+        state = self.ex.ledger.count_soak(self.inventory, seconds, phase=self.phase.number)
+        return seconds, state
+
+    def _repair_drift(self, rnd: Round) -> tuple[str, ...]:
+        drifted = [
+            name for name, flags in rnd.flags.items() if flags is not None and self._differs(flags)
+        ]
+        if not drifted:
+            return ()
+        for name in drifted:
+            flags = rnd.flags[name] or {}
+            changes = self.phase.state.changes_from(flags)
+            self.ex.emit(
+                Kind.DRIFT,
+                f"drifted from {self.phase.title}: "
+                + ", ".join(str(c) for c in changes)
+                + "; re-applying",
+                host=name,
+                ok=False,
+                changes=[str(c) for c in changes],
+            )
+        report = self.ex.converge(drifted, self.phase, Action.REAPPLY)
+        for result in report.results:
+            self.ex.emit(
+                Kind.DRIFT,
+                "re-applied and verified"
+                if result.ok
+                else f"re-apply did not verify: {result.error or result.mismatched}",
+                host=result.host,
+                ok=result.ok,
+            )
+        return tuple(drifted)
+
+    def _differs(self, flags: Mapping[str, Observed]) -> bool:
+        return bool(self.phase.state.changes_from(flags))
+
+    def _record(
+        self,
+        rnd: Round,
+        poll: Poll,
+        decision: Decision,
+        drifted: tuple[str, ...],
+        state: InventoryState,
+    ) -> None:
+        left = max(0.0, state.soak_required - state.soak_counted)
+        metrics = [
+            {
+                "metric": m.metric,
+                "worst": m.worst,
+                "host": m.worst_host,
+                "threshold": m.threshold.describe(),
+                "breached": m.breached,
+            }
+            for m in poll.summary
+        ]
+        hosts = {s.host: ("error: " + s.error if s.error else "ok") for s in rnd.samples}
+        for name in drifted:
+            hosts[name] = "drifted (re-applied)"
+        verdict = poll.verdict.value
+        text = {
+            Verdict.HEALTHY: f"healthy; {format_duration(round(left))} left",
+            Verdict.BREACH: f"BREACH ({decision.breaches_in_row}/{self.policy.failure_limit}): "
+            + "; ".join(str(b) for b in poll.breaches),
+            Verdict.INCONCLUSIVE: f"inconclusive ({decision.inconclusive_in_row}/"
+            f"{self.policy.inconclusive_limit}): " + "; ".join(str(g) for g in poll.gaps),
+        }[poll.verdict]
+        self.ex.emit(
+            Kind.SAMPLE,
+            text,
+            ok=poll.verdict is Verdict.HEALTHY,
+            phase=self.phase.number,
+            verdict=verdict,
+            values=describe_values(rnd.samples),
+            thresholds={t.metric: t.describe() for t in self.policy.thresholds},
+            metrics=metrics,
+            hosts=hosts,
+            drifted=list(drifted),
+            breaches_in_row=decision.breaches_in_row,
+            inconclusive_in_row=decision.inconclusive_in_row,
+            failure_limit=self.policy.failure_limit,
+            inconclusive_limit=self.policy.inconclusive_limit,
+            counted=state.soak_counted,
+            required=state.soak_required,
+            left=left,
+        )
+
+    def _rollback(self, decision: Decision) -> None:
+        target = self.previous
+        self.ex.emit(
+            Kind.ROLLBACK,
+            f"AUTOMATIC ROLLBACK to {target.title}: {decision.reason}",
+            ok=False,
+            target=target.number,
+            reason=decision.reason,
+        )
+        report = self.ex.converge_with_retry(self.ex.hosts, target, Action.ROLLBACK)
+        failed = [r.host for r in report.failed]
+        if self.on_rollback is not None:
+            self.on_rollback(decision.reason, report)
+        if failed:
+            raise RollbackIncomplete(
+                f"automatic rollback to {target.title} did not verify on "
+                f"{', '.join(failed)} ({decision.reason})",
+                hint=f"bring those hosts back, then `invoke rollback --to {target.number}`",
+            )
+        self.ex.ledger.set_phase(
+            self.inventory, target.number, self.ex.run.id, soak_required=target.soak
+        )
+        self.ex.ledger.set_paused(
+            self.inventory, True, "rollout (automatic rollback)", decision.reason
+        )
+        raise RolledBack(
+            f"{self.phase.title} breached its health thresholds: {decision.reason}. "
+            f"Every host ({len(report.results)}) was rolled back to {target.title} "
+            "and verified",
+            hint="rollouts of this inventory are paused: investigate, then `invoke resume` "
+            f"and re-deploy; `invoke report --run {self.ex.run.id}` shows every sample",
+        )
