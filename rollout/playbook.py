@@ -25,20 +25,33 @@ from .errors import InputError, PlaybookError, SourceLocation
 from .models import (
     FLAG_NAME_RE,
     METRIC_NAME_RE,
+    BalanceCheck,
     BatchSize,
+    Check,
+    CheckCategory,
+    CheckKind,
+    ChecksConfig,
+    CommandCheck,
+    CommandWhere,
     Direction,
     EmergencyPolicy,
     FlagState,
     FlagValue,
     Gates,
     HealthPolicy,
+    MetricCheck,
     MetricsSource,
+    NotifyConfig,
+    NotifyKind,
+    PatternCheck,
     Phase,
     Playbook,
+    ReachabilityCheck,
     Risk,
     RolloutPolicy,
     SourceKind,
     Threshold,
+    WebhookConfig,
 )
 from .yamlsrc import Node, NodeList, load_file, load_text, parse_duration
 
@@ -49,7 +62,10 @@ ENV_NAME_RE = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
 PERCENT_RE = re.compile(r"(\d{1,3})%")
 MAX_FILE_BYTES = 1_000_000
 
-_TOP_KEYS = ("rollout", "description", "flags", "health", "policy", "emergency", "phases")
+_TOP_KEYS = (
+    "rollout", "description", "flags", "health", "policy", "emergency", "phases", "checks",
+    "notify",
+)  # fmt: skip
 _HEALTH_KEYS = ("source", "interval", "failure_limit", "inconclusive_limit", "thresholds")
 _PHASE_HEALTH_KEYS = _HEALTH_KEYS[1:]
 _SOURCE_KEYS: dict[SourceKind, tuple[str, ...]] = {
@@ -62,6 +78,17 @@ _POLICY_KEYS = ("serial", "max_fail_percentage", "connect_timeout", "command_tim
 _EMERGENCY_KEYS = ("phase", "restart")
 _PHASE_KEYS = ("phase", "name", "risk", "soak", "set", "validation", "health", "gates")
 _GATE_KEYS = ("backup", "checks", "approval")
+_CHECKS_KEYS = ("source_root", "categories")
+_CHECK_KEYS: dict[CheckKind, tuple[str, ...]] = {
+    CheckKind.PATTERN: ("name", "kind", "paths", "exclude", "forbid", "require"),
+    CheckKind.BALANCE: ("name", "kind", "paths", "exclude", "open", "close"),
+    CheckKind.REACHABILITY: ("name", "kind"),
+    CheckKind.METRIC: ("name", "kind", "metric", "max", "min", "unit"),
+    CheckKind.COMMAND: ("name", "kind", "where", "command", "cwd", "expect_exit", "timeout"),
+}
+_NOTIFY_KEYS = ("webhook", "events")
+_WEBHOOK_KEYS = ("url_env", "url_file", "timeout", "template")
+MAX_NOTIFY_TIMEOUT = 60.0
 _ZERO_HINT = "use false: a percentage of 0 is truthy wherever the service calls enabled?/1"
 
 
@@ -128,6 +155,12 @@ def _playbook(data: object, source: str, base_dir: Path | None) -> Playbook:
     emergency = EmergencyPolicy()
     if "emergency" in data:
         emergency = _emergency(_mapping(data, "emergency", "emergency"), len(phases))
+    checks = ChecksConfig()
+    if "checks" in data:
+        checks = _checks(_mapping(data, "checks", "checks"), base_dir, health, phases)
+    notify = NotifyConfig()
+    if "notify" in data:
+        notify = _notify(_mapping(data, "notify", "notify"), base_dir)
     return Playbook(
         path=source,
         name=name,
@@ -138,6 +171,8 @@ def _playbook(data: object, source: str, base_dir: Path | None) -> Playbook:
         source=source_,
         policy=policy,
         emergency=emergency,
+        checks=checks,
+        notify=notify,
     )
 
 
@@ -523,6 +558,395 @@ def _emergency(node: Node, last: int) -> EmergencyPolicy:
     if "restart" in node:
         restart = _bool(node, "restart", "emergency.restart")
     return EmergencyPolicy(phase, restart)
+
+
+# -- the readiness checklist ----------------------------------------------------------------
+
+
+def _checks(
+    node: Node, base_dir: Path | None, health: HealthPolicy, phases: Sequence[Phase]
+) -> ChecksConfig:
+    _check_keys(node, _CHECKS_KEYS, "checks", required=("categories",))
+    source_root = None
+    if "source_root" in node:
+        source_root = _resolve(
+            _text(node, "source_root", "checks.source_root", max_len=4096), base_dir
+        )
+    cats = _mapping(node, "categories", "checks.categories")
+    names = [c.value for c in CheckCategory]
+    if not cats:
+        _fail(
+            cats.loc(None, "checks.categories"),
+            "`categories` lists no checks",
+            f"list checks under any of: {', '.join(names)}",
+        )
+    _check_keys(cats, names, "checks.categories", hint=f"the categories are: {', '.join(names)}")
+    read = {t.metric for t in health.thresholds}
+    for phase in phases:
+        read.update(t.metric for t in (phase.health.thresholds if phase.health else ()))
+    out: list[Check] = []
+    for category in CheckCategory:  # run and report in the checklist's own order
+        if category.value in cats:
+            out.extend(_category(cats, category, base_dir, health, frozenset(read)))
+    return ChecksConfig(source_root, tuple(out))
+
+
+def _category(
+    cats: Node,
+    category: CheckCategory,
+    base_dir: Path | None,
+    health: HealthPolicy,
+    read: frozenset[str],
+) -> list[Check]:
+    path = f"checks.categories.{category.value}"
+    items = cats[category.value]
+    if not isinstance(items, NodeList) or not items:
+        _fail(
+            cats.loc(category.value, path),
+            f"`{category.value}` must be a non-empty list of checks",
+            "write one `- {name: ..., kind: ...}` entry per check, or drop the category",
+        )
+    seen: dict[str, int] = {}
+    out: list[Check] = []
+    for index, item in enumerate(items):
+        ipath = f"{path}[{index + 1}]"
+        if not isinstance(item, Node):
+            _fail(
+                items.loc(index, ipath),
+                f"a check must be a mapping, not a {_kind(item)}",
+                "write {name: ..., kind: ...} with the keys of its kind",
+            )
+        check = _check(item, ipath, category, base_dir, health, read)
+        if check.name in seen:
+            _fail(
+                item.loc("name", f"{ipath}.name"),
+                f"check {_show(check.name)} appears twice in {category.value}"
+                f" (first at line {seen[check.name]})",
+                "give each check in a category its own name",
+            )
+        seen[check.name] = item.key_lines["name"]
+        out.append(check)
+    return out
+
+
+def _check(
+    node: Node,
+    path: str,
+    category: CheckCategory,
+    base_dir: Path | None,
+    health: HealthPolicy,
+    read: frozenset[str],
+) -> Check:
+    kinds = ", ".join(k.value for k in CheckKind)
+    if "kind" not in node:
+        _fail(node.loc(None, path), "a check needs a `kind`", f"use one of: {kinds}")
+    kind_text = _text(node, "kind", f"{path}.kind", max_len=16)
+    try:
+        kind = CheckKind(kind_text)
+    except ValueError:
+        close = difflib.get_close_matches(kind_text, [k.value for k in CheckKind], n=1)
+        _fail(
+            node.loc("kind", f"{path}.kind"),
+            f"unknown check kind {_show(kind_text)}",
+            (f"did you mean `{close[0]}`? " if close else "") + f"kinds: {kinds}",
+        )
+    _check_keys(node, _CHECK_KEYS[kind], path, required=("name",))
+    name = _text(node, "name", f"{path}.name", max_len=120)
+    line = node.key_lines.get("name", node.line)
+    if kind is CheckKind.PATTERN:
+        paths, exclude = _globs(node, path, "paths"), _exclude(node, path)
+        forbid = _regexes(node, "forbid", path) if "forbid" in node else ()
+        require = _regexes(node, "require", path) if "require" in node else ()
+        if not forbid and not require:
+            _fail(
+                node.loc(None, path),
+                "a pattern check needs `forbid` or `require`",
+                "forbid: regexes no file may match; require: regexes every file must match",
+            )
+        return PatternCheck(category, name, line, paths, forbid, require, exclude)
+    if kind is CheckKind.BALANCE:
+        paths, exclude = _globs(node, path, "paths"), _exclude(node, path)
+        pair = []
+        for key in ("open", "close"):
+            if key not in node:
+                _fail(
+                    node.loc(None, path),
+                    f"a balance check needs `{key}`",
+                    "open: what starts something (Process.monitor); close: what ends it",
+                )
+            pair.append(_regex(node[key], node.loc(key, f"{path}.{key}")))
+        return BalanceCheck(category, name, line, paths, pair[0], pair[1], exclude)
+    if kind is CheckKind.REACHABILITY:
+        return ReachabilityCheck(category, name, line)
+    if kind is CheckKind.METRIC:
+        return MetricCheck(category, name, line, _metric_threshold(node, path, health, read))
+    return _command_check(node, path, category, name, line, base_dir)
+
+
+def _metric_threshold(
+    node: Node, path: str, health: HealthPolicy, read: frozenset[str]
+) -> Threshold:
+    if "metric" not in node:
+        _fail(node.loc(None, path), "a metric check needs `metric`", "name a health metric")
+    metric = _text(node, "metric", f"{path}.metric", max_len=64)
+    loc = node.loc("metric", f"{path}.metric")
+    if not METRIC_NAME_RE.fullmatch(metric):
+        _fail(loc, f"metric name {_show(metric)} is not a plain identifier", "use e.g. error_rate")
+    if metric not in read:
+        close = difflib.get_close_matches(metric, sorted(read), n=1)
+        _fail(
+            loc,
+            f"metric `{metric}` is not read from the hosts",
+            (f"did you mean `{close[0]}`? " if close else "")
+            + "hosts report the metrics named under health.thresholds; add it there",
+        )
+    bounds = [key for key in ("max", "min") if key in node]
+    if len(bounds) > 1:
+        _fail(
+            node.loc("min", f"{path}.min"),
+            f"metric check `{metric}` has both `max` and `min`",
+            "give one bound per check; add a second check for the other",
+        )
+    if not bounds:
+        base = next((t for t in health.thresholds if t.metric == metric), None)
+        if base is None:
+            _fail(
+                node.loc(None, path),
+                f"metric check `{metric}` has no `max` or `min`, and health.thresholds has none",
+                "give max: N or min: N, or add a threshold for it under health.thresholds",
+            )
+        if "unit" in node:
+            unit = _text(node, "unit", f"{path}.unit", max_len=16, empty=True)
+            return Threshold(metric, base.direction, base.limit, unit)
+        return base
+    limit = _number(node, bounds[0], f"{path}.{bounds[0]}")
+    unit = ""
+    if "unit" in node:
+        unit = _text(node, "unit", f"{path}.unit", max_len=16, empty=True)
+    return Threshold(metric, Direction(bounds[0]), limit, unit)
+
+
+def _command_check(
+    node: Node, path: str, category: CheckCategory, name: str, line: int, base_dir: Path | None
+) -> CommandCheck:
+    where = CommandWhere.LOCAL
+    if "where" in node:
+        text = _text(node, "where", f"{path}.where", max_len=16)
+        try:
+            where = CommandWhere(text)
+        except ValueError:
+            _fail(
+                node.loc("where", f"{path}.where"),
+                f"unknown place {_show(text)}",
+                "local: on this machine; hosts: on every selected host",
+            )
+    if "command" not in node:
+        _fail(node.loc(None, path), "a command check needs `command`", 'write e.g. ["mix", "test"]')
+    argv = node["command"]
+    cpath = f"{path}.command"
+    if not isinstance(argv, NodeList) or not argv:
+        _fail(
+            node.loc("command", cpath),
+            f"`command` must be a non-empty list of arguments, not {_show(argv)}",
+            'write the argv as a list, e.g. ["mix", "test"]: commands never go through a shell',
+        )
+    command = []
+    for index, arg in enumerate(argv):
+        loc = argv.loc(index, f"{cpath}[{index + 1}]")
+        if not isinstance(arg, str) or not arg:
+            _fail(
+                loc,
+                f"an argument must be non-empty text, not {_show(arg)}",
+                'quote it: "true", "5"',
+            )
+        if len(arg) > 4096 or any(_is_control(c) for c in arg):
+            _fail(loc, "an argument is too long or holds control characters", "write plain text")
+        command.append(arg)
+    cwd = None
+    if "cwd" in node:
+        if where is CommandWhere.HOSTS:
+            _fail(
+                node.loc("cwd", f"{path}.cwd"),
+                "`cwd` applies to local commands only",
+                "drop it; host commands run in the login directory of the SSH user",
+            )
+        cwd = _resolve(_text(node, "cwd", f"{path}.cwd", max_len=4096), base_dir)
+    expect = 0
+    if "expect_exit" in node:
+        expect = _int(node, "expect_exit", f"{path}.expect_exit", low=0)
+        if expect > 255:
+            _fail(
+                node.loc("expect_exit", f"{path}.expect_exit"),
+                f"exit status {expect} is outside 0..255",
+                "exit statuses are 0..255",
+            )
+    timeout = None
+    if "timeout" in node:
+        timeout = _duration(node, "timeout", f"{path}.timeout", positive=True)
+    return CommandCheck(category, name, line, where, tuple(command), cwd, expect, timeout)
+
+
+def _globs(node: Node, path: str, key: str) -> tuple[str, ...]:
+    if key not in node:
+        _fail(node.loc(None, path), f"this check needs `{key}`", 'e.g. paths: ["lib/**/*.ex"]')
+    value = node[key]
+    kpath = f"{path}.{key}"
+    if not isinstance(value, NodeList) or not value:
+        _fail(
+            node.loc(key, kpath),
+            f"`{key}` must be a non-empty list of globs, not {_show(value)}",
+            'write e.g. ["lib/**/*.ex"], relative to the source root',
+        )
+    out = []
+    for index, item in enumerate(value):
+        loc = value.loc(index, f"{kpath}[{index + 1}]")
+        if not isinstance(item, str) or not item.strip():
+            _fail(loc, f"a glob must be text, not {_show(item)}", 'write e.g. "lib/**/*.ex"')
+        parts = item.replace("\\", "/").split("/")
+        if item.startswith(("/", "~")) or ".." in parts or any(_is_control(c) for c in item):
+            _fail(
+                loc,
+                f"glob {_show(item)} leaves the source tree",
+                "globs are relative to the source root, without '..' or a leading '/'",
+            )
+        out.append(item)
+    return tuple(out)
+
+
+def _exclude(node: Node, path: str) -> tuple[str, ...]:
+    return _globs(node, path, "exclude") if "exclude" in node else ()
+
+
+def _regexes(node: Node, key: str, path: str) -> tuple[re.Pattern[str], ...]:
+    value = node[key]
+    kpath = f"{path}.{key}"
+    if not isinstance(value, NodeList) or not value:
+        _fail(
+            node.loc(key, kpath),
+            f"`{key}` must be a non-empty list of regexes, not {_show(value)}",
+            "write e.g. ['Process\\.spawn'] (single quotes keep backslashes as they are)",
+        )
+    return tuple(_regex(item, value.loc(i, f"{kpath}[{i + 1}]")) for i, item in enumerate(value))
+
+
+def _regex(value: object, loc: SourceLocation) -> re.Pattern[str]:
+    if not isinstance(value, str) or not value:
+        _fail(loc, f"a regex must be non-empty text, not {_show(value)}", "quote it")
+    if len(value) > 500:
+        _fail(loc, f"the regex is {len(value)} characters long", "keep it to 500 or fewer")
+    try:
+        return re.compile(value, re.MULTILINE)
+    except re.error as exc:
+        _fail(
+            loc,
+            f"bad regex {_show(value)}: {exc.msg} at position {exc.pos}",
+            "write it in Python `re` syntax inside single quotes; escape . ( ) with a backslash",
+        )
+
+
+def _resolve(text: str, base_dir: Path | None) -> str:
+    """A path from the playbook, relative to the playbook's directory (when it has one)."""
+    if base_dir is not None and not Path(text).is_absolute():
+        return str(base_dir / text)
+    return text
+
+
+# -- notifications --------------------------------------------------------------------------
+
+
+def _notify(node: Node, base_dir: Path | None) -> NotifyConfig:
+    _check_keys(node, _NOTIFY_KEYS, "notify")
+    webhook = None
+    if "webhook" in node:
+        webhook = _webhook(_mapping(node, "webhook", "notify.webhook"), base_dir)
+    events = frozenset(NotifyKind)
+    if "events" in node:
+        events = _notify_events(node)
+    return NotifyConfig(webhook, events)
+
+
+def _webhook(node: Node, base_dir: Path | None) -> WebhookConfig:
+    path = "notify.webhook"
+    where = "url_env: NAME (an environment variable) or url_file: path"
+    if "url" in node:
+        _fail(
+            node.loc("url", f"{path}.url"),
+            "a literal `url` is refused: a webhook URL is a secret",
+            f"anyone holding it can post to the channel; give {where}",
+        )
+    _check_keys(node, _WEBHOOK_KEYS, path)
+    if ("url_env" in node) == ("url_file" in node):
+        both = "url_env" in node
+        _fail(
+            node.loc("url_file", f"{path}.url_file") if both else node.loc(None, path),
+            "give exactly one of `url_env` and `url_file`"
+            if both
+            else "a webhook needs `url_env` or `url_file`",
+            f"the URL comes from {where}",
+        )
+    url_env = url_file = None
+    if "url_env" in node:
+        url_env = _text(node, "url_env", f"{path}.url_env", max_len=128)
+        if not ENV_NAME_RE.fullmatch(url_env):
+            _fail(
+                node.loc("url_env", f"{path}.url_env"),
+                f"{_show(url_env)} is not an environment variable name",
+                "use uppercase letters, digits and '_', e.g. ROLLOUT_WEBHOOK_URL",
+            )
+    else:
+        url_file = _resolve(_text(node, "url_file", f"{path}.url_file", max_len=4096), base_dir)
+    timeout = WebhookConfig.timeout
+    if "timeout" in node:
+        timeout = _duration(node, "timeout", f"{path}.timeout", positive=True)
+        if timeout > MAX_NOTIFY_TIMEOUT:
+            _fail(
+                node.loc("timeout", f"{path}.timeout"),
+                f"a webhook timeout of {timeout:g}s holds up the rollout",
+                f"use at most {MAX_NOTIFY_TIMEOUT:g}s; 5s is plenty for a chat webhook",
+            )
+    template = WebhookConfig.template
+    if "template" in node:
+        template = _text(node, "template", f"{path}.template", max_len=200)
+        parts = template.split("/")
+        if (
+            template.startswith("/")
+            or ".." in parts
+            or "\\" in template
+            or not template.endswith(".j2")
+        ):
+            _fail(
+                node.loc("template", f"{path}.template"),
+                f"template {_show(template)} is not a .j2 file under templates/",
+                "name it relative to templates/, e.g. notify/slack.json.j2",
+            )
+    return WebhookConfig(url_env, url_file, timeout, template)
+
+
+def _notify_events(node: Node) -> frozenset[NotifyKind]:
+    value = node["events"]
+    names = [k.value for k in NotifyKind]
+    if not isinstance(value, NodeList):
+        _fail(
+            node.loc("events", "notify.events"),
+            f"`events` must be a list, not {_show(value)}",
+            f"list any of: {', '.join(names)}",
+        )
+    out: set[NotifyKind] = set()
+    for index, item in enumerate(value):
+        loc = value.loc(index, f"notify.events[{index + 1}]")
+        try:
+            kind = NotifyKind(item)
+        except ValueError:
+            close = difflib.get_close_matches(str(item), names, n=1)
+            _fail(
+                loc,
+                f"unknown event {_show(item)}",
+                (f"did you mean `{close[0]}`? " if close else "") + f"events: {', '.join(names)}",
+            )
+        if kind in out:
+            _fail(loc, f"event `{kind.value}` is listed twice", "list each event once")
+        out.add(kind)
+    return frozenset(out)
 
 
 # -- scalars --------------------------------------------------------------------------------

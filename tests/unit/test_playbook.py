@@ -8,9 +8,17 @@ import pytest
 
 from rollout.errors import ExitCode, PlaybookError
 from rollout.models import (
+    BalanceCheck,
+    CheckCategory,
+    CheckKind,
+    CommandCheck,
+    CommandWhere,
     Direction,
     FlagValue,
     HealthPolicy,
+    MetricCheck,
+    NotifyKind,
+    PatternCheck,
     Playbook,
     Risk,
     SourceKind,
@@ -244,6 +252,131 @@ def test_prometheus_url_file_is_relative_to_the_playbook(tmp_path: Path) -> None
     assert load_playbook(path).source.url_file == str(tmp_path / "prom.url")
 
 
+# -- the checklist and notification sections ------------------------------------------------
+
+
+def test_reference_checklist_covers_the_five_categories(reference: Playbook) -> None:
+    """The reference checklist has checks in all five categories, in the checklist's order."""
+    checks = reference.checks.checks
+    assert [c.category for c in checks] == sorted(
+        (c.category for c in checks), key=list(CheckCategory).index
+    )
+    assert {c.category for c in checks} == set(CheckCategory)
+    assert {c.kind for c in checks} == set(CheckKind)
+    assert reference.checks.source_root == str(REFERENCE.parent / "../../foundation")
+
+
+def test_reference_metric_checks_use_the_health_thresholds(reference: Playbook) -> None:
+    """A metric check without max/min takes its limit from the playbook's health thresholds."""
+    metric = {c.threshold.metric: c.threshold for c in reference.checks.checks
+              if isinstance(c, MetricCheck)}  # fmt: skip
+    assert metric["error_rate"] == Threshold("error_rate", Direction.MAX, 5.0, "%")
+    assert metric["message_delivery_success"].direction is Direction.MIN
+
+
+def test_reference_notifies_through_an_env_variable(reference: Playbook) -> None:
+    """The reference webhook URL comes from ROLLOUT_WEBHOOK_URL and every event is notified."""
+    webhook = reference.notify.webhook
+    assert webhook is not None
+    assert (webhook.url_env, webhook.url_file, webhook.timeout) == ("ROLLOUT_WEBHOOK_URL", None, 5)
+    assert reference.notify.events == frozenset(NotifyKind)
+
+
+def test_sections_default_to_empty_when_absent() -> None:
+    """Without checks or notify sections there are no checks and no webhook."""
+    playbook = load_playbook_text(MINIMAL)
+    assert playbook.checks.checks == () and playbook.checks.source_root is None
+    assert playbook.notify.webhook is None
+
+
+def test_check_kinds_parse_into_typed_checks(tmp_path: Path) -> None:
+    """Each kind of check becomes its dataclass, with regexes compiled and paths resolved."""
+    path = tmp_path / "pb.yml"
+    path.write_text(
+        MINIMAL
+        + "health: {thresholds: {error_rate: {max: 5}}}\n"
+        + "checks:\n  source_root: src\n  categories:\n"
+        + "    architecture:\n"
+        + "      - {name: A, kind: pattern, paths: [lib/*.ex], forbid: ['spawn\\('],"
+        + " exclude: [lib/x.ex]}\n"
+        + "      - {name: B, kind: balance, paths: [lib/*.ex], open: 'a', close: 'b'}\n"
+        + "    testing:\n"
+        + "      - {name: C, kind: command, command: [mix, test], cwd: svc, timeout: 2m}\n"
+        + "    operations:\n"
+        + "      - {name: D, kind: metric, metric: error_rate, min: 1, unit: x}\n"
+        + "      - {name: E, kind: command, where: hosts, command: ['true'], expect_exit: 1}\n"
+    )
+    config = load_playbook(path).checks
+    assert config.source_root == str(tmp_path / "src")
+    a, b, c, d, e = config.checks
+    assert isinstance(a, PatternCheck) and a.forbid[0].search("spawn(x)")
+    assert a.exclude == ("lib/x.ex",) and a.line == 10
+    assert isinstance(b, BalanceCheck) and b.open.pattern == "a"
+    assert isinstance(c, CommandCheck) and c.cwd == str(tmp_path / "svc")
+    assert (c.where, c.command, c.timeout) == (CommandWhere.LOCAL, ("mix", "test"), 120)
+    assert isinstance(d, MetricCheck)
+    assert d.threshold == Threshold("error_rate", Direction.MIN, 1.0, "x")
+    assert isinstance(e, CommandCheck) and (e.where, e.expect_exit) == (CommandWhere.HOSTS, 1)
+
+
+def test_webhook_url_file_is_relative_to_the_playbook(tmp_path: Path) -> None:
+    """A relative webhook url_file is resolved against the playbook's directory."""
+    path = tmp_path / "pb.yml"
+    path.write_text(MINIMAL + "notify:\n  webhook: {url_file: hook.url}\n  events: []\n")
+    notify = load_playbook(path).notify
+    assert notify.webhook is not None and notify.webhook.url_file == str(tmp_path / "hook.url")
+    assert notify.events == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "fragment"),
+    [
+        ("checks: {categories: {}}", "checks.categories", "lists no checks"),
+        ("checks: {categories: {testing: []}}", "checks.categories.testing", "non-empty list"),
+        (
+            "checks: {categories: {testing: [{kind: reachability}]}}",
+            "checks.categories.testing[1].name",
+            "missing required key",
+        ),
+        (
+            "checks: {categories: {testing: [{name: a, kind: pattern, paths: [x]}]}}",
+            "checks.categories.testing[1]",
+            "needs `forbid` or `require`",
+        ),
+        (
+            "checks: {categories: {testing: [{name: a, kind: command, command: [a],"
+            " where: hosts, cwd: x}]}}",
+            "checks.categories.testing[1].cwd",
+            "local commands only",
+        ),
+        (
+            "checks: {categories: {testing: [{name: a, kind: reachability},"
+            " {name: a, kind: reachability}]}}",
+            "checks.categories.testing[2].name",
+            "appears twice",
+        ),
+        (
+            "checks: {categories: {testing: [{name: a, kind: metric, metric: up}]}}",
+            "checks.categories.testing[1].metric",
+            "not read from the hosts",
+        ),
+        ("notify: {webhook: {timeout: 1s}}", "notify.webhook", "needs `url_env` or `url_file`"),
+        ("notify: {webhook: {url_env: lower}}", "notify.webhook.url_env", "not an environment"),
+        (
+            "notify: {webhook: {url_env: A, template: ../x.j2}}",
+            "notify.webhook.template",
+            "under templates/",
+        ),
+        ("notify: {events: [deploy.start, deploy.start]}", "notify.events[2]", "listed twice"),
+    ],
+)
+def test_bad_check_and_notify_sections_are_refused(section: str, key: str, fragment: str) -> None:
+    """Mistakes in checks/notify name the key path and say what is wrong."""
+    error = refused(MINIMAL + section + "\n")
+    assert error.location is not None and error.location.key == key
+    assert fragment in error.message
+
+
 # -- bad input, one data file per case -------------------------------------------------------
 
 #: file -> (line, key, a fragment of the message)
@@ -301,6 +434,24 @@ CASES: dict[str, tuple[int, str | None, str]] = {
     "bad_yaml_syntax.yml": (9, None, "not valid YAML"),
     "bad_duplicate_key.yml": (11, "soak", "duplicate key 'soak'"),
     "bad_python_tag.yml": (12, None, "python/object/apply"),
+    "bad_check_kind.yml": (13, "checks.categories.architecture[1].kind", "unknown check kind"),
+    "bad_check_regex.yml": (17, "checks.categories.architecture[1].forbid[2]", "bad regex"),
+    "bad_check_key_typo.yml": (15, "checks.categories.testing[1].forbd", "unknown key 'forbd'"),
+    "bad_check_category.yml": (12, "checks.categories.architectur", "unknown key"),
+    "bad_check_command_string.yml": (14, "checks.categories.testing[1].command", "list of"),
+    "bad_check_metric_unknown.yml": (
+        12,
+        "checks.categories.operations[1].metric",
+        "not read from the hosts",
+    ),
+    "bad_check_glob_escape.yml": (
+        14,
+        "checks.categories.architecture[1].paths[2]",
+        "leaves the source tree",
+    ),
+    "bad_notify_url.yml": (11, "notify.webhook.url", "a webhook URL is a secret"),
+    "bad_notify_event.yml": (11, "notify.events[2]", "unknown event 'deploy.finished'"),
+    "bad_notify_timeout.yml": (12, "notify.webhook.timeout", "holds up the rollout"),
 }
 
 #: file -> a fragment the hint must contain, where the hint is the point of the case
@@ -315,6 +466,13 @@ HINTS = {
     "bad_prometheus_url.yml": "url_env",
     "bad_phase_health_source.yml": "top-level `health`",
     "bad_risk.yml": "low, medium, high",
+    "bad_check_kind.yml": "pattern, balance, reachability, metric, command",
+    "bad_check_key_typo.yml": "did you mean `forbid`?",
+    "bad_check_category.yml": "did you mean `architecture`?",
+    "bad_check_command_string.yml": "never go through a shell",
+    "bad_check_metric_unknown.yml": "did you mean `error_rate`?",
+    "bad_notify_url.yml": "url_env",
+    "bad_notify_event.yml": "did you mean `deploy.finish`?",
 }
 
 
