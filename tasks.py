@@ -29,6 +29,8 @@ COMMON_HELP = {
     "ledger": "Ledger file. Default: $ROLLOUT_LEDGER or .rollout/ledger.db",
     "accept_new_host_keys": "Pin unknown host keys on first contact (like OpenSSH "
     "accept-new); changed keys are still refused",
+    "soak": "Override the phase's soak duration (e.g. 30s, 10m) for demos and tests",
+    "interval": "Override the health poll interval (e.g. 2s)",
     "lock_timeout": "Wait up to this long (e.g. 30s, 5m) for another run's lock; "
     "default: fail at once",
 }
@@ -39,31 +41,35 @@ def _help(*skip: str, **extra: str) -> dict[str, str]:
     return {**{k: v for k, v in COMMON_HELP.items() if k not in skip}, **extra}
 
 
-def _options(
-    argv_name: str,
-    inventory: str | None,
-    playbook: str | None,
-    limit: str | None,
-    yes: bool,
-    ledger: str | None,
-    accept_new_host_keys: bool,
-    lock_timeout: str | None,
-) -> Options:
-    from rollout.commands import DEFAULT_INVENTORY, DEFAULT_PLAYBOOK, Options
+_OPTION_KEYS = (
+    "inventory", "playbook", "limit", "yes", "ledger", "accept_new_host_keys", "lock_timeout",
+    "soak", "interval", "wait",
+)  # fmt: skip
+
+
+def _duration(value: str | None, option: str) -> float | None:
     from rollout.errors import SourceLocation
     from rollout.yamlsrc import parse_duration
 
-    wait = 0.0
-    if lock_timeout:
-        wait = parse_duration(lock_timeout, SourceLocation("--lock-timeout"))
+    return None if value in (None, "") else parse_duration(value, SourceLocation(option))
+
+
+def _options(given: dict[str, Any]) -> Options:
+    """Options from a task's arguments; unknown names are the task's own and ignored here."""
+    from rollout.commands import DEFAULT_INVENTORY, DEFAULT_PLAYBOOK, Options
+
+    opts = {k: given[k] for k in _OPTION_KEYS if k in given}
     return Options(
-        inventory=inventory or DEFAULT_INVENTORY,
-        playbook=playbook or DEFAULT_PLAYBOOK,
-        limit=limit,
-        yes=yes,
-        ledger=ledger,
-        accept_new_host_keys=accept_new_host_keys,
-        lock_timeout=wait,
+        inventory=opts.get("inventory") or DEFAULT_INVENTORY,
+        playbook=opts.get("playbook") or DEFAULT_PLAYBOOK,
+        limit=opts.get("limit"),
+        yes=bool(opts.get("yes", True)),
+        ledger=opts.get("ledger"),
+        accept_new_host_keys=bool(opts.get("accept_new_host_keys", False)),
+        lock_timeout=_duration(opts.get("lock_timeout"), "--lock-timeout") or 0.0,
+        soak=_duration(opts.get("soak"), "--soak"),
+        interval=_duration(opts.get("interval"), "--interval"),
+        wait=bool(opts.get("wait", True)),
         argv=tuple(sys.argv[1:]),
     )
 
@@ -80,7 +86,7 @@ def _confirm() -> Callable[[str], bool] | None:
 
 
 @contextmanager
-def _engine(as_json: bool, **kwargs: Any) -> Iterator[Context]:
+def _engine(as_json: bool, given: dict[str, Any]) -> Iterator[Context]:
     """Load the context and turn engine errors into ``invoke.Exit`` with stable codes."""
     from rollout.commands import load_context
     from rollout.errors import RolloutError
@@ -88,7 +94,8 @@ def _engine(as_json: bool, **kwargs: Any) -> Iterator[Context]:
 
     reporter = Reporter(as_json=as_json)
     try:
-        ctx = load_context(_options(**kwargs), reporter, confirm=_confirm())
+        ctx = load_context(_options(given), reporter, confirm=_confirm())
+        ctx.cancel.install()
         yield ctx
     except RolloutError as exc:
         if as_json:
@@ -112,30 +119,13 @@ def _engine(as_json: bool, **kwargs: Any) -> Iterator[Context]:
         raise Exit("interrupted", code=130) from None
 
 
-def _common(
-    c: Any,
-    inventory: str | None,
-    playbook: str | None,
-    limit: str | None,
-    yes: bool,
-    ledger: str | None,
-    accept_new_host_keys: bool,
-    lock_timeout: str | None,
-    name: str,
-) -> dict[str, Any]:
-    return dict(
-        argv_name=name,
-        inventory=inventory,
-        playbook=playbook,
-        limit=limit,
-        yes=yes,
-        ledger=ledger,
-        accept_new_host_keys=accept_new_host_keys,
-        lock_timeout=lock_timeout,
+@task(
+    help=_help(
+        phase="Phase number to deploy (1..N)",
+        force="Allow skipping phases forward",
+        wait="Wait out the soak, watching health (default); --no-wait returns after applying",
     )
-
-
-@task(help=_help(phase="Phase number to deploy (1..N)", force="Allow skipping phases forward"))
+)
 def deploy(
     c: Any,
     phase: str,
@@ -146,24 +136,21 @@ def deploy(
     json: bool = False,
     ledger: str | None = None,
     force: bool = False,
+    wait: bool = True,
+    soak: str | None = None,
+    interval: str | None = None,
     accept_new_host_keys: bool = False,
     lock_timeout: str | None = None,
 ) -> None:
-    """Deploy a phase: read every host, show the diff, apply its full flag state, verify."""
+    """Deploy a phase: read every host, show the diff, apply its full flag state, verify, soak."""
     from rollout import commands
 
-    with _engine(
-        json,
-        **_common(
-            c, inventory, playbook, limit, yes, ledger, accept_new_host_keys, lock_timeout, "deploy"
-        ),
-    ) as ctx:
-        number = commands.check_phase_arg(phase)
-        assert number is not None
-        commands.deploy(ctx, number, force=force)
+    with _engine(json, locals()) as ctx:
+        commands.deploy(ctx, commands.require_phase(phase), force=force)
 
 
-@task(help=_help("yes", phase="Phase number to plan (1..N)", force="Allow skipping phases forward"))
+@task(help=_help("yes", "soak", "interval", phase="Phase to plan (1..N)",
+                 force="Allow skipping phases forward"))  # fmt: skip
 def plan(
     c: Any,
     phase: str,
@@ -179,19 +166,14 @@ def plan(
     """Show what `deploy --phase N` would change on each host, without changing anything."""
     from rollout import commands
 
-    with _engine(
-        json,
-        **_common(
-            c, inventory, playbook, limit, True, ledger, accept_new_host_keys, lock_timeout, "plan"
-        ),
-    ) as ctx:
-        number = commands.check_phase_arg(phase)
-        assert number is not None
-        commands.make_plan(ctx, number, force=force)
+    with _engine(json, locals()) as ctx:
+        commands.make_plan(ctx, commands.require_phase(phase), force=force)
 
 
 @task(
     help=_help(
+        "soak",
+        "interval",
         to="Phase to roll back to (default: the one before the recorded phase)",
         reason="Why; recorded in the ledger and the notifications",
         force="Allow a 'rollback' to a phase ahead of the recorded one",
@@ -214,24 +196,30 @@ def rollback(
     """Roll back: converge every host to an earlier phase's FULL flag state, verified."""
     from rollout import commands
 
-    with _engine(
-        json,
-        **_common(
-            c,
-            inventory,
-            playbook,
-            limit,
-            yes,
-            ledger,
-            accept_new_host_keys,
-            lock_timeout,
-            "rollback",
-        ),
-    ) as ctx:
+    with _engine(json, locals()) as ctx:
         commands.rollback(ctx, commands.check_phase_arg(to, "--to"), reason=reason, force=force)
 
 
-@task(help=_help("yes", "lock_timeout"))
+@task(help=_help("yes", "limit"))
+def monitor(
+    c: Any,
+    inventory: str | None = None,
+    playbook: str | None = None,
+    json: bool = False,
+    ledger: str | None = None,
+    soak: str | None = None,
+    interval: str | None = None,
+    accept_new_host_keys: bool = False,
+    lock_timeout: str | None = None,
+) -> None:
+    """Start or resume the recorded phase's soak; roll back automatically on a breach."""
+    from rollout import commands
+
+    with _engine(json, locals()) as ctx:
+        commands.monitor(ctx)
+
+
+@task(help=_help("yes", "lock_timeout", "soak", "interval"))
 def status(
     c: Any,
     inventory: str | None = None,
@@ -243,20 +231,15 @@ def status(
 ) -> None:
     """Show each host's flags, the phase they match (or drift), and the recorded phase."""
     from rollout import commands
+    from rollout.errors import HostsUnreachable
     from rollout.report import render_status
 
-    with _engine(
-        json,
-        **_common(
-            c, inventory, playbook, limit, True, ledger, accept_new_host_keys, None, "status"
-        ),
-    ) as ctx:
+    with _engine(json, locals()) as ctx:
         report = commands.status(ctx)
         print(render_status(report, ctx.playbook, as_json=json), flush=True)
-        if any(h.error for h in report.hosts):
-            from rollout.errors import ExitCode
-
-            raise Exit(code=int(ExitCode.UNREACHABLE))
+        down = [h.host for h in report.hosts if h.error]
+        if down:
+            raise HostsUnreachable(f"{len(down)} host(s) could not be read: {', '.join(down)}")
 
 
 # -- the lab ---------------------------------------------------------------------------------
@@ -298,6 +281,6 @@ lab.add_task(lab_down, name="down")
 lab.add_task(lab_status, name="status")
 
 ns = Collection()
-for t in (deploy, plan, rollback, status):
+for t in (deploy, plan, rollback, monitor, status):
     ns.add_task(t)
 ns.add_collection(lab)

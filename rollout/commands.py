@@ -210,7 +210,7 @@ def _status_for(exc: RolloutError) -> RunStatus:
 
 
 def _command_text(name: str, options: Options) -> str:
-    return " ".join(("invoke", name, *options.argv)) if options.argv else f"invoke {name}"
+    return " ".join(("invoke", *options.argv)) if options.argv else f"invoke {name}"
 
 
 # -- deploy / plan ---------------------------------------------------------------------------
@@ -428,6 +428,13 @@ def status(ctx: Context) -> StatusReport:
         interrupted=tuple(ledger.interrupted_runs(inv)),
         open_intents=len(ledger.open_intents(inv)),
     )
+
+
+def require_phase(value: str | int | None) -> int:
+    number = check_phase_arg(value)
+    if number is None:
+        raise UsageError("--phase is required")
+    return number
 
 
 def check_phase_arg(value: str | int | None, name: str = "--phase") -> int | None:
