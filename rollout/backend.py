@@ -54,6 +54,7 @@ class SSHBackend:
                 extra = (t.metric for t in phase.health.thresholds if t.metric not in self.metrics)
                 self.metrics += tuple(extra)
         self.timeout = playbook.policy.command_timeout
+        self.health_timeout = playbook.source.timeout
 
     def connect(self, names: Sequence[str]) -> dict[str, Outcome[None]]:
         results = self.fleet.connect(names)
@@ -68,7 +69,11 @@ class SSHBackend:
 
     def console(self, name: str) -> HostConsole:
         return RemoteConsole(
-            self._session(name), allow=self.allow, metrics=self.metrics, timeout=self.timeout
+            self._session(name),
+            allow=self.allow,
+            metrics=self.metrics,
+            timeout=self.timeout,
+            health_timeout=self.health_timeout,
         )
 
     def run(self, name: str, argv: Sequence[str], *, timeout: float) -> CommandResult:

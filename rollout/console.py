@@ -126,8 +126,10 @@ class RemoteConsole:
         allow: tuple[str, ...],
         metrics: tuple[str, ...] = (),
         timeout: float = 60.0,
+        health_timeout: float | None = None,
     ) -> None:
         self.session = session
+        self.health_timeout = health_timeout or timeout
         self.allow = allow
         self.metrics = metrics
         self.timeout = timeout
@@ -155,7 +157,7 @@ class RemoteConsole:
     def health(self) -> HealthReading:
         payload = encode_payload(self.allow, metrics=self.metrics)
         body = render("console/read_health.exs.j2", marker=MARKER, payload=payload)
-        data = self._call(body)
+        data = self._call(body, timeout=self.health_timeout)
         raw_metrics = data.get("metrics")
         if not isinstance(raw_metrics, dict) or set(raw_metrics) != set(self.metrics):
             raise self._garbage("the health result does not list the expected metrics")
@@ -170,16 +172,19 @@ class RemoteConsole:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _call(self, body: str, *, allow_failure: bool = False) -> dict[str, object]:
+    def _call(
+        self, body: str, *, allow_failure: bool = False, timeout: float | None = None
+    ) -> dict[str, object]:
         host = self.session.host
         env = "".join(f"{name}={value.reveal()}\n" for name, value in host.release_env)
         stdin = (env + "\n" + body).encode("utf-8")
         argv = ["sh", "-c", RPC_SCRIPT, host.release_bin]
-        result = self.session.run(argv, stdin=stdin, timeout=self.timeout)
+        deadline = timeout or self.timeout
+        result = self.session.run(argv, stdin=stdin, timeout=deadline)
         if result.timed_out:
             raise CommandTimeout(
                 self.host,
-                f"the remote console did not answer within {self.timeout:.0f}s and was killed; "
+                f"the remote console did not answer within {deadline:.0f}s and was killed; "
                 "the outcome is unknown until the host is read back",
             )
         data = _find_result(result)
