@@ -720,7 +720,7 @@ def _metric_threshold(
             return Threshold(metric, base.direction, base.limit, unit)
         return base
     limit = _number(node, bounds[0], f"{path}.{bounds[0]}")
-    unit = ""
+    unit = next((t.unit for t in health.thresholds if t.metric == metric), "")
     if "unit" in node:
         unit = _text(node, "unit", f"{path}.unit", max_len=16, empty=True)
     return Threshold(metric, Direction(bounds[0]), limit, unit)
@@ -808,6 +808,12 @@ def _globs(node: Node, path: str, key: str) -> tuple[str, ...]:
                 loc,
                 f"glob {_show(item)} leaves the source tree",
                 "globs are relative to the source root, without '..' or a leading '/'",
+            )
+        if any("**" in part and part != "**" for part in parts):
+            _fail(
+                loc,
+                f"glob {_show(item)} uses ** inside a name",
+                "** stands for whole directories only: write lib/**/*.ex, not lib/**.ex",
             )
         out.append(item)
     return tuple(out)
