@@ -276,7 +276,9 @@ def monitor(ctx: Context) -> InventoryState:
         )
     phase = ctx.playbook.phase(state.phase)
     previous = ctx.playbook.phase(max(0, phase.number - 1))
-    with running(ctx, _command_text("monitor", ctx.options)) as (_run, _lock, ex):
+    with running(ctx, _command_text("monitor", ctx.options)) as (run, _lock, ex):
+        if ctx.options.soak is not None and ctx.options.soak != state.soak_required:
+            state = ctx.ledger.set_soak_required(ctx.inventory.name, ctx.options.soak, run.id)
         if state.soak_complete:
             ex.emit(
                 Kind.SOAK,

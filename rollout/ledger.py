@@ -666,6 +666,25 @@ class Ledger:
             )  # fmt: skip
             return self._state(conn, inventory)
 
+    def set_soak_required(self, inventory: str, seconds: float, run_id: str) -> InventoryState:
+        """Change how long the current phase must soak (``--soak``); counted time is kept."""
+        if seconds < 0:
+            raise ValueError(f"soak seconds must be >= 0, got {seconds}")
+        with self._write() as conn:
+            before = self._state(conn, inventory)
+            if before.soak_phase is None:
+                raise UsageError(f"inventory {inventory!r} has no deployed phase to soak")
+            conn.execute(
+                "UPDATE inventories SET soak_required = ?,"
+                " soak_counted = MIN(soak_counted, ?) WHERE inventory = ?",
+                (float(seconds), float(seconds), inventory),
+            )
+            self._add_event(
+                conn, inventory, run_id, "soak.required",
+                {"from": before.soak_required, "to": seconds},
+            )  # fmt: skip
+            return self._state(conn, inventory)
+
     def count_soak(
         self, inventory: str, seconds: float, *, phase: int | None = None
     ) -> InventoryState:
