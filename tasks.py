@@ -177,12 +177,15 @@ def plan(
         to="Phase to roll back to (default: the one before the recorded phase)",
         reason="Why; recorded in the ledger and the notifications",
         force="Allow a 'rollback' to a phase ahead of the recorded one",
+        emergency="Emergency: no checks or soak; take over the lock; every reachable host to "
+        "the emergency phase (playbook, default 1) in parallel; restart; verify",
     )
 )
 def rollback(
     c: Any,
     to: str | None = None,
     reason: str | None = None,
+    emergency: bool = False,
     inventory: str | None = None,
     playbook: str | None = None,
     limit: str | None = None,
@@ -197,7 +200,11 @@ def rollback(
     from rollout import commands
 
     with _engine(json, locals()) as ctx:
-        commands.rollback(ctx, commands.check_phase_arg(to, "--to"), reason=reason, force=force)
+        number = commands.check_phase_arg(to, "--to")
+        if emergency:
+            commands.emergency(ctx, number, reason=reason)
+        else:
+            commands.rollback(ctx, number, reason=reason, force=force)
 
 
 @task(help=_help("yes", "limit"))

@@ -76,6 +76,8 @@ class Context:
     pinned: list[str] = field(default_factory=list)
     sleep: Callable[[float], None] = time.sleep
     cancel: Cancel = field(default_factory=Cancel)
+    #: Restarts services on hosts, then re-applies ``phase`` and verifies (emergency rollback).
+    restart: Callable[[Executor, Phase, Sequence[str]], StepReport] | None = None
     wall: Callable[[], float] = time.time
 
     @property
@@ -340,6 +342,55 @@ def rollback(
         return _finish_rollback(ctx, ex, run, report, unreachable, target.number, target.soak)
 
 
+#: How long an emergency rollback keeps retrying hosts that failed or did not answer.
+EMERGENCY_RETRY = 30.0
+
+
+def emergency(ctx: Context, to: int | None = None, *, reason: str | None = None) -> StepReport:
+    """Emergency rollback: no checks, no soak; take the lock over; every reachable host to the
+    emergency phase's full state in parallel, restart services, re-apply and verify."""
+    recorded = ctx.ledger.state(ctx.inventory.name).phase
+    target = resolve_target(Action.EMERGENCY, ctx.playbook, recorded, to)
+    ctx.options = dataclasses.replace(
+        ctx.options, retry_deadline=min(ctx.options.retry_deadline, EMERGENCY_RETRY)
+    )
+    command = _command_text("rollback", ctx.options)
+    with running(ctx, command, reason, takeover=True) as (run, lock, ex):
+        if lock.previous is not None:
+            old = lock.previous
+            ex.emit(
+                Kind.WARNING,
+                f"took over the lock of {old.who}@{old.where} pid {old.pid} "
+                f"({old.command}); that run must stop changing hosts",
+                previous_lock=old.id,
+                previous_run=old.run_id,
+            )
+        ex.emit(
+            Kind.ROLLBACK,
+            f"EMERGENCY ROLLBACK to {target.title}" + (f": {reason}" if reason else ""),
+            ok=False,
+            target=target.number,
+            reason=reason,
+            emergency=True,
+        )
+        ctx.ledger.set_paused(
+            ctx.inventory.name, True, run.who, f"emergency rollback: {reason or 'no reason given'}"
+        )
+        report = ex.converge_with_retry(ex.hosts, target, Action.EMERGENCY)
+        if ctx.playbook.emergency.restart and ctx.restart is not None:
+            verified = [r.host for r in report.results if r.ok]
+            report = _merge(report, ctx.restart(ex, target, verified))
+        unreachable = {r.host: r.error for r in report.results if r.unreachable}
+        remaining = StepReport(target, tuple(r for r in report.results if not r.unreachable))
+        return _finish_rollback(ctx, ex, run, remaining, unreachable, target.number, target.soak)
+
+
+def _merge(first: StepReport, second: StepReport) -> StepReport:
+    """``first`` with the hosts ``second`` reports on replaced by their newer results."""
+    newer = {r.host: r for r in second.results}
+    return StepReport(first.target, tuple(newer.get(r.host, r) for r in first.results))
+
+
 def _finish_rollback(
     ctx: Context,
     ex: Executor,
@@ -348,10 +399,15 @@ def _finish_rollback(
     unreachable: Mapping[str, object],
     phase: int,
     soak: float,
+    *,
+    emergency: bool = False,
 ) -> StepReport:
     failed = [r.host for r in report.failed]
-    if not failed and not unreachable:
+    if (not failed and not unreachable) or emergency:
+        # An emergency records its target even when incomplete: that is the state the fleet
+        # must be in, and `status` then shows every host that still differs from it.
         _record_phase(ctx, ex, run, phase, soak)
+    if not failed and not unreachable:
         return report
     parts = []
     if unreachable:
@@ -363,6 +419,8 @@ def _finish_rollback(
         f"{len(report.results) - len(failed)} host(s) verified"
     )
     hint = f"bring those hosts back, then re-run `invoke rollback --to {phase}`"
+    if emergency:
+        hint = "bring those hosts back, then re-run `invoke rollback --emergency`"
     if failed:
         raise RollbackIncomplete(message, hint=hint)
     raise HostsUnreachable(message, hint=hint)
