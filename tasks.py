@@ -249,6 +249,167 @@ def status(
             raise HostsUnreachable(f"{len(down)} host(s) could not be read: {', '.join(down)}")
 
 
+# -- unattended rollouts and evidence ---------------------------------------------------------
+
+
+@task(
+    help=_help(
+        "yes",
+        "limit",
+        "soak",
+        max_gap="Longest gap between two scheduled samples that still counts as soak (default 15m)",
+    )
+)
+def advance(
+    c: Any,
+    inventory: str | None = None,
+    playbook: str | None = None,
+    json: bool = False,
+    ledger: str | None = None,
+    interval: str | None = None,
+    max_gap: str | None = None,
+    accept_new_host_keys: bool = False,
+    lock_timeout: str | None = None,
+) -> None:
+    """For schedulers: one health round for the running soak, or the next phase once healthy."""
+    from rollout import pipeline
+
+    with _engine(json, locals()) as ctx:
+        gap = _duration(max_gap, "--max-gap") or pipeline.ADVANCE_MAX_GAP
+        result = pipeline.advance(ctx, _gates(), max_gap=gap)
+        ctx.emit(_final_event(result.message, result.outcome.value, result.phase))
+
+
+def _gates() -> tuple[Any, ...]:
+    """Gate checks beyond soak and approval: fresh backup and readiness checks."""
+    from rollout import wiring
+
+    return wiring.gates()
+
+
+def _final_event(message: str, outcome: str, phase: int | None) -> Any:
+    from rollout.events import Event, Kind
+
+    return Event(Kind.INFO, message, ok=True, data={"outcome": outcome, "phase": phase})
+
+
+@task(help=_help("yes", "limit", "soak", "interval", "lock_timeout", reason="Why (recorded)"))
+def pause(
+    c: Any,
+    reason: str | None = None,
+    inventory: str | None = None,
+    playbook: str | None = None,
+    json: bool = False,
+    ledger: str | None = None,
+    accept_new_host_keys: bool = False,
+) -> None:
+    """Pause unattended rollouts: `advance` does nothing until `invoke resume`."""
+    with _engine(json, locals()) as ctx:
+        state = ctx.ledger.set_paused(ctx.inventory.name, True, ctx.ledger.who, reason)
+        ctx.emit(_final_event(f"rollouts of {state.inventory} paused", "paused", state.phase))
+
+
+@task(help=_help("yes", "limit", "soak", "interval", "lock_timeout"))
+def resume(
+    c: Any,
+    inventory: str | None = None,
+    playbook: str | None = None,
+    json: bool = False,
+    ledger: str | None = None,
+    accept_new_host_keys: bool = False,
+) -> None:
+    """Resume unattended rollouts after a pause or an automatic/emergency rollback."""
+    with _engine(json, locals()) as ctx:
+        state = ctx.ledger.set_paused(ctx.inventory.name, False, ctx.ledger.who, None)
+        ctx.emit(_final_event(f"rollouts of {state.inventory} resumed", "resumed", state.phase))
+
+
+@task(
+    help=_help(
+        "yes", "limit", "soak", "interval", "lock_timeout",
+        phase="The phase being approved", note="Free text recorded with the approval",
+    )
+)  # fmt: skip
+def approve(
+    c: Any,
+    phase: str,
+    note: str | None = None,
+    inventory: str | None = None,
+    playbook: str | None = None,
+    json: bool = False,
+    ledger: str | None = None,
+    accept_new_host_keys: bool = False,
+) -> None:
+    """Record your approval for a phase whose gate requires one (`advance` waits for it)."""
+    from rollout import commands
+
+    with _engine(json, locals()) as ctx:
+        number = commands.require_phase(phase)
+        if not 1 <= number <= ctx.playbook.last:
+            commands.bad_phase(number, ctx.playbook.last)
+        ctx.ledger.approve(ctx.inventory.name, number, ctx.ledger.who, note)
+        ctx.emit(_final_event(f"phase {number} approved by {ctx.ledger.who}", "approved", number))
+
+
+@task(help=_help("yes", "limit", "soak", "interval", "lock_timeout", count="How many runs"))
+def history(
+    c: Any,
+    count: int = 20,
+    inventory: str | None = None,
+    playbook: str | None = None,
+    json: bool = False,
+    ledger: str | None = None,
+    accept_new_host_keys: bool = False,
+) -> None:
+    """List the inventory's recent runs: who, when, what, and how each ended."""
+    from rollout.history import render_history
+
+    with _engine(json, locals()) as ctx:
+        print(render_history(ctx.ledger.runs(ctx.inventory.name, int(count)), as_json=json))
+
+
+@task(help=_help("yes", "limit", "soak", "interval", "lock_timeout", run="Run id (see history)"))
+def report(
+    c: Any,
+    run: str,
+    inventory: str | None = None,
+    playbook: str | None = None,
+    json: bool = False,
+    ledger: str | None = None,
+    accept_new_host_keys: bool = False,
+) -> None:
+    """Show one run's timeline: steps, per-host results, every health sample and verdict."""
+    from rollout.history import render_report
+
+    with _engine(json, locals()) as ctx:
+        record = ctx.ledger.run(run)
+        print(render_report(record, ctx.ledger.events(run), ctx.ledger.intents(run),
+                            as_json=json))  # fmt: skip
+
+
+@task(help=_help("yes", "limit", "soak", "interval", "lock_timeout",
+                 lock_id="The exact lock id, as the busy error or status prints it"))  # fmt: skip
+def unlock(
+    c: Any,
+    lock_id: str,
+    inventory: str | None = None,
+    playbook: str | None = None,
+    json: bool = False,
+    ledger: str | None = None,
+    accept_new_host_keys: bool = False,
+) -> None:
+    """Remove a lock left by a dead run; needs the exact lock id."""
+    with _engine(json, locals()) as ctx:
+        old = ctx.ledger.unlock(ctx.inventory.name, lock_id)
+        ctx.emit(
+            _final_event(
+                f"removed lock {old.id} of {old.who}@{old.where} pid {old.pid} ({old.command})",
+                "unlocked",
+                None,
+            )
+        )
+
+
 # -- the lab ---------------------------------------------------------------------------------
 
 
@@ -288,6 +449,7 @@ lab.add_task(lab_down, name="down")
 lab.add_task(lab_status, name="status")
 
 ns = Collection()
-for t in (deploy, plan, rollback, monitor, status):
+for t in (deploy, plan, rollback, monitor, status, advance, pause, resume, approve, history,
+          report, unlock):  # fmt: skip
     ns.add_task(t)
 ns.add_collection(lab)

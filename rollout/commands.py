@@ -490,6 +490,10 @@ def status(ctx: Context) -> StatusReport:
     )
 
 
+def bad_phase(number: int, last: int) -> None:
+    raise UsageError(f"phase {number} does not exist: the playbook has phases 1..{last}")
+
+
 def require_phase(value: str | int | None) -> int:
     number = check_phase_arg(value)
     if number is None:

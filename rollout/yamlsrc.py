@@ -144,6 +144,13 @@ def format_duration(seconds: float) -> str:
     for unit, size in (("h", 3600), ("m", 60)):
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
+    if seconds >= 60:
+        whole = int(round(seconds))
+        hours, rest = divmod(whole, 3600)
+        minutes, secs = divmod(rest, 60)
+        parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "",
+                 f"{secs}s" if secs else ""]  # fmt: skip
+        return "".join(parts)
     if seconds == int(seconds):
         return f"{int(seconds)}s"
     return f"{seconds:g}s"

@@ -1,0 +1,147 @@
+"""``advance``: one step of an unattended rollout, safe to run every few minutes.
+
+Read the ledger and do exactly one of: take one round of health samples for the running soak
+(rolling back on breach, exactly as ``monitor`` does); deploy the next phase when the soak is
+complete and its gates hold (the new soak starts in the ledger, nobody waits for it); or do
+nothing and say why (paused, waiting for approval or a backup, last phase reached). The
+failure budget survives between calls: it is rebuilt from the samples in the ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from enum import Enum
+
+from .commands import Context, _command_text, deploy, make_soak, running
+from .errors import RolloutError
+from .events import Kind
+from .ledger import InventoryState
+from .models import Phase
+from .monitor import Budget
+from .yamlsrc import format_duration
+
+
+class Outcome(Enum):
+    SAMPLED = "sampled"  # one round taken; the soak goes on
+    ADVANCED = "advanced"  # the next phase was deployed
+    WAITING = "waiting"  # a gate does not hold yet
+    PAUSED = "paused"
+    DONE = "done"  # the last phase's soak is complete
+
+
+@dataclass(frozen=True)
+class AdvanceResult:
+    outcome: Outcome
+    message: str
+    phase: int | None
+
+
+#: A gate check: returns None when it holds, else the reason it does not.
+GateCheck = Callable[[Context, Phase, InventoryState], str | None]
+
+
+def approval_gate(ctx: Context, phase: Phase, state: InventoryState) -> str | None:
+    if not phase.gates.approval:
+        return None
+    if ctx.ledger.approvals(ctx.inventory.name, phase.number):
+        return None
+    return f"{phase.title} needs a recorded approval: `invoke approve --phase {phase.number}`"
+
+
+def soak_gate(_ctx: Context, _phase: Phase, state: InventoryState) -> str | None:
+    if state.phase is None or state.phase == 0 or state.soak_complete:
+        return None
+    left = max(0.0, state.soak_required - state.soak_counted)
+    return f"the soak of phase {state.phase} has {format_duration(round(left))} left"
+
+
+#: How far apart two scheduled samples may be for the time between them to count as soak.
+ADVANCE_MAX_GAP = 15 * 60.0
+
+
+def advance(
+    ctx: Context, gates: tuple[GateCheck, ...] = (), *, max_gap: float = ADVANCE_MAX_GAP
+) -> AdvanceResult:
+    """One unattended step; see the module docstring."""
+    inv = ctx.inventory.name
+    state = ctx.ledger.state(inv)
+    last = ctx.playbook.last
+    if state.paused:
+        return _say(
+            ctx,
+            Outcome.PAUSED,
+            f"rollouts of {inv} are paused by {state.paused_by}: "
+            f"{state.paused_reason or 'no reason given'}; `invoke resume` to go on",
+            state.phase,
+        )
+    if state.phase is not None and not state.soak_complete:
+        return _sample(ctx, state, max_gap)
+    if state.phase is not None and state.phase >= last:
+        return _say(
+            ctx,
+            Outcome.DONE,
+            f"phase {state.phase} is the last phase and its soak is complete: nothing to do",
+            state.phase,
+        )
+    nxt = ctx.playbook.phase((state.phase or 0) + 1)
+    for gate in (soak_gate, approval_gate, *gates):
+        why = gate(ctx, nxt, state)
+        if why is not None:
+            return _say(ctx, Outcome.WAITING, f"not advancing to {nxt.title}: {why}", state.phase)
+    ctx.options = replace(ctx.options, wait=False, yes=True)
+    deploy(ctx, nxt.number)
+    return AdvanceResult(
+        Outcome.ADVANCED,
+        f"deployed {nxt.title}; its soak ({format_duration(nxt.soak)}) starts now",
+        nxt.number,
+    )
+
+
+def _sample(ctx: Context, state: InventoryState, max_gap: float) -> AdvanceResult:
+    assert state.phase is not None
+    phase = ctx.playbook.phase(state.phase)
+    previous = ctx.playbook.phase(max(0, phase.number - 1))
+    with running(ctx, _command_text("advance", ctx.options)) as (_run, _lock, ex):
+        ex.connect_all()
+        soak = make_soak(ctx, ex, phase, previous)
+        soak.budget = rebuild_budget(ctx, soak.budget, state)
+        # advance runs on a schedule: the gap since the previous healthy sample counts when
+        # it is no longer than max_gap (default 15m, `--max-gap`); a longer one counts zero
+        soak.max_gap = max(soak.max_gap, max_gap)
+        step = soak.poll()
+    left = max(0.0, step.state.soak_required - step.state.soak_counted)
+    if step.state.soak_complete:
+        message = f"the soak of {phase.title} is complete; the next advance moves on"
+    else:
+        message = (
+            f"soaking {phase.title}: {step.poll.verdict.value}, {format_duration(round(left))} left"
+        )
+    return AdvanceResult(Outcome.SAMPLED, message, phase.number)
+
+
+def rebuild_budget(ctx: Context, budget: Budget, state: InventoryState) -> Budget:
+    """The consecutive breach/inconclusive counts from this soak's samples in the ledger."""
+    since = state.phase_changed or 0.0
+    verdicts = []
+    for event in ctx.ledger.inventory_events(ctx.inventory.name, Kind.SAMPLE.value):
+        inner = event.data.get("data")
+        data: dict[str, object] = inner if isinstance(inner, dict) else {}
+        if event.ts >= since and data.get("phase") == state.phase:
+            verdicts.append(str(data.get("verdict")))
+    breaches = inconclusive = 0
+    for verdict in reversed(verdicts):
+        if verdict == "breach" and inconclusive == 0:
+            breaches += 1
+        elif verdict == "inconclusive" and breaches == 0:
+            inconclusive += 1
+        else:
+            break
+    return Budget(budget.policy, breaches, inconclusive)
+
+
+def _say(_ctx: Context, outcome: Outcome, message: str, phase: int | None) -> AdvanceResult:
+    return AdvanceResult(outcome, message, phase)
+
+
+__all__ = ["AdvanceResult", "GateCheck", "Outcome", "RolloutError", "advance"]
