@@ -317,8 +317,11 @@ class Notifier:
             try:
                 reply = post(url.reveal(), body, timeout)
             except BaseException as exc:  # the thread must not die printing a traceback
-                error = scrub(_describe(exc), url)
-                box.append(NotifyOutcome(Delivery.FAILED, error=error))
+                if _is_timeout(exc):  # urllib's own deadline fired first: the same verdict
+                    error = f"no answer within {timeout:g}s"
+                    box.append(NotifyOutcome(Delivery.TIMED_OUT, error=error))
+                else:
+                    box.append(NotifyOutcome(Delivery.FAILED, error=scrub(_describe(exc), url)))
                 return
             if 200 <= reply.status < 300:
                 box.append(NotifyOutcome(Delivery.SENT, reply.status))
@@ -366,12 +369,16 @@ class Notifier:
             self._emit(event)
 
 
+def _is_timeout(exc: BaseException) -> bool:
+    if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
+        return isinstance(exc.reason, TimeoutError)
+    return isinstance(exc, TimeoutError)
+
+
 def _describe(exc: BaseException) -> str:
     """An error's type and message; URLError wraps the interesting part in ``reason``."""
     if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
         return f"{type(exc.reason).__name__}: {exc.reason}"
-    if isinstance(exc, TimeoutError):
-        return "timed out"
     return f"{type(exc).__name__}: {exc}"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.error
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -86,7 +87,7 @@ class Webhook:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
         return f"http://127.0.0.1:{self.server.server_address[1]}{HOOK}"
 
     def stop(self) -> None:
@@ -425,3 +426,18 @@ def test_a_template_that_builds_bad_json_is_refused(tmp_path: Path) -> None:
     config = NotifyConfig(WebhookConfig(url_env=ENV, template="notify/bad.json.j2"))
     with pytest.raises(TemplateError, match="did not render valid JSON"):
         Notifier(config, Collector(), lambda k, d: None, environ={}, templates=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "error", [TimeoutError("timed out"), urllib.error.URLError(TimeoutError("timed out"))]
+)
+def test_urllib_deadline_counts_as_a_timeout(error: BaseException) -> None:
+    """When urllib's own socket timeout fires first, the outcome is still TIMED_OUT."""
+
+    def slow(url: str, body: bytes, timeout: float) -> HttpReply:
+        raise error
+
+    config = NotifyConfig(WebhookConfig(url_env=ENV, timeout=TIMEOUT))
+    note = Notifier(config, Collector(), lambda k, d: None, environ={ENV: "http://h/x"}, post=slow)
+    outcome = note.send(ROLLBACK)
+    assert (outcome.delivery, outcome.error) == (Delivery.TIMED_OUT, "no answer within 0.5s")
