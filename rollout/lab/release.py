@@ -9,6 +9,7 @@ host's copy gets its own node name, ``RELEASE_TMP``, epmd port and cookie, writt
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import hashlib
 import os
@@ -31,13 +32,64 @@ _STAMP = ".rollout-lab-build"
 #: The node's code loading mode: interactive keeps a node at ~40 MiB RSS instead of ~100.
 RELEASE_MODE = "interactive"
 
-_STUB = """#!/bin/sh
+_STUB = r"""#!/bin/sh
 # Stand-in for bin/foundation on an SSH-only lab host: there is no node behind it.
-# `rpc` and `eval` read and ignore their expression and print nothing; `pid` prints this
+# `rpc EXPR` answers rollout's console protocol (templates/console) from a flag file next to
+# the release, so deploy, rollback and status run end to end over SSH and cost no VM: it
+# decodes the base64 payload after `rollout_payload =`, stores the `set` lines (apply), reads
+# back every `allow` flag (false if never set, like the release's defaults) and gives every
+# `metric` a healthy value (null if unknown), then prints one `ROLLOUT-RESULT/1 {json}` line.
+# An expression without a payload prints nothing. `eval` prints nothing; `pid` prints this
 # shell's pid; `version` names the stub. Everything exits 0.
+state="${0%/*}/../flags.state"
 case "${1:-}" in
   version) echo "foundation stub" ;;
   pid) echo "$$" ;;
+  rpc)
+    payload=$(printf '%s\n' "${2:-}" |
+      sed -n '/^rollout_payload =$/{n;s/^ *"\([A-Za-z0-9+\/=]*\)"$/\1/p;q;}')
+    [ -n "$payload" ] || exit 0
+    case "$2" in
+      *get_deployment_health*) kind=health ;;
+      *rollout_errors*) kind=apply ;;
+      *) kind=read ;;
+    esac
+    printf '%s' "$payload" | base64 -d | awk -v kind="$kind" -v state="$state" -v node="@NODE@" '
+      BEGIN {
+        ok["error_rate"] = "0.0"; ok["restart_frequency"] = "0"
+        ok["message_delivery_success"] = "100.0"; ok["state_recovery_success"] = "100.0"
+        ok["average_response_time"] = "10"
+        while ((getline line < state) > 0) { split(line, f, " "); flag[f[1]] = f[2] }
+        close(state)
+      }
+      $2 !~ /^[a-z][a-z0-9_]*$/ { next }
+      $1 == "allow" { allow[++na] = $2 }
+      $1 == "metric" { metric[++nm] = $2 }
+      $1 == "set" && $3 ~ /^(true|false|[0-9]+)$/ { flag[$2] = $3 }
+      END {
+        if (kind == "apply") {
+          printf "" > (state ".new")
+          for (k in flag) print k, flag[k] > (state ".new")
+          close(state ".new")
+        }
+        out = "{\"node\":\"" node "\"" (kind == "apply" ? ",\"errors\":{}" : "") ",\"flags\":{"
+        for (i = 1; i <= na; i++) {
+          v = allow[i] in flag ? flag[allow[i]] : "false"
+          out = out (i > 1 ? "," : "") "\"" allow[i] "\":" v
+        }
+        out = out "}"
+        if (kind == "health") {
+          out = out ",\"metrics\":{"
+          for (i = 1; i <= nm; i++) {
+            v = metric[i] in ok ? ok[metric[i]] : "null"
+            out = out (i > 1 ? "," : "") "\"" metric[i] "\":" v
+          }
+          out = out "}"
+        }
+        print "ROLLOUT-RESULT/1 " out "}"
+      }'
+    [ "$kind" != apply ] || mv -f "$state.new" "$state"
+    ;;
   *) : ;;
 esac
 exit 0
@@ -144,9 +196,10 @@ def install(
 
 
 def install_stub(paths: HostPaths, user: LabUser) -> None:
-    """Give an SSH-only host a tiny ``bin/foundation`` and ``restart.sh`` that do nothing."""
+    """Give an SSH-only host a tiny ``bin/foundation`` (a console stub) and ``restart.sh``."""
     paths.release_bin.parent.mkdir(parents=True, exist_ok=True)
-    paths.release_bin.write_text(_STUB)
+    stub_node = f"stub_{paths.root.name}@127.0.0.1".encode()
+    paths.release_bin.write_text(_STUB.replace("@NODE@", base64.b64encode(stub_node).decode()))
     paths.release_bin.chmod(0o755)
     paths.restart_script.write_text(_STUB_RESTART)
     paths.restart_script.chmod(0o755)
