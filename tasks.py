@@ -29,11 +29,19 @@ COMMON_HELP = {
     "ledger": "Ledger file. Default: $ROLLOUT_LEDGER or .rollout/ledger.db",
     "accept_new_host_keys": "Pin unknown host keys on first contact (like OpenSSH "
     "accept-new); changed keys are still refused",
+    "skip_checks": "Deploy without running the readiness checklist (recorded in the ledger)",
+    "source": "The service's source tree for the checklist's scans (default: the playbook's "
+    "checks.source_root)",
+    "junit": "Also write the checklist's results as JUnit XML to this file",
     "soak": "Override the phase's soak duration (e.g. 30s, 10m) for demos and tests",
     "interval": "Override the health poll interval (e.g. 2s)",
     "lock_timeout": "Wait up to this long (e.g. 30s, 5m) for another run's lock; "
     "default: fail at once",
 }
+
+
+_CHECK_OPTS = ("skip_checks", "source", "junit")
+_LEDGER_ONLY = ("yes", "limit", "soak", "interval", "lock_timeout", *_CHECK_OPTS)
 
 
 def _help(*skip: str, **extra: str) -> dict[str, str]:
@@ -43,7 +51,7 @@ def _help(*skip: str, **extra: str) -> dict[str, str]:
 
 _OPTION_KEYS = (
     "inventory", "playbook", "limit", "yes", "ledger", "accept_new_host_keys", "lock_timeout",
-    "soak", "interval", "wait",
+    "soak", "interval", "wait", "skip_checks", "source", "junit",
 )  # fmt: skip
 
 
@@ -70,6 +78,9 @@ def _options(given: dict[str, Any]) -> Options:
         soak=_duration(opts.get("soak"), "--soak"),
         interval=_duration(opts.get("interval"), "--interval"),
         wait=bool(opts.get("wait", True)),
+        skip_checks=bool(opts.get("skip_checks", False)),
+        source=opts.get("source"),
+        junit=opts.get("junit"),
         argv=tuple(sys.argv[1:]),
     )
 
@@ -139,6 +150,9 @@ def deploy(
     wait: bool = True,
     soak: str | None = None,
     interval: str | None = None,
+    skip_checks: bool = False,
+    source: str | None = None,
+    junit: str | None = None,
     accept_new_host_keys: bool = False,
     lock_timeout: str | None = None,
 ) -> None:
@@ -149,7 +163,7 @@ def deploy(
         commands.deploy(ctx, commands.require_phase(phase), force=force)
 
 
-@task(help=_help("yes", "soak", "interval", phase="Phase to plan (1..N)",
+@task(help=_help("yes", "soak", "interval", *_CHECK_OPTS, phase="Phase to plan (1..N)",
                  force="Allow skipping phases forward"))  # fmt: skip
 def plan(
     c: Any,
@@ -174,6 +188,7 @@ def plan(
     help=_help(
         "soak",
         "interval",
+        *_CHECK_OPTS,
         to="Phase to roll back to (default: the one before the recorded phase)",
         reason="Why; recorded in the ledger and the notifications",
         force="Allow a 'rollback' to a phase ahead of the recorded one",
@@ -207,7 +222,7 @@ def rollback(
             commands.rollback(ctx, number, reason=reason, force=force)
 
 
-@task(help=_help("yes", "limit"))
+@task(help=_help("yes", "limit", *_CHECK_OPTS))
 def monitor(
     c: Any,
     inventory: str | None = None,
@@ -226,7 +241,7 @@ def monitor(
         commands.monitor(ctx)
 
 
-@task(help=_help("yes", "lock_timeout", "soak", "interval"))
+@task(help=_help("yes", "lock_timeout", "soak", "interval", *_CHECK_OPTS))
 def status(
     c: Any,
     inventory: str | None = None,
@@ -249,6 +264,65 @@ def status(
             raise HostsUnreachable(f"{len(down)} host(s) could not be read: {', '.join(down)}")
 
 
+@task(help=_help("yes", "skip_checks", "soak", "interval"))
+def check(
+    c: Any,
+    source: str | None = None,
+    junit: str | None = None,
+    inventory: str | None = None,
+    playbook: str | None = None,
+    limit: str | None = None,
+    json: bool = False,
+    ledger: str | None = None,
+    accept_new_host_keys: bool = False,
+    lock_timeout: str | None = None,
+) -> None:
+    """Run the readiness checklist: source scans, commands, metrics, reachability; N/M passed."""
+    import sys as _sys
+
+    from rollout import commands
+    from rollout.checks import render_checks
+    from rollout.errors import Refused
+
+    with _engine(json, locals()) as ctx:
+        report = commands.check(ctx)
+        if not json:
+            print(render_checks(report, encoding=_sys.stdout.encoding), flush=True)
+        if not report.ok:
+            passed, total = report.overall
+            raise Refused(
+                f"readiness checks failed: {passed}/{total} passed",
+                hint="fix the failing checks listed above",
+            )
+
+
+@task(help={"playbook": COMMON_HELP["playbook"],
+            "output": "Where to write (default RUNBOOK.md)",
+            "check": "Do not write; exit 1 if the file is stale"})  # fmt: skip
+def runbook(c: Any, playbook: str | None = None, output: str = "RUNBOOK.md",
+            check: bool = False) -> None:  # fmt: skip
+    """Render RUNBOOK.md (the operator's procedure) from the playbook and its template."""
+    from pathlib import Path
+
+    from rollout.commands import DEFAULT_PLAYBOOK
+    from rollout.errors import RolloutError
+    from rollout.playbook import load_playbook
+    from rollout.runbook import render_runbook
+
+    try:
+        text = render_runbook(load_playbook(playbook or DEFAULT_PLAYBOOK))
+    except RolloutError as exc:
+        raise Exit(f"error: {exc}", code=int(exc.exit_code)) from None
+    path = Path(output)
+    if check:
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            raise Exit(f"{path} is stale: run `invoke runbook`", code=1)
+        print(f"{path} is up to date")
+        return
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote {path}")
+
+
 # -- unattended rollouts and evidence ---------------------------------------------------------
 
 
@@ -257,6 +331,7 @@ def status(
         "yes",
         "limit",
         "soak",
+        "junit",
         max_gap="Longest gap between two scheduled samples that still counts as soak (default 15m)",
     )
 )
@@ -268,6 +343,8 @@ def advance(
     ledger: str | None = None,
     interval: str | None = None,
     max_gap: str | None = None,
+    source: str | None = None,
+    skip_checks: bool = False,
     accept_new_host_keys: bool = False,
     lock_timeout: str | None = None,
 ) -> None:
@@ -293,7 +370,7 @@ def _final_event(message: str, outcome: str, phase: int | None) -> Any:
     return Event(Kind.INFO, message, ok=True, data={"outcome": outcome, "phase": phase})
 
 
-@task(help=_help("yes", "limit", "soak", "interval", "lock_timeout", reason="Why (recorded)"))
+@task(help=_help(*_LEDGER_ONLY, reason="Why (recorded)"))
 def pause(
     c: Any,
     reason: str | None = None,
@@ -309,7 +386,7 @@ def pause(
         ctx.emit(_final_event(f"rollouts of {state.inventory} paused", "paused", state.phase))
 
 
-@task(help=_help("yes", "limit", "soak", "interval", "lock_timeout"))
+@task(help=_help(*_LEDGER_ONLY))
 def resume(
     c: Any,
     inventory: str | None = None,
@@ -326,7 +403,7 @@ def resume(
 
 @task(
     help=_help(
-        "yes", "limit", "soak", "interval", "lock_timeout",
+        *_LEDGER_ONLY,
         phase="The phase being approved", note="Free text recorded with the approval",
     )
 )  # fmt: skip
@@ -351,7 +428,7 @@ def approve(
         ctx.emit(_final_event(f"phase {number} approved by {ctx.ledger.who}", "approved", number))
 
 
-@task(help=_help("yes", "limit", "soak", "interval", "lock_timeout", count="How many runs"))
+@task(help=_help(*_LEDGER_ONLY, count="How many runs"))
 def history(
     c: Any,
     count: int = 20,
@@ -368,7 +445,7 @@ def history(
         print(render_history(ctx.ledger.runs(ctx.inventory.name, int(count)), as_json=json))
 
 
-@task(help=_help("yes", "limit", "soak", "interval", "lock_timeout", run="Run id (see history)"))
+@task(help=_help(*_LEDGER_ONLY, run="Run id (see history)"))
 def report(
     c: Any,
     run: str,
@@ -387,7 +464,7 @@ def report(
                             as_json=json))  # fmt: skip
 
 
-@task(help=_help("yes", "limit", "soak", "interval", "lock_timeout",
+@task(help=_help(*_LEDGER_ONLY,
                  lock_id="The exact lock id, as the busy error or status prints it"))  # fmt: skip
 def unlock(
     c: Any,
@@ -449,7 +526,7 @@ lab.add_task(lab_down, name="down")
 lab.add_task(lab_status, name="status")
 
 ns = Collection()
-for t in (deploy, plan, rollback, monitor, status, advance, pause, resume, approve, history,
-          report, unlock):  # fmt: skip
+for t in (deploy, plan, rollback, monitor, status, check, advance, pause, resume, approve,
+          history, report, unlock, runbook):  # fmt: skip
     ns.add_task(t)
 ns.add_collection(lab)

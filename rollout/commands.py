@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from . import wiring
 from .backend import Backend, SSHBackend
 from .cancel import Cancel
 from .errors import (
@@ -28,11 +30,14 @@ from .events import Emit, Event, Kind
 from .executor import Confirm, Executor, StepReport
 from .inventory import load_inventory, select_hosts
 from .ledger import InventoryState, Ledger, LockRecord, RunRecord, RunStatus
-from .models import Host, Inventory, Observed, Phase, Playbook
+from .models import Host, Inventory, NotifyKind, Observed, Phase, Playbook
 from .plan import Action, Plan, resolve_target
 from .playbook import load_playbook
 from .soak import Soak
 from .yamlsrc import format_duration
+
+if TYPE_CHECKING:
+    from .checks import CheckReport
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_INVENTORY = "inventory/lab.yml"
@@ -55,6 +60,9 @@ class Options:
     soak: float | None = None  # --soak: override the phase's soak duration (seconds)
     interval: float | None = None  # --interval: override the poll interval (seconds)
     wait: bool = True  # deploy waits out the soak unless --no-wait
+    skip_checks: bool = False  # --skip-checks: deploy without the readiness checklist
+    source: str | None = None  # --source: the service's source tree for the checklist
+    junit: str | None = None  # --junit: write the checklist as JUnit XML here
     argv: tuple[str, ...] = ()
 
     def ledger_path(self) -> Path:
@@ -223,34 +231,142 @@ def deploy(ctx: Context, phase: int, *, force: bool = False) -> StepReport:
     recorded = ctx.ledger.state(ctx.inventory.name).phase
     target = resolve_target(Action.DEPLOY, ctx.playbook, recorded, phase, force=force)
     with running(ctx, _command_text("deploy", ctx.options)) as (run, _lock, ex):
+        _readiness_gate(ctx, ex, target)
+        for gate in wiring.deploy_gates():
+            why = gate(ctx, target, ctx.ledger.state(ctx.inventory.name))
+            if why is not None:
+                raise Refused(f"{target.title} cannot start: {why}")
         readings = ex.preflight()
         plan = ex.plan(Action.DEPLOY, target, readings, recorded)
         ex.confirm_risk(target, ctx.options.yes, ctx.confirm)
-        report = ex.execute_deploy(plan)
-        soak = ctx.options.soak if ctx.options.soak is not None else target.soak
-        _record_phase(ctx, ex, run, target.number, soak)
-        failed = report.failed
-        if failed:
-            raise HostsUnreachable(
-                f"{target.title} applied within the fail budget, but "
-                f"{len(failed)} host(s) failed and were put back: "
-                + ", ".join(r.host for r in failed),
-                hint="fix those hosts, then re-run the same deploy",
+        notify(
+            ctx,
+            ex,
+            NotifyKind.DEPLOY_START,
+            recorded,
+            target.number,
+            f"deploying {target.title} to {len(ctx.hosts)} host(s)",
+        )
+        summary = "failed"
+        try:
+            report = _deploy_body(ctx, ex, run, plan, target)
+            summary = f"{target.title} applied and verified on {len(report.results)} host(s)"
+            return report
+        except RolloutError as exc:
+            summary = exc.message
+            raise
+        finally:
+            notify(ctx, ex, NotifyKind.DEPLOY_FINISH, recorded, target.number, summary)
+
+
+def _readiness_gate(ctx: Context, ex: Executor, target: Phase) -> None:
+    """Run the readiness checklist before a deploy (unless skipped, which is recorded)."""
+    if not target.gates.checks:
+        return
+    if ctx.options.skip_checks:
+        ex.emit(Kind.WARNING, "readiness checks SKIPPED (--skip-checks)", skipped_checks=True)
+        return
+    report = run_readiness(ctx, ex)
+    if not report.ok:
+        passed, total = report.overall
+        raise Refused(
+            f"readiness checks failed ({passed}/{total} passed); nothing was changed",
+            hint="fix the failing checks (`invoke check` lists them), or pass --skip-checks",
+        )
+
+
+def run_readiness(ctx: Context, ex: Executor) -> CheckReport:
+    from .checks import run_checks
+    from .junit import junit_xml
+
+    source = Path(ctx.options.source) if ctx.options.source else None
+    report = run_checks(ctx.playbook, ex.backend, ex.hosts, source_root=source, emit=ex.emit_raw)
+    if ctx.options.junit:
+        Path(ctx.options.junit).write_text(junit_xml(report), encoding="utf-8")
+    return report
+
+
+def check(ctx: Context) -> CheckReport:
+    """The readiness checklist on its own (the caller decides what a failure means)."""
+    with running(ctx, _command_text("check", ctx.options)) as (_run, _lock, ex):
+        return run_readiness(ctx, ex)
+
+
+def notify(
+    ctx: Context,
+    ex: Executor,
+    kind: NotifyKind,
+    phase: int | None,
+    target: int | None,
+    summary: str,
+    *,
+    reason: str | None = None,
+    failed: Sequence[str] = (),
+) -> None:
+    """Send a notification; it never raises and never waits longer than its timeout."""
+    from .notify import Notification, Notifier
+
+    try:
+        notifier = Notifier(
+            ctx.playbook.notify, ctx.emit, lambda k, d: ctx.ledger.event(ex.run.id, k, d)
+        )
+        notifier.send(
+            Notification(
+                kind,
+                ctx.inventory.name,
+                phase,
+                target,
+                reason,
+                ex.run.who,
+                summary,
+                tuple(failed),
+                ex.run.id,
             )
-        if ctx.options.wait and not ctx.limited:
-            assert plan.undo is not None
-            make_soak(ctx, ex, target, plan.undo).run()
-        elif not ctx.limited:
-            ex.emit(
-                Kind.INFO,
-                f"not waiting for the soak ({format_duration(soak)}): "
-                "run `invoke monitor` (or `invoke advance` from a scheduler) to watch it",
-            )
-        return report
+        )
+    except RolloutError as exc:
+        ex.emit(Kind.WARNING, f"notification not sent: {exc.message}")
+
+
+def _deploy_body(
+    ctx: Context, ex: Executor, run: RunRecord, plan: Plan, target: Phase
+) -> StepReport:
+    report = ex.execute_deploy(plan)
+    soak = ctx.options.soak if ctx.options.soak is not None else target.soak
+    _record_phase(ctx, ex, run, target.number, soak)
+    failed = report.failed
+    if failed:
+        raise HostsUnreachable(
+            f"{target.title} applied within the fail budget, but "
+            f"{len(failed)} host(s) failed and were put back: " + ", ".join(r.host for r in failed),
+            hint="fix those hosts, then re-run the same deploy",
+        )
+    if ctx.options.wait and not ctx.limited:
+        assert plan.undo is not None
+        make_soak(ctx, ex, target, plan.undo).run()
+    elif not ctx.limited:
+        ex.emit(
+            Kind.INFO,
+            f"not waiting for the soak ({format_duration(soak)}): "
+            "run `invoke monitor` (or `invoke advance` from a scheduler) to watch it",
+        )
+    return report
 
 
 def make_soak(ctx: Context, ex: Executor, phase: Phase, previous: Phase) -> Soak:
     """The soak watcher for ``phase``, with the CLI's interval override applied."""
+
+    def on_rollback(reason: str, report: StepReport) -> None:
+        notify(
+            ctx,
+            ex,
+            NotifyKind.ROLLBACK_AUTO,
+            phase.number,
+            previous.number,
+            f"automatic rollback of {phase.title} to {previous.title}",
+            reason=reason,
+            failed=[r.host for r in report.failed],
+        )
+
     policy = ctx.playbook.health_for(phase.number)
     if ctx.options.interval is not None:
         policy = dataclasses.replace(policy, interval=ctx.options.interval)
@@ -263,6 +379,7 @@ def make_soak(ctx: Context, ex: Executor, phase: Phase, previous: Phase) -> Soak
         source=ctx.playbook.source,
         wall=ctx.wall,
         wait=ctx.cancel.wait,
+        on_rollback=on_rollback,
     )
 
 
@@ -339,7 +456,17 @@ def rollback(
         unreachable = ex.connect_all()
         reachable = [h for h in ex.hosts if h not in unreachable]
         report = ex.converge_with_retry(reachable, target, Action.ROLLBACK)
-        return _finish_rollback(ctx, ex, run, report, unreachable, target.number, target.soak)
+        return _finish_rollback(
+            ctx,
+            ex,
+            run,
+            report,
+            unreachable,
+            target.number,
+            target.soak,
+            recorded=recorded,
+            reason=reason,
+        )
 
 
 #: How long an emergency rollback keeps retrying hosts that failed or did not answer.
@@ -382,7 +509,18 @@ def emergency(ctx: Context, to: int | None = None, *, reason: str | None = None)
             report = _merge(report, ctx.restart(ex, target, verified))
         unreachable = {r.host: r.error for r in report.results if r.unreachable}
         remaining = StepReport(target, tuple(r for r in report.results if not r.unreachable))
-        return _finish_rollback(ctx, ex, run, remaining, unreachable, target.number, target.soak)
+        return _finish_rollback(
+            ctx,
+            ex,
+            run,
+            remaining,
+            unreachable,
+            target.number,
+            target.soak,
+            emergency=True,
+            recorded=recorded,
+            reason=reason,
+        )
 
 
 def _merge(first: StepReport, second: StepReport) -> StepReport:
@@ -401,8 +539,23 @@ def _finish_rollback(
     soak: float,
     *,
     emergency: bool = False,
+    recorded: int | None = None,
+    reason: str | None = None,
 ) -> StepReport:
     failed = [r.host for r in report.failed]
+    kind = NotifyKind.ROLLBACK_EMERGENCY if emergency else NotifyKind.ROLLBACK_MANUAL
+    verified = len(report.results) - len(failed)
+    notify(
+        ctx,
+        ex,
+        kind,
+        recorded,
+        phase,
+        f"{'emergency ' if emergency else ''}rollback to phase {phase}: {verified} host(s) "
+        f"verified, {len(failed) + len(unreachable)} not",
+        reason=reason,
+        failed=[*failed, *unreachable],
+    )
     if (not failed and not unreachable) or emergency:
         # An emergency records its target even when incomplete: that is the state the fleet
         # must be in, and `status` then shows every host that still differs from it.

@@ -12,3 +12,8 @@ from typing import Any
 def gates() -> tuple[Any, ...]:
     """Extra gate checks for ``advance`` (fresh backup, readiness checklist)."""
     return ()
+
+
+def deploy_gates() -> tuple[Any, ...]:
+    """Gate checks ``deploy`` applies before touching hosts (a fresh backup, where required)."""
+    return ()

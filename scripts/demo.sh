@@ -7,7 +7,8 @@ export ROLLOUT_LEDGER=.rollout/demo-ledger.db
 rm -f "$ROLLOUT_LEDGER" "$ROLLOUT_LEDGER"-wal "$ROLLOUT_LEDGER"-shm
 inv=.venv/bin/invoke
 $inv lab.up --hosts 3
+# The lab has no service source tree: the readiness checklist scans a sample one.
 for phase in 1 2 3; do
-  $inv deploy --phase "$phase" --yes --no-wait
+  $inv deploy --phase "$phase" --yes --no-wait --source tests/data/checks/good
 done
 $inv status

@@ -37,7 +37,11 @@ class CLI:
         self.env = {**os.environ, "ROLLOUT_LEDGER": str(ledger), **(env or {})}
 
     def popen(self, *args: str, playbook: Path | None = None) -> subprocess.Popen[str]:
+        """Start ``invoke ARGS``; deploy and advance get --skip-checks unless --source is given
+        (the readiness checklist has its own tests; the lab has no service source tree)."""
         argv = [INVOKE, *args, "--inventory", str(self.inventory)]
+        if args and args[0] in ("deploy", "advance") and "--source" not in args:
+            argv.append("--skip-checks")
         if playbook is not None:
             argv += ["--playbook", str(playbook)]
         return subprocess.Popen(

@@ -39,7 +39,7 @@ def ctx(tmp_path: Path, playbook: Playbook, fleet: FakeBackend) -> Context:
     hosts = tuple(Host(n, "127.0.0.1") for n in NAMES)
     inventory = Inventory(str(tmp_path / "inv.yml"), "inv", hosts, {"all": frozenset(NAMES)})
     return Context(
-        Options(yes=True, wait=False, retry_deadline=3.0),
+        Options(yes=True, wait=False, skip_checks=True, retry_deadline=3.0),
         playbook,
         inventory,
         hosts,
@@ -135,7 +135,7 @@ def test_high_risk_phase_refuses_without_terminal(ctx: Context, fleet: FakeBacke
     """Phase 3 is high risk: without --yes and without a terminal it is refused, unchanged."""
     deploy(ctx, 1)
     deploy(ctx, 2)
-    ctx.options = Options(yes=False, wait=False, retry_deadline=3.0)
+    ctx.options = Options(yes=False, wait=False, skip_checks=True, retry_deadline=3.0)
     with pytest.raises(Refused, match="high risk"):
         deploy(ctx, 3)
     assert all(h.flags["use_persistent_agents"] is False for h in fleet.fakes.values())
@@ -179,3 +179,18 @@ def test_events_are_recorded_in_ledger(ctx: Context) -> None:
     kinds = [e.kind for e in ctx.ledger.events(run.id)]
     assert Kind.VERIFY.value in kinds and Kind.RUN_FINISH.value in kinds
     assert not ctx.ledger.open_intents("inv")
+
+
+def test_failing_readiness_checks_block_deploy(ctx: Context, fleet: FakeBackend) -> None:
+    """Deploy runs the readiness checklist first; a failing check refuses, nothing changes."""
+    ctx.options = Options(yes=True, wait=False, source=str(REPO / "tests/data/checks/bad"))
+    with pytest.raises(Refused, match="readiness checks failed"):
+        deploy(ctx, 1)
+    assert all(h.applies == 0 for h in fleet.fakes.values())
+
+
+def test_skipped_checks_are_recorded(ctx: Context) -> None:
+    """--skip-checks is allowed, and the ledger records that the checks were skipped."""
+    deploy(ctx, 1)
+    run = ctx.ledger.runs("inv")[0]
+    assert any("SKIPPED" in str(e.data.get("message")) for e in ctx.ledger.events(run.id))

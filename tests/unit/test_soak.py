@@ -60,7 +60,7 @@ def ctx(tmp_path: Path, playbook: Playbook, fleet: FakeBackend, clock: FakeClock
     inventory = Inventory(str(tmp_path / "inv.yml"), "inv", hosts, {"all": frozenset(NAMES)})
     ledger = Ledger(tmp_path / "ledger.db", clock=clock)
     c = Context(
-        Options(yes=True, wait=False, retry_deadline=1.0),
+        Options(yes=True, wait=False, skip_checks=True, retry_deadline=1.0),
         playbook,
         inventory,
         hosts,
