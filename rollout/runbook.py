@@ -30,7 +30,7 @@ EXIT_CODES: tuple[tuple[ExitCode, str, str], ...] = (
 )  # fmt: skip
 
 
-def context(playbook: Playbook, checks: tuple[int, tuple[str, ...]] = (0, ())) -> dict[str, Any]:
+def context(playbook: Playbook) -> dict[str, Any]:
     def thresholds(policy: Any) -> list[dict[str, Any]]:
         return [
             {"metric": t.metric, "op": ">" if t.direction is Direction.MAX else "<",
@@ -70,8 +70,9 @@ def context(playbook: Playbook, checks: tuple[int, tuple[str, ...]] = (0, ())) -
         "description": playbook.description.strip(),
         "playbook_path": _relative(playbook.path),
         "exit_codes": [(int(code), meaning, action) for code, meaning, action in EXIT_CODES],
-        "check_count": checks[0],
-        "check_categories": list(checks[1]),
+        "check_count": len(playbook.checks.checks),
+        "check_categories": list(dict.fromkeys(
+            c.category.value.replace("_", " ") for c in playbook.checks.checks)),
         "backup_phases": [p.number for p in playbook.phases if p.gates.backup],
         "health": {"interval": format_duration(playbook.health.interval),
                    "failure_limit": playbook.health.failure_limit,
@@ -97,8 +98,9 @@ def _relative(path: str) -> str:
     return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p)
 
 
-def render_runbook(playbook: Playbook, checks: tuple[int, tuple[str, ...]] = (0, ())) -> str:
-    text = render("runbook.md.j2", **context(playbook, checks))
+def render_runbook(playbook: Playbook) -> str:
+    """The whole RUNBOOK.md text for ``playbook``."""
+    text = render("runbook.md.j2", **context(playbook))
     while "\n\n\n" in text:
         text = text.replace("\n\n\n", "\n\n")
     return text.rstrip() + "\n"
