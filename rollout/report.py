@@ -29,6 +29,13 @@ class Reporter:
         self.as_json = as_json
         self.run_id: str | None = None
         self.good, self.bad, self.dot = _symbols(self.stream)
+        self.live: Any = None
+        if not as_json and getattr(self.stream, "isatty", lambda: False)():
+            from rich.console import Console
+
+            from .live import LiveSoak
+
+            self.live = LiveSoak(Console(file=self.stream, highlight=False))
 
     def __call__(self, event: Event) -> None:
         if event.kind is Kind.RUN_START:
@@ -36,11 +43,20 @@ class Reporter:
         if self.as_json:
             self.write(json.dumps(event.to_json(self.run_id), sort_keys=True, default=str))
             return
+        if self.live is not None:
+            if self.live.handles(event):
+                self.live(event)
+                return
+            if event.kind in (Kind.ROLLBACK, Kind.RUN_FINISH):
+                self.live.stop()
         line = self.render(event)
         if line is not None:
             self.write(line)
 
     def write(self, line: str) -> None:
+        if self.live is not None and self.live.live is not None:
+            self.live.console.print(line, markup=False, highlight=False)
+            return
         self.stream.write(line + "\n")
         self.stream.flush()
 
