@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from .errors import HostError, RolloutError
+from .errors import HostError, InputError, RolloutError
 from .models import Host
 from .transport.base import Session, Transport
 
@@ -69,15 +69,26 @@ class Fleet:
         return list(self.hosts)
 
     def connect(self, names: Sequence[str] | None = None) -> dict[str, Outcome[Session]]:
-        """Open (or reuse) a session per host; failures come back as outcomes."""
+        """Open (or reuse) a session per host; failures come back as outcomes.
+
+        Bad input met while connecting (a missing or unparseable known_hosts file) is raised,
+        not returned: it is the operator's to fix, not one host's failure.
+        """
         todo = [n for n in (names or self.names) if n not in self.sessions]
+        bad_input: list[InputError] = []
 
         def open_one(name: str) -> Session:
-            session = self.transport.connect(self.hosts[name])
+            try:
+                session = self.transport.connect(self.hosts[name])
+            except InputError as exc:
+                bad_input.append(exc)
+                raise
             self.sessions[name] = session
             return session
 
         results = run_parallel(todo, open_one)
+        if bad_input:
+            raise bad_input[0]
         out: dict[str, Outcome[Session]] = {}
         for name in names or self.names:
             if name in results:
