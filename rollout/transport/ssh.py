@@ -16,6 +16,7 @@ so a command whose deadline passed is killed on the host, not only abandoned by 
 
 from __future__ import annotations
 
+import logging
 import select
 import socket
 import threading
@@ -42,6 +43,11 @@ from .hostkeys import (
 )
 
 _READ_CHUNK = 65536
+
+# paramiko logs a failed handshake or a reset connection from its own thread, tracebacks
+# included; with no handler configured, Python would print those to the operator's stderr.
+# Every such failure already reaches the caller as a TransportError.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 class SSHSession:
@@ -92,6 +98,13 @@ class SSHSession:
                 self.host.name,
                 f"no answer within {timeout + CLIENT_GRACE:.0f}s (the host or its sshd may be "
                 "frozen); the outcome is unknown until the host is read back",
+            )
+        if status == -1 and not transport.is_active():
+            # paramiko's "no exit status": the connection died under the command
+            raise TransportError(
+                self.host.name,
+                "connection lost while the command ran; the outcome is unknown until the "
+                "host is read back",
             )
         return CommandResult(self.host.name, command, status, stdout, stderr, elapsed, timed_out)
 
