@@ -331,7 +331,7 @@ def runbook(c: Any, playbook: str | None = None, output: str = "RUNBOOK.md",
         "yes",
         "limit",
         "soak",
-        "junit",
+        junit="Write the gates' results for the next phase as JUnit XML to this file",
         max_gap="Longest gap between two scheduled samples that still counts as soak (default 15m)",
     )
 )
@@ -345,6 +345,7 @@ def advance(
     max_gap: str | None = None,
     source: str | None = None,
     skip_checks: bool = False,
+    junit: str | None = None,
     accept_new_host_keys: bool = False,
     lock_timeout: str | None = None,
 ) -> None:

@@ -62,3 +62,19 @@ def junit_xml(report: CheckReport, *, name: str = "readiness") -> str:
     ET.indent(root)
     body = ET.tostring(root, encoding="unicode")
     return f'<?xml version="1.0" encoding="UTF-8"?>\n{body}\n'
+
+
+def gates_junit(results: list[tuple[str, str | None]], *, suite: str = "gates") -> str:
+    """Gate results ``(name, None when it holds else why not)`` as a JUnit XML document."""
+    failures = sum(1 for _, why in results if why is not None)
+    root = ET.Element("testsuites", name=suite, tests=str(len(results)),
+                      failures=str(failures), errors="0", time="0.000")  # fmt: skip
+    node = ET.SubElement(root, "testsuite", name=suite, tests=str(len(results)),
+                         failures=str(failures), errors="0", skipped="0", time="0.000")  # fmt: skip
+    for name, why in results:
+        case = ET.SubElement(node, "testcase", classname=suite, name=_xml_text(name), time="0")
+        if why is not None:
+            failure = ET.SubElement(case, "failure", message=_xml_text(why), type="GateClosed")
+            failure.text = _xml_text(why)
+    ET.indent(root)
+    return f'<?xml version="1.0" encoding="UTF-8"?>\n{ET.tostring(root, encoding="unicode")}\n'

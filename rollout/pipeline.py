@@ -85,10 +85,18 @@ def advance(
             state.phase,
         )
     nxt = ctx.playbook.phase((state.phase or 0) + 1)
-    for gate in (soak_gate, approval_gate, *gates):
-        why = gate(ctx, nxt, state)
-        if why is not None:
-            return _say(ctx, Outcome.WAITING, f"not advancing to {nxt.title}: {why}", state.phase)
+    results = [(_gate_name(gate), gate(ctx, nxt, state))
+               for gate in (soak_gate, approval_gate, *gates)]  # fmt: skip
+    if ctx.options.junit:
+        from pathlib import Path
+
+        from .junit import gates_junit
+
+        Path(ctx.options.junit).write_text(gates_junit(results), encoding="utf-8")
+    closed = [why for _, why in results if why is not None]
+    if closed:
+        return _say(ctx, Outcome.WAITING, f"not advancing to {nxt.title}: " + "; ".join(closed),
+                    state.phase)  # fmt: skip
     ctx.options = replace(ctx.options, wait=False, yes=True)
     deploy(ctx, nxt.number)
     return AdvanceResult(
@@ -138,6 +146,11 @@ def rebuild_budget(ctx: Context, budget: Budget, state: InventoryState) -> Budge
         else:
             break
     return Budget(budget.policy, breaches, inconclusive)
+
+
+def _gate_name(gate: GateCheck) -> str:
+    name = getattr(gate, "__name__", "gate")
+    return str(name).removesuffix("_gate").replace("_", " ")
 
 
 def _say(_ctx: Context, outcome: Outcome, message: str, phase: int | None) -> AdvanceResult:
