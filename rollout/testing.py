@@ -7,7 +7,7 @@ resets flags to defaults). Faults are switched on per host. Nothing here touches
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .console import ApplyResult, FlagReading, HealthReading
@@ -15,6 +15,10 @@ from .errors import CommandTimeout, ConsoleError, TransportError
 from .fleet import Outcome
 from .models import FlagState, FlagValue, Observed
 from .transport.base import CommandResult
+
+#: Answers a command run on a fake host (its argv as given to ``run``), in place of the
+#: default "exit 0, no output". Tests use it to simulate tar, sha256sum or a restart script.
+CommandHandler = Callable[["FakeHost", tuple[str, ...]], CommandResult]
 
 DEFAULT_METRICS: dict[str, float | None] = {
     "error_rate": 0.5,
@@ -43,13 +47,23 @@ class FakeHost:
     health_hangs: bool = False  # the health call never answers (killed at its deadline)
     applies: int = 0
     commands: list[tuple[str, ...]] = field(default_factory=list)
+    handler: CommandHandler | None = None  # answers run(); None: exit 0, no output
+    files: dict[str, bytes] = field(default_factory=dict)  # absolute path -> content
+    restarts: int = 0
 
     def __post_init__(self) -> None:
         if not self.flags:
             self.flags = {name: False for name in self.known}
 
     def restart(self) -> None:
+        self.restarts += 1
         self.flags = {name: False for name in self.known}
+
+    def result(
+        self, argv: Sequence[str], status: int = 0, stdout: str = "", stderr: str = ""
+    ) -> CommandResult:
+        """A finished command's result on this host, for handlers to return."""
+        return CommandResult(self.name, " ".join(argv), status, stdout, stderr, 0.0)
 
 
 class FakeConsole:
@@ -131,6 +145,8 @@ class FakeBackend:
         if not fake.reachable:
             raise TransportError(name, "cannot reach host")
         fake.commands.append(tuple(argv))
+        if fake.handler is not None:
+            return fake.handler(fake, tuple(argv))
         return CommandResult(name, " ".join(argv), 0, "", "", 0.0)
 
     def reset(self, name: str) -> None:
