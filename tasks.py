@@ -296,6 +296,107 @@ def check(
             )
 
 
+@task(help=_help("yes", "soak", "interval", *_CHECK_OPTS))
+def backup(
+    c: Any,
+    inventory: str | None = None,
+    playbook: str | None = None,
+    limit: str | None = None,
+    json: bool = False,
+    ledger: str | None = None,
+    accept_new_host_keys: bool = False,
+    lock_timeout: str | None = None,
+) -> None:
+    """Back up every host's flags and state paths to backups/<inventory>/<id>/ (checksummed)."""
+    from rollout import commands
+
+    with _engine(json, locals()) as ctx:
+        saved = commands.backup(ctx)
+        ctx.emit(_final_event(f"backup {saved.id} complete: {len(saved.hosts)} host(s)",
+                              "backup", saved.recorded_phase))  # fmt: skip
+
+
+@task(
+    help=_help(
+        "yes", "soak", "interval", *_CHECK_OPTS,
+        backup="The backup id (see `invoke backups`)",
+        state="Also restore the state files (not only the flags)",
+    )
+)  # fmt: skip
+def restore(
+    c: Any,
+    backup: str,
+    state: bool = False,
+    inventory: str | None = None,
+    playbook: str | None = None,
+    limit: str | None = None,
+    json: bool = False,
+    ledger: str | None = None,
+    accept_new_host_keys: bool = False,
+    lock_timeout: str | None = None,
+) -> None:
+    """Put a backup's flags (and with --state its files) back on every host; verified."""
+    from rollout import commands
+
+    with _engine(json, locals()) as ctx:
+        commands.restore(ctx, backup, state=state)
+
+
+@task(help=_help(*_LEDGER_ONLY))
+def backups(
+    c: Any,
+    inventory: str | None = None,
+    playbook: str | None = None,
+    json: bool = False,
+    ledger: str | None = None,
+    accept_new_host_keys: bool = False,
+) -> None:
+    """List the inventory's backups, newest first, and whether each is complete."""
+    import json as _json
+
+    from rollout.backup import backups_root, list_backups
+
+    with _engine(json, locals()) as ctx:
+        for info in reversed(list_backups(backups_root(), ctx.inventory.name)):
+            if json:
+                print(_json.dumps({"event": "backup", "id": info.id, "complete": info.complete,
+                                   "recorded_phase": info.recorded_phase, "who": info.who,
+                                   "hosts": list(info.hosts)}))  # fmt: skip
+            else:
+                state = "complete" if info.complete else f"INCOMPLETE ({info.problem})"
+                print(f"{info.id}  phase {info.recorded_phase}  {len(info.hosts)} host(s)  "
+                      f"by {info.who}  {state}")  # fmt: skip
+
+
+@task(
+    help=_help(
+        "yes", "soak", "interval", *_CHECK_OPTS,
+        service="Service to restart where a host has no restart_command (default: the "
+        "inventory's `service`, else foundation)",
+        batch="Hosts restarted at once (default 1)",
+        wait_timeout="Seconds to wait for each host's console after its restart (default 60)",
+    )
+)  # fmt: skip
+def restart(
+    c: Any,
+    service: str | None = None,
+    batch: int = 1,
+    wait_timeout: int = 60,
+    inventory: str | None = None,
+    playbook: str | None = None,
+    limit: str | None = None,
+    json: bool = False,
+    ledger: str | None = None,
+    accept_new_host_keys: bool = False,
+    lock_timeout: str | None = None,
+) -> None:
+    """Rolling restart: a batch at a time, wait for the console, re-apply the phase, verify."""
+    from rollout import commands
+
+    with _engine(json, locals()) as ctx:
+        commands.restart(ctx, service=service, batch=int(batch), wait_timeout=float(wait_timeout))
+
+
 @task(help={"playbook": COMMON_HELP["playbook"],
             "output": "Where to write (default RUNBOOK.md)",
             "check": "Do not write; exit 1 if the file is stale"})  # fmt: skip
@@ -527,7 +628,7 @@ lab.add_task(lab_down, name="down")
 lab.add_task(lab_status, name="status")
 
 ns = Collection()
-for t in (deploy, plan, rollback, monitor, status, check, advance, pause, resume, approve,
-          history, report, unlock, runbook):  # fmt: skip
+for t in (deploy, plan, rollback, monitor, status, check, backup, restore, backups, restart,
+          advance, pause, resume, approve, history, report, unlock, runbook):  # fmt: skip
     ns.add_task(t)
 ns.add_collection(lab)

@@ -37,7 +37,9 @@ from .soak import Soak
 from .yamlsrc import format_duration
 
 if TYPE_CHECKING:
+    from .backup import Backup, RestoreReport
     from .checks import CheckReport
+    from .restart import RestartReport
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_INVENTORY = "inventory/lab.yml"
@@ -128,7 +130,7 @@ def load_context(
         )
         return SSHBackend(selected, transport, pb)
 
-    return Context(
+    context = Context(
         options,
         playbook,
         inventory,
@@ -139,6 +141,11 @@ def load_context(
         confirm,
         pinned,
     )
+    if backend_factory is None:
+        from .restart import emergency_restarter
+
+        context.restart = emergency_restarter(hosts)
+    return context
 
 
 @contextmanager
@@ -661,3 +668,40 @@ def check_phase_arg(value: str | int | None, name: str = "--phase") -> int | Non
         return int(value)
     except (TypeError, ValueError):
         raise UsageError(f"{name} expects a phase number, got {value!r}") from None
+
+
+# -- backup, restore, restart ----------------------------------------------------------------
+
+
+def backup(ctx: Context) -> Backup:
+    """Save every selected host's flags (and state paths) under backups/<inventory>/<id>/."""
+    from .backup import backups_root, take_backup
+
+    recorded = ctx.ledger.state(ctx.inventory.name).phase
+    with running(ctx, _command_text("backup", ctx.options)) as (_run, _lock, ex):
+        return take_backup(ex, ctx.inventory.name, ctx.playbook, ctx.hosts, backups_root(),
+                           recorded, clock=ctx.wall)  # fmt: skip
+
+
+def restore(ctx: Context, backup_id: str, *, state: bool = False) -> RestoreReport:
+    """Put a backup's flags (and, with ``state``, its state files) back; verified."""
+    from .backup import backups_root, load_backup, restore_backup
+
+    loaded = load_backup(backups_root(), ctx.inventory.name, backup_id)
+    with running(ctx, _command_text("restore", ctx.options)) as (run, _lock, ex):
+        report = restore_backup(ex, loaded, ctx.hosts, restore_state=state)
+        if report.phase is not None:
+            _record_phase(ctx, ex, run, report.phase, ctx.playbook.phase(report.phase).soak)
+        return report
+
+
+def restart(ctx: Context, *, service: str | None = None, batch: int = 1,
+            wait_timeout: float = 60.0) -> RestartReport:  # fmt: skip
+    """Rolling restart, a batch at a time; each host's phase re-applied and verified."""
+    from .restart import rolling_restart
+
+    recorded = ctx.ledger.state(ctx.inventory.name).phase
+    phase = ctx.playbook.phase(recorded) if recorded is not None else None
+    with running(ctx, _command_text("restart", ctx.options)) as (_run, _lock, ex):
+        return rolling_restart(ex, phase, ctx.hosts, service=service, batch=batch,
+                               wait_timeout=wait_timeout)  # fmt: skip

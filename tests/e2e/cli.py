@@ -34,7 +34,12 @@ class CLI:
     def __init__(self, inventory: Path, ledger: Path, env: dict[str, str] | None = None):
         self.inventory = inventory
         self.ledger = ledger
-        self.env = {**os.environ, "ROLLOUT_LEDGER": str(ledger), **(env or {})}
+        self.env = {
+            **os.environ,
+            "ROLLOUT_LEDGER": str(ledger),
+            "ROLLOUT_BACKUPS": str(ledger.parent / "backups"),
+            **(env or {}),
+        }
 
     def popen(self, *args: str, playbook: Path | None = None) -> subprocess.Popen[str]:
         """Start ``invoke ARGS``; deploy and advance get --skip-checks unless --source is given
@@ -67,5 +72,7 @@ def fast_playbook(dest: Path, **health: Any) -> Path:
     data["health"]["source"]["timeout"] = "3s"
     data["health"].update(health)
     data.setdefault("policy", {})["command_timeout"] = "20s"
+    for phase in data["phases"]:  # the backup gate has tests of its own
+        phase.get("gates", {}).pop("backup", None)
     dest.write_text(yaml.safe_dump(data, sort_keys=False))
     return dest

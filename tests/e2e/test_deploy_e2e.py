@@ -36,6 +36,8 @@ def ok(ran: Ran) -> Ran:
 def test_deploy_three_phases_then_status(cli: CLI, clean_lab: Lab) -> None:
     """deploy 1 -> 2 -> 3 converges every node to phase 3's full state; status says so."""
     for phase in ("1", "2", "3"):
+        if phase == "3":
+            ok(cli("backup"))  # phase 3's gate: a backup taken after phase 2
         ran = ok(cli("deploy", "--phase", phase, "--yes", "--no-wait"))
         assert ran.stdout.count("verified at Phase " + phase) == LAB_HOSTS
     assert all(f == STATES[3] for f in flags(clean_lab).values())
@@ -47,6 +49,8 @@ def test_deploy_three_phases_then_status(cli: CLI, clean_lab: Lab) -> None:
 def test_rollback_turns_off_flags_from_later_phase(cli: CLI, clean_lab: Lab) -> None:
     """rollback from 3 leaves use_persistent_agents false everywhere: full state, not delta."""
     for phase in ("1", "2", "3"):
+        if phase == "3":
+            ok(cli("backup"))
         ok(cli("deploy", "--phase", phase, "--yes", "--no-wait"))
     ok(cli("rollback", "--reason", "e2e"))
     for name, f in flags(clean_lab).items():
@@ -122,6 +126,7 @@ def test_skipping_phases_needs_force(cli: CLI, clean_lab: Lab) -> None:
     """deploy --phase 3 from nothing is refused without --force, and works with it."""
     ran = cli("deploy", "--phase", "3", "--yes", "--no-wait")
     assert ran.code == 8 and "--force" in ran.stderr
+    ok(cli("backup"))
     ok(cli("deploy", "--phase", "3", "--yes", "--no-wait", "--force"))
     assert all(f == STATES[3] for f in flags(clean_lab).values())
 
@@ -130,9 +135,23 @@ def test_high_risk_phase_without_terminal_is_refused(cli: CLI, clean_lab: Lab) -
     """Phase 3 is high risk: without --yes and without a terminal, nothing changes."""
     ok(cli("deploy", "--phase", "1", "--yes", "--no-wait"))
     ok(cli("deploy", "--phase", "2", "--yes", "--no-wait"))
+    ok(cli("backup"))
     ran = cli("deploy", "--phase", "3", "--no-wait")
     assert ran.code == 8 and "--yes" in ran.stderr
     assert all(f == STATES[2] for f in flags(clean_lab).values())
+
+
+def test_phase_three_needs_a_fresh_backup(cli: CLI, clean_lab: Lab) -> None:
+    """Phase 3's gate refuses it until a backup is taken after phase 2 was applied."""
+    ok(cli("backup"))  # before phase 2: too old to count
+    ok(cli("deploy", "--phase", "1", "--yes", "--no-wait"))
+    ok(cli("deploy", "--phase", "2", "--yes", "--no-wait"))
+    ran = cli("deploy", "--phase", "3", "--yes", "--no-wait")
+    assert ran.code == 8 and "invoke backup" in ran.stderr
+    assert all(f == STATES[2] for f in flags(clean_lab).values())
+    ok(cli("backup"))
+    ok(cli("deploy", "--phase", "3", "--yes", "--no-wait"))
+    assert all(f == STATES[3] for f in flags(clean_lab).values())
 
 
 def test_unknown_host_key_is_refused(cli: CLI, clean_lab: Lab, tmp_path: Path) -> None:
