@@ -459,14 +459,24 @@ def _ini_host_line(line: str, loc: SourceLocation, group: str, builder: _Builder
     assignments: list[tuple[str, object]] = []
     if port is not None:
         assignments.append(("ansible_port", port))
+    previous: str | None = None
     for token in tokens[1:]:
         key, sep, text = token.partition("=")
         if not sep or not key:
+            if previous == "release_env":
+                # most likely the rest of a release_env value split at a space: a secret
+                _fail(
+                    f"expected key=value after host {tokens[0]!r}, got a word without '=' "
+                    "after release_env= (not shown: it may be part of a secret)",
+                    SourceLocation(loc.file, loc.line, previous),
+                    'quote the whole mapping: release_env=\'{"RELEASE_COOKIE": "..."}\'',
+                )
             _fail(
                 f"expected key=value after host {tokens[0]!r}, got {token!r}",
                 SourceLocation(loc.file, loc.line, token),
                 'quote values that contain spaces: key="a b"',
             )
+        previous = key
         assignments.append((key, _ini_value(text)))
     for name in names:
         host = builder.add_host(name, token_loc, group)
