@@ -27,8 +27,8 @@ def backup_gate(ctx: Any, phase: Any, state: Any) -> str | None:
     hosts = [h.name for h in ctx.inventory.hosts]
     if latest_backup_after(backups_root(), ctx.inventory.name, since, hosts=hosts) is None:
         return (
-            f"{phase.title} needs a complete backup taken after the current phase was "
-            "applied: run `invoke backup`"
+            "it needs a complete backup taken after the current phase was applied: "
+            "run `invoke backup`"
         )
     return None
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rollout.commands import Context, Options, deploy, rollback, status
+from rollout.commands import Context, Options, backup, deploy, rollback, status
 from rollout.errors import (
     DeployFailed,
     HostsUnreachable,
@@ -35,7 +35,10 @@ def fleet(playbook: Playbook) -> FakeBackend:
 
 
 @pytest.fixture
-def ctx(tmp_path: Path, playbook: Playbook, fleet: FakeBackend) -> Context:
+def ctx(
+    tmp_path: Path, playbook: Playbook, fleet: FakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> Context:
+    monkeypatch.setenv("ROLLOUT_BACKUPS", str(tmp_path / "backups"))
     hosts = tuple(Host(n, "127.0.0.1") for n in NAMES)
     inventory = Inventory(str(tmp_path / "inv.yml"), "inv", hosts, {"all": frozenset(NAMES)})
     return Context(
@@ -59,6 +62,8 @@ def test_deploy_phases_in_order_converges_and_records(
 ) -> None:
     """Deploying 1, 2, 3 leaves every host at phase 3's full state and the ledger at 3."""
     for phase in (1, 2, 3):
+        if phase == 3:
+            backup(ctx)
         deploy(ctx, phase)
     for flags in flags_of(fleet).values():
         assert flags == playbook.phase(3).state.as_dict()
@@ -68,6 +73,8 @@ def test_deploy_phases_in_order_converges_and_records(
 def test_rollback_turns_off_later_flags(ctx: Context, fleet: FakeBackend) -> None:
     """Rollback 3 -> 2 switches use_persistent_agents off on every host."""
     for phase in (1, 2, 3):
+        if phase == 3:
+            backup(ctx)
         deploy(ctx, phase)
     rollback(ctx, reason="test")
     assert all(f["use_persistent_agents"] is False for f in flags_of(fleet).values())
@@ -135,6 +142,7 @@ def test_high_risk_phase_refuses_without_terminal(ctx: Context, fleet: FakeBacke
     """Phase 3 is high risk: without --yes and without a terminal it is refused, unchanged."""
     deploy(ctx, 1)
     deploy(ctx, 2)
+    backup(ctx)
     ctx.options = Options(yes=False, wait=False, skip_checks=True, retry_deadline=3.0)
     with pytest.raises(Refused, match="high risk"):
         deploy(ctx, 3)
