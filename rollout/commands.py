@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import wiring
 from .backend import Backend, SSHBackend
@@ -86,6 +86,7 @@ class Context:
     pinned: list[str] = field(default_factory=list)
     sleep: Callable[[float], None] = time.sleep
     cancel: Cancel = field(default_factory=Cancel)
+    notifiers: dict[str, Any] = field(default_factory=dict)
     #: Restarts services on hosts, then re-applies ``phase`` and verifies (emergency rollback).
     restart: Callable[[Executor, Phase, Sequence[str]], StepReport] | None = None
     wall: Callable[[], float] = time.time
@@ -314,9 +315,12 @@ def notify(
     from .notify import Notification, Notifier
 
     try:
-        notifier = Notifier(
-            ctx.playbook.notify, ctx.emit, lambda k, d: ctx.ledger.event(ex.run.id, k, d)
-        )
+        notifier = ctx.notifiers.get(ex.run.id)
+        if notifier is None:  # one per run, so "no webhook configured" is said once
+            notifier = Notifier(
+                ctx.playbook.notify, ctx.emit, lambda k, d: ctx.ledger.event(ex.run.id, k, d)
+            )
+            ctx.notifiers[ex.run.id] = notifier
         notifier.send(
             Notification(
                 kind,
