@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .console import ApplyResult, FlagReading, HealthReading
 from .errors import CommandTimeout, ConsoleError, TransportError
 from .fleet import Outcome
-from .models import FlagState, FlagValue, Observed
+from .models import FlagState, FlagValue, Observed, Playbook
 from .transport.base import CommandResult
+
+if TYPE_CHECKING:
+    from .commands import Context
 
 #: Answers a command run on a fake host (its argv as given to ``run``), in place of the
 #: default "exit 0, no output". Tests use it to simulate tar, sha256sum or a restart script.
@@ -158,3 +163,34 @@ class FakeBackend:
 
 def fake_fleet(names: Sequence[str], flags: Sequence[str]) -> FakeBackend:
     return FakeBackend({n: FakeHost(n, tuple(flags)) for n in names})
+
+
+def fake_context(
+    root: Path,
+    playbook: Playbook,
+    backend: FakeBackend,
+    *,
+    clock: Callable[[], float] | None = None,
+    wait: Callable[[float], bool] | None = None,
+    **options: Any,
+) -> Context:
+    """A command :class:`~rollout.commands.Context` over ``backend``, with a real ledger file
+    under ``root`` and no sleeping; ``options`` override :class:`~rollout.commands.Options`."""
+    from .commands import Context, Options
+    from .events import Collector
+    from .ledger import Ledger
+    from .models import Host, Inventory
+
+    names = tuple(backend.fakes)
+    hosts = tuple(Host(n, "127.0.0.1") for n in names)
+    inventory = Inventory(str(root / "inv.yml"), "inv", hosts, {"all": frozenset(names)})
+    defaults: dict[str, Any] = {"yes": True, "wait": False, "skip_checks": True,
+                                "retry_deadline": 3.0}  # fmt: skip
+    ledger = Ledger(root / "ledger.db", clock=clock) if clock else Ledger(root / "ledger.db")
+    ctx = Context(Options(**{**defaults, **options}), playbook, inventory, hosts, ledger,
+                  Collector(), lambda _h, _p: backend, sleep=lambda _s: None)  # fmt: skip
+    if clock is not None:
+        ctx.wall = clock
+    if wait is not None:
+        ctx.cancel.wait = wait  # type: ignore[method-assign,assignment]
+    return ctx

@@ -14,43 +14,19 @@ from rollout.errors import (
     Refused,
     RollbackIncomplete,
 )
-from rollout.events import Collector, Kind
+from rollout.events import Kind
 from rollout.ledger import Ledger, RunStatus
-from rollout.models import Host, Inventory, Playbook
-from rollout.playbook import load_playbook
-from rollout.testing import FakeBackend, FakeHost
+from rollout.models import Playbook
+from rollout.testing import FakeBackend, fake_context
 
 REPO = Path(__file__).resolve().parents[2]
-NAMES = ("h1", "h2", "h3")
 
 
 @pytest.fixture
-def playbook() -> Playbook:
-    return load_playbook(REPO / "playbooks" / "otp_refactor.yml")
-
-
-@pytest.fixture
-def fleet(playbook: Playbook) -> FakeBackend:
-    return FakeBackend({n: FakeHost(n, playbook.flags) for n in NAMES})
-
-
-@pytest.fixture
-def ctx(
-    tmp_path: Path, playbook: Playbook, fleet: FakeBackend, monkeypatch: pytest.MonkeyPatch
-) -> Context:
+def ctx(tmp_path: Path, playbook: Playbook, fleet: FakeBackend,
+        monkeypatch: pytest.MonkeyPatch) -> Context:  # fmt: skip
     monkeypatch.setenv("ROLLOUT_BACKUPS", str(tmp_path / "backups"))
-    hosts = tuple(Host(n, "127.0.0.1") for n in NAMES)
-    inventory = Inventory(str(tmp_path / "inv.yml"), "inv", hosts, {"all": frozenset(NAMES)})
-    return Context(
-        Options(yes=True, wait=False, skip_checks=True, retry_deadline=3.0),
-        playbook,
-        inventory,
-        hosts,
-        Ledger(tmp_path / "ledger.db"),
-        Collector(),
-        lambda _hosts, _pb: fleet,
-        sleep=lambda _s: None,
-    )
+    return fake_context(tmp_path, playbook, fleet)
 
 
 def flags_of(fleet: FakeBackend) -> dict[str, dict[str, object]]:

@@ -7,16 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from rollout.commands import Context, Options, deploy, monitor
+from rollout.commands import Context, deploy, monitor
 from rollout.errors import Interrupted, RollbackIncomplete, RolledBack
 from rollout.events import Collector, Kind
-from rollout.ledger import Ledger
-from rollout.models import Host, Inventory, Playbook
-from rollout.playbook import load_playbook
-from rollout.testing import FakeBackend, FakeHost
+from rollout.models import Playbook
+from rollout.testing import FakeBackend, fake_context
 
 REPO = Path(__file__).resolve().parents[2]
-NAMES = ("h1", "h2", "h3")
 
 
 class FakeClock:
@@ -40,38 +37,14 @@ class FakeClock:
 
 
 @pytest.fixture
-def playbook() -> Playbook:
-    return load_playbook(REPO / "playbooks" / "otp_refactor.yml")
-
-
-@pytest.fixture
-def fleet(playbook: Playbook) -> FakeBackend:
-    return FakeBackend({n: FakeHost(n, playbook.flags) for n in NAMES})
-
-
-@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 
 
 @pytest.fixture
 def ctx(tmp_path: Path, playbook: Playbook, fleet: FakeBackend, clock: FakeClock) -> Context:
-    hosts = tuple(Host(n, "127.0.0.1") for n in NAMES)
-    inventory = Inventory(str(tmp_path / "inv.yml"), "inv", hosts, {"all": frozenset(NAMES)})
-    ledger = Ledger(tmp_path / "ledger.db", clock=clock)
-    c = Context(
-        Options(yes=True, wait=False, skip_checks=True, retry_deadline=1.0),
-        playbook,
-        inventory,
-        hosts,
-        ledger,
-        Collector(),
-        lambda _h, _p: fleet,
-        sleep=lambda _s: None,
-        wall=clock,
-    )
-    c.cancel.wait = clock.wait  # type: ignore[method-assign]
-    return c
+    return fake_context(tmp_path, playbook, fleet, clock=clock, wait=clock.wait,
+                        retry_deadline=1.0)  # fmt: skip
 
 
 def soak_options(ctx: Context, **kw: object) -> None:
