@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 import paramiko
-from paramiko.hostkeys import HostKeyEntry
+from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
 
 from ..errors import HostKeyError, InputError, SourceLocation
 from .base import PinCallback
@@ -54,6 +54,9 @@ def load_known_hosts(path: Path) -> paramiko.HostKeys:
         except (paramiko.SSHException, ValueError) as exc:
             entry = None
             reason = str(exc)
+        except InvalidHostKey as exc:  # paramiko's "the key's base64 does not decode"
+            entry = None
+            reason = f"bad key data ({exc.exc})"
         else:
             reason = "not a known_hosts entry"
         if entry is None or entry.key is None:
