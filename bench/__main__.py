@@ -31,10 +31,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-real", action="store_true", help="skip the real-release part")
     parser.add_argument("--no-profile", action="store_true", help="skip the sampled deploy")
     parser.add_argument(
-        "--patch",
+        "--patches",
         default="known_hosts",
-        help="also time the tool with this bench/patched.py patch ('' for none)",
+        help="';'-separated bench/patched.py patch sets to time as extra contenders, e.g. "
+        "'known_hosts;known_hosts,switch=0.0005' ('' for none)",
     )
+    parser.add_argument("--jobs", help="only these jobs, e.g. deploy,status")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory runs")
     parser.add_argument("--report", metavar="JSON", help="re-render a saved run and exit")
     return parser.parse_args(argv)
 
@@ -59,7 +62,9 @@ def config_from(args: argparse.Namespace) -> Config:
         with_ansible=not args.no_ansible,
         real_hosts=0 if args.no_real else config.real_hosts,
         profile=not args.no_profile,
-        patch=args.patch,
+        patches=tuple(p for p in args.patches.split(";") if p),
+        jobs=tuple(args.jobs.split(",")) if args.jobs else config.jobs,
+        memory=not args.no_memory,
     )
 
 

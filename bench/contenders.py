@@ -63,11 +63,10 @@ class Tool:
 class PatchedTool(Tool):
     """The tool with a proposed transport change applied in-process (see bench/patched.py)."""
 
-    name = "rollout+fix"
-
     def __init__(self, inventory: Path, ledgers: dict[str, Path], patch: str) -> None:
         super().__init__(inventory, ledgers)
         self.patch = patch
+        self.name = f"rollout+{patch}"
 
     def run(self, job: Job, run_dir: Path, *, sample_tree: bool = False) -> Sample:
         ledger = run_dir / "ledger.db"

@@ -15,6 +15,14 @@ comma-separated (default ``known_hosts``):
     reaches the same policy and fails the same way.
 ``workers=K``
     The fleet's thread pool bound (``rollout.fleet.MAX_WORKERS``, 64) set to K.
+``switch=S``
+    ``sys.setswitchinterval(S)`` (CPython's default is 0.005 s). A probe for a lock convoy:
+    each ledger write takes the ledger's mutex, then needs the GIL back from up to two threads
+    per host, so the writes queue up behind GIL hand-offs.
+``no_event_rows``
+    An upper bound, not a proposal: the executor's events go to the terminal but are not
+    journaled in the ledger (intents and outcomes still are). Shows what the per-event
+    transactions cost.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from pathlib import Path
 import paramiko
 
 from rollout import fleet
+from rollout.events import Kind
 from rollout.models import Host
 from rollout.transport import hostkeys, ssh
 
@@ -72,6 +81,17 @@ def patch_workers(workers: int) -> None:
     fleet.run_parallel.__defaults__ = (workers,)
 
 
+def patch_no_event_rows() -> None:
+    from rollout.events import Event
+    from rollout.executor import Executor
+
+    def emit(self: Executor, kind: Kind, message: str, *, host: str | None = None,
+             ok: bool | None = None, **data: object) -> None:  # fmt: skip
+        self.emit_raw(Event(kind, message, host=host, ok=ok, data=data))
+
+    Executor.emit = emit  # type: ignore[method-assign]
+
+
 def main(argv: list[str]) -> int:
     for item in filter(None, os.environ.get("BENCH_PATCH", "known_hosts").split(",")):
         name, _, value = item.partition("=")
@@ -79,6 +99,10 @@ def main(argv: list[str]) -> int:
             patch_known_hosts()
         elif name == "workers":
             patch_workers(int(value))
+        elif name == "switch":
+            sys.setswitchinterval(float(value))
+        elif name == "no_event_rows":
+            patch_no_event_rows()
         else:
             print(f"bench.patched: unknown patch {item!r}", file=sys.stderr)
             return 2

@@ -10,7 +10,7 @@ from typing import Any
 Data = Mapping[str, Any]
 FLOOR = "ssh"
 TOOL = "rollout"
-FIXED = "rollout+fix"
+FIXED = "rollout+known_hosts"
 
 
 def _med(values: Iterable[float]) -> float:
@@ -39,10 +39,14 @@ def paired_ratios(runs: Sequence[Data], floor: Sequence[Data]) -> list[float]:
 
 def timing_table(data: Data, part: str) -> str:
     groups = _group(data["records"], part)
-    order = {TOOL: 0, FIXED: 1, FLOOR: 2, "ansible": 3}
+    order = {TOOL: 0, FLOOR: 2, "ansible": 3}
     jobs = list(data["jobs"])
     rows = []
-    for key in sorted(groups, key=lambda k: (k[0], jobs.index(k[1]), order.get(k[2], 9))):
+
+    def rank(key: tuple[int, str, str]) -> tuple[int, int, int, str]:
+        return (key[0], jobs.index(key[1]), order.get(key[2], 1), key[2])
+
+    for key in sorted(groups, key=rank):
         n, job, contender = key
         runs = groups[key]
         secs = [r["seconds"] for r in runs]

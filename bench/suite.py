@@ -49,7 +49,10 @@ class Config:
     erl_reps: int = 7
     cli_reps: int = 10
     profile: bool = True  # sample where one tool deploy's time goes (at the middle size)
-    patch: str = "known_hosts"  # also time the tool with this bench/patched.py patch ("": no)
+    #: Also time the tool with these bench/patched.py patch sets, each a contender.
+    patches: tuple[str, ...] = ("known_hosts",)
+    jobs: tuple[str, ...] = ("deploy", "rollback", "status")
+    memory: bool = True
     quick: bool = False
 
 
@@ -243,9 +246,9 @@ def measure_lab(
         )
         return sample
 
-    status = next(j for j in jobs if j.name == "status")
     for contender in contenders if warm_up else ():  # page cache, .pyc files
-        contender.run(status, run_dir)
+        fleet.set_phase(jobs[-1].start_phase)
+        contender.run(jobs[-1], run_dir)
     for rep in range(reps):
         for j, job in enumerate(jobs):
             k = (rep + j) % len(contenders)
@@ -253,8 +256,8 @@ def measure_lab(
                 sample = one(job, contender, rep)
                 log(f"{part} N={n} rep {rep + 1}/{reps} {job.name:8} {contender.name:8} "
                     f"{sample.seconds:7.3f}s cpu {sample.cpu_seconds:6.2f}s")  # fmt: skip
-    if memory:
-        deploy = next(j for j in jobs if j.name == "deploy")
+    deploys = [j for j in jobs if j.name == "deploy"]
+    for deploy in deploys if memory else ():
         for contender in contenders:
             sample = one(deploy, contender, -1, sample_tree=True)
             log(f"{part} N={n} memory {contender.name:8} tree peak "
@@ -270,11 +273,11 @@ def contenders_for(
     ledgers: dict[str, Path],
     work: Path,
     ansible_bin: Path | None,
-    patch: str = "",
+    patches: Sequence[str] = (),
 ) -> list[Contender]:
-    out: list[Contender] = [Tool(inventory, ledgers), Fanout(hosts, playbook, jobs, work)]
-    if patch:
-        out.insert(1, PatchedTool(inventory, ledgers, patch))
+    out: list[Contender] = [Tool(inventory, ledgers)]
+    out += [PatchedTool(inventory, ledgers, patch) for patch in patches]
+    out.append(Fanout(hosts, playbook, jobs, work))
     if ansible_bin is not None:
         out.append(Ansible(ansible_bin, inventory, hosts, playbook, jobs, work))
     return out
@@ -328,7 +331,7 @@ def run_suite(config: Config, command: str, log: Log = print) -> Results:
     started = time.perf_counter()
     playbook = load_playbook(PLAYBOOK)
     ansible_bin = ansible.ensure(log) if config.with_ansible else None
-    jobs = make_jobs(has_emergency())
+    jobs = tuple(j for j in make_jobs(has_emergency()) if j.name in config.jobs)
     results = Results(
         config=config,
         started=time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -350,13 +353,13 @@ def run_suite(config: Config, command: str, log: Log = print) -> Results:
                 ledgers = ledger_templates(fleet, lab.inventory, lab_work)
                 contenders = contenders_for(
                     hosts, playbook, lab.inventory, jobs, ledgers, lab_work, ansible_bin,
-                    config.patch,
+                    config.patches,
                 )  # fmt: skip
                 results.records += measure_lab(
                     "stub", n, reps, contenders, jobs, fleet, lab_work, log,
-                    warm_up=n == config.sizes[0],
+                    warm_up=n == config.sizes[0], memory=config.memory,
                 )  # fmt: skip
-                if config.profile and n == middle:
+                if config.profile and n == middle and "deploy" in config.jobs:
                     results.profile = profile_deploy(fleet, lab.inventory, ledgers, lab_work)
                     results.profile["n"] = n
                     results.ledger_ab = ledger_ab(fleet, lab.inventory, ledgers, lab_work, 2)
