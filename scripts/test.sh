@@ -6,4 +6,6 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 .venv/bin/ruff check rollout tasks.py tests bench
 .venv/bin/mypy
-exec .venv/bin/pytest -p no:cacheprovider "$@"
+# Tests mostly wait on SSH, BEAM boots and soak clocks, not on CPU: three workers, each
+# owning whole test files (a file shares one lab) and its own range of lab ports.
+exec .venv/bin/pytest -p no:cacheprovider -n 3 --dist loadfile "$@"

@@ -17,6 +17,7 @@ node and sshd running and every host reset (flags off, healthy metrics, no delay
 
 from __future__ import annotations
 
+import os
 import signal
 import tempfile
 from collections.abc import Callable, Iterator
@@ -39,8 +40,19 @@ def lab_dir(prefix: str = "rollout-lab-") -> Path:
     return path
 
 
-def free_base_port(hosts: int, start: int = 2300, stop: int = 3000, step: int = 20) -> int:
-    """The first base port from ``start`` with ``base .. base + hosts`` all free."""
+#: Ports each pytest-xdist worker searches, so parallel workers never race for the same ones.
+WORKER_PORTS = 400
+
+
+def free_base_port(hosts: int, start: int = 2300, stop: int | None = None, step: int = 20) -> int:
+    """The first base port from ``start`` with ``base .. base + hosts`` all free.
+
+    Under pytest-xdist each worker (``gwN``) searches its own range of ``WORKER_PORTS``.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit():
+        start += int(worker[2:]) * WORKER_PORTS
+    stop = stop if stop is not None else start + WORKER_PORTS
     for base in range(start, stop, step):
         if all(procs.port_free(port) for port in range(base, base + hosts + 1)):
             return base
