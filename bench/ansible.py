@@ -31,7 +31,8 @@ HERE = Path(__file__).resolve().parent
 VENV = HERE / ".venv-ansible"
 STAMP = VENV / ".ansible-core-version"
 
-#: The strategy that proved fastest here (see BENCHMARKS.md); ``free`` is measured too.
+#: ``free`` (each host runs its tasks without waiting for the others) measured the same here:
+#: a 50-host deploy took 6.16 s with it and 6.21 s with ``linear`` (medians of 4, paired).
 STRATEGY = "linear"
 
 

@@ -11,5 +11,5 @@ if [ ! -x /usr/bin/time ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends time >/dev/null \
     || { apt-get update >/dev/null && apt-get install -y --no-install-recommends time >/dev/null; }
 fi
-export BENCH_COMMAND="bash bench/run.sh${*:+ $*}"
+export BENCH_COMMAND="bash bench/run.sh${1+$(printf " %q" "$@")}"
 exec .venv/bin/python -m bench "$@"
