@@ -150,7 +150,7 @@ def render_status(report: Any, playbook: Playbook, *, as_json: bool = False) -> 
             lines.append(f"  {h.host:<{width}}  UNREACHABLE  {h.error}")
             continue
         state = "drifted" if h.matches is None else f"phase {h.matches}"
-        mark = "  " if h.matches == recorded else "! "
+        mark = "  " if recorded is None or h.matches == recorded else "! "
         lines.append(f"{mark}{h.host:<{width}}  {state:<11}  {flags_line(h.flags)}")
         if want is not None and h.matches != recorded:
             diffs = want.changes_from(h.flags)

@@ -39,6 +39,7 @@ from .hostkeys import (
     VerifyingPolicy,
     changed_key_error,
     default_known_hosts,
+    known_hosts_name,
     load_known_hosts,
 )
 
@@ -148,6 +149,24 @@ class SSHTransport:
         self.accept_new = accept_new_host_keys
         self.on_pin = on_pin
         self.keepalive = keepalive
+        # known_hosts files parsed once per run, keyed by path and mtime: parsing the whole
+        # file for every connection (and copying every entry into every client) grew as N^2
+        # per connection, ~1.7 s of GIL-held CPU at 100 hosts (BENCHMARKS.md)
+        self._known: dict[tuple[str, int], paramiko.HostKeys] = {}
+        self._known_lock = threading.Lock()
+
+    def _host_keys(self, path: Path, host: Host) -> paramiko.HostKeys:
+        """The pinned keys for ``host`` only, from ``path`` parsed strictly (once per run)."""
+        with self._known_lock:
+            key = (str(path), path.stat().st_mtime_ns if path.exists() else -1)
+            if key not in self._known:
+                self._known[key] = load_known_hosts(path)
+            everything = self._known[key]
+        name = known_hosts_name(host.address, host.port)
+        mine = paramiko.HostKeys()
+        for keytype, pkey in (everything.lookup(name) or {}).items():
+            mine.add(name, keytype, pkey)
+        return mine
 
     def connect(self, host: Host) -> SSHSession:
         from fabric import Config, Connection  # lazy: fabric costs ~0.3 s to import
@@ -158,7 +177,7 @@ class SSHTransport:
         if self.accept_new and not known_hosts.exists():
             known_hosts.parent.mkdir(parents=True, exist_ok=True)
             known_hosts.touch(mode=0o600)
-        keys = load_known_hosts(known_hosts)
+        keys = self._host_keys(known_hosts, host)
         sock = self._open_socket(host)
         connect_kwargs: dict[str, object] = {
             "sock": sock,
