@@ -36,6 +36,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -80,6 +81,17 @@ class _Link:
                 sock.close()
 
 
+@dataclass
+class _Trap:
+    """What :meth:`Proxy.arm` waits for, and what it then does."""
+
+    min_bytes: int
+    way: str
+    delay: float | None
+    then: Callable[[], object]
+    primed: bool = False  # the request went out; fire before the answer comes back
+
+
 class Proxy:
     """A TCP proxy from 127.0.0.1:``port`` to ``target_host:target_port`` that can partition.
 
@@ -100,7 +112,7 @@ class Proxy:
         self._budget_way = "both"
         self._links: list[_Link] = []
         self._closed = False
-        self._armed: tuple[int, str, float, Callable[[], object]] | None = None
+        self._armed: _Trap | None = None
         self.accepted = 0
         self.trace: list[tuple[float, str, int]] = []
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -137,13 +149,23 @@ class Proxy:
                 self._budget = None
 
     def arm(
-        self, min_bytes: int, then: Callable[[], object], *, way: str = "up", delay: float = 0.1
+        self,
+        min_bytes: int,
+        then: Callable[[], object],
+        *,
+        way: str = "up",
+        delay: float | None = None,
     ) -> None:
-        """Call ``then`` (e.g. :meth:`blackhole` or :meth:`sever`) ``delay`` seconds after the
-        next chunk of at least ``min_bytes`` goes ``way``: with SSH, the next command's stdin
-        has reached the host and its answer has not come back yet."""
+        """Call ``then`` (e.g. :meth:`blackhole` or :meth:`sever`) once the next chunk of at
+        least ``min_bytes`` has gone ``way``: just before the first chunk comes back the other
+        way (that chunk is then held or lost), or ``delay`` seconds later if given.
+
+        With SSH, ``arm(1000, proxy.blackhole)`` partitions the link after a command's stdin
+        reached the host and before its answer reaches the client: the command runs, and its
+        outcome is unknown to the client.
+        """
         with self._lock:
-            self._armed = (min_bytes, way, delay, then)
+            self._armed = _Trap(min_bytes, way, delay, then)
 
     def heal(self) -> None:
         """Forward again, both ways; what the sides sent meanwhile is delivered, in order."""
@@ -271,6 +293,7 @@ class Proxy:
 
     def _forward(self, link: _Link, way: str, dst: socket.socket) -> None:
         """Send what ``way`` holds, as far as the proxy's mode allows."""
+        self._spring(way)
         data = link.held[way]
         allowed = self._allowance(way, len(data))
         if allowed <= 0:
@@ -283,12 +306,24 @@ class Proxy:
         link.held[way] = data[allowed:]
         with self._lock:
             self.trace.append((time.monotonic(), way, allowed))
-            armed = self._armed
-            if armed is not None and armed[1] == way and allowed >= armed[0]:
-                self._armed = None
-                timer = threading.Timer(armed[2], armed[3])
-                timer.daemon = True
-                timer.start()
+            trap = self._armed
+            request = trap is not None and not trap.primed and trap.way == way
+            if trap is not None and request and allowed >= trap.min_bytes:
+                trap.primed = True
+                if trap.delay is not None:
+                    self._armed = None
+                    timer = threading.Timer(trap.delay, trap.then)
+                    timer.daemon = True
+                    timer.start()
+
+    def _spring(self, way: str) -> None:
+        """Fire a primed trap before the first chunk that goes back the other way."""
+        with self._lock:
+            trap = self._armed
+            if trap is None or not trap.primed or trap.way == way:
+                return
+            self._armed = None
+        trap.then()
 
 
 # -- inventories through a proxy -------------------------------------------------------------

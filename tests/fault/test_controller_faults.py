@@ -75,8 +75,10 @@ def test_sigkilled_deploy_is_shown_then_converges(setup: tuple[Lab, CLI, Path], 
     found = assert_consistent(lab, {1, 2})  # never a mixed state, whatever the kill hit
     if point == "mid-apply":
         assert found["h1"] == 2, found  # batch 1 was verified before batch 2 began
-    else:
-        assert set(found.values()) == {1}, found
+    elif point == "at-start":
+        assert set(found.values()) == {1}, found  # killed before any host was contacted
+    else:  # the kill lands within milliseconds of the plan: h1's change may have gone out
+        assert found["h2"] == found["h3"] == 1, found
 
     status = cli("status", playbook=playbook)
     assert status.code == 0, status.stdout + status.stderr

@@ -104,14 +104,26 @@ def test_blackhole_after_n_bytes_cuts_mid_stream(echo: int) -> None:
         assert recv_exactly(sock, 6) == b"abcdef"
 
 
-def test_arm_fires_after_a_large_chunk(echo: int) -> None:
-    """arm() runs its action shortly after the first chunk of at least N bytes goes up."""
+def test_arm_fires_between_a_request_and_its_answer(echo: int) -> None:
+    """arm(N, blackhole) lets the first chunk of N bytes through and holds its answer: the
+    target got the request, the client hears nothing until a heal."""
+    with faults.Proxy(echo) as proxy, client(proxy.port) as sock:
+        proxy.arm(100, proxy.blackhole)
+        sock.sendall(b"x" * 10)
+        assert recv_exactly(sock, 10) == b"x" * 10  # small: not the request it waits for
+        sock.sendall(b"y" * 200)
+        with pytest.raises(TimeoutError):
+            sock.recv(200)
+        assert proxy.forwarded("up") == 210 and proxy.forwarded("down") == 10
+        proxy.heal()
+        assert recv_exactly(sock, 200) == b"y" * 200
+
+
+def test_arm_with_a_delay_fires_on_a_timer(echo: int) -> None:
+    """arm(N, action, delay=s) runs the action s seconds after the request went out."""
     fired = threading.Event()
     with faults.Proxy(echo) as proxy, client(proxy.port) as sock:
         proxy.arm(100, fired.set, delay=0.05)
-        sock.sendall(b"x" * 10)
-        recv_exactly(sock, 10)
-        assert not fired.wait(0.3)
         sock.sendall(b"y" * 200)
         recv_exactly(sock, 200)
         assert fired.wait(2)
