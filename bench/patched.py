@@ -12,7 +12,8 @@ comma-separated (default ``known_hosts``):
     parses each file once per run (re-read when its mtime changes) and gives each client only
     the entries for the name paramiko will look up (``[address]:port``, or ``address`` on
     port 22). Verification is unchanged: a host whose key is missing or different still
-    reaches the same policy and fails the same way.
+    reaches the same policy and fails the same way. A no-op once the transport has the
+    change itself (``SSHTransport._host_keys``).
 ``workers=K``
     The fleet's thread pool bound (``rollout.fleet.MAX_WORKERS``, 64) set to K.
 ``switch=S``
@@ -41,6 +42,8 @@ from rollout.transport import hostkeys, ssh
 
 
 def patch_known_hosts() -> None:
+    if hasattr(ssh.SSHTransport, "_host_keys"):
+        return  # the transport has this change already: the patch would break its cache
     original_load = hostkeys.load_known_hosts
     original_connect = ssh.SSHTransport.connect
     cache: dict[tuple[str, int], paramiko.HostKeys] = {}
