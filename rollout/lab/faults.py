@@ -26,6 +26,7 @@ Only 127.0.0.1 and the lab's own processes are ever touched::
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import select
 import shutil
@@ -405,62 +406,82 @@ def nft_available() -> bool:
 class Firewall:
     """Drop rules on loopback ports, in the nftables table ``inet rollout_fault``.
 
-    The table is created on entry (replacing one a crashed test left behind) and deleted on
-    exit, so no rule outlives the test. A dropped port behaves like a partitioned host: new
-    connections time out (no refusal) and open ones stall.
+    Each firewall owns one chain in that table (``out_<pid>_<n>``): parallel test processes
+    never touch each other's rules. On exit the chain goes, and the table with it once no
+    chain is left; chains of dead processes are removed on entry. A dropped port behaves like
+    a partitioned host: new connections time out (no refusal) and open ones stall.
     """
+
+    _count = 0
 
     def __init__(self) -> None:
         nft = shutil.which("nft")
         if nft is None:
             raise LabError("nft is not installed", hint="apt-get install nftables")
         self._nft = nft
+        Firewall._count += 1
+        self.chain = f"out_{os.getpid()}_{Firewall._count}"
         self.ports: list[int] = []
 
-    def _run(self, script: str) -> None:
+    def _run(self, *args: str, script: str | None = None, check: bool = True) -> str:
         proc = subprocess.run(
-            [self._nft, "-f", "-"],
+            [self._nft, *(args or ("-f", "-"))],
             input=script,
             capture_output=True,
             text=True,
             timeout=10,
             check=False,
         )
-        if proc.returncode != 0:
+        if check and proc.returncode != 0:
             raise LabError(f"nft failed: {proc.stderr.strip()}", hint="run as root")
+        return proc.stdout if proc.returncode == 0 else ""
+
+    @contextlib.contextmanager
+    def _table_lock(self) -> Iterator[None]:
+        """Serialise table set-up and tear-down between processes."""
+        with open(f"/tmp/.{TABLE}.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+    def _chains(self) -> list[str]:
+        listing = self._run("list", "table", "inet", TABLE, check=False)
+        lines = (line.strip() for line in listing.splitlines())
+        return [line.split()[1] for line in lines if line.startswith("chain ")]
 
     def __enter__(self) -> Firewall:
-        self._drop_table()
-        self._run(
-            f"add table inet {TABLE}\n"
-            f"add chain inet {TABLE} output {{ type filter hook output priority 0; }}\n"
-        )
+        with self._table_lock():
+            self._run(script=f"add table inet {TABLE}\n")
+            for chain in self._chains():
+                parts = chain.split("_")
+                pid = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+                if pid is not None and pid != os.getpid() and not procs.is_alive(pid):
+                    self._run("delete", "chain", "inet", TABLE, chain, check=False)
+            self._run(
+                script=f"add chain inet {TABLE} {self.chain} "
+                "{ type filter hook output priority 0; }\n"
+            )
         return self
 
     def __exit__(
         self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
     ) -> None:
-        self._drop_table()
-
-    def _drop_table(self) -> None:
-        subprocess.run(
-            [self._nft, "delete", "table", "inet", TABLE],
-            capture_output=True,
-            timeout=10,
-            check=False,
-        )
+        with self._table_lock():
+            self._run("delete", "chain", "inet", TABLE, self.chain, check=False)
+            if not self._chains():
+                self._run("delete", "table", "inet", TABLE, check=False)
 
     def drop(self, port: int) -> None:
         """Drop every loopback packet to or from TCP ``port`` (both directions)."""
         self._run(
-            f"add rule inet {TABLE} output ip daddr 127.0.0.1 tcp dport {int(port)} drop\n"
-            f"add rule inet {TABLE} output ip saddr 127.0.0.1 tcp sport {int(port)} drop\n"
+            script=f"add rule inet {TABLE} {self.chain} ip daddr 127.0.0.1 tcp dport "
+            f"{int(port)} drop\n"
+            f"add rule inet {TABLE} {self.chain} ip saddr 127.0.0.1 tcp sport {int(port)} drop\n"
         )
         self.ports.append(port)
 
     def clear(self) -> None:
-        """Remove every rule (the table stays until exit)."""
-        self._run(f"flush chain inet {TABLE} output\n")
+        """Remove this firewall's rules (its chain stays until exit)."""
+        self._run(script=f"flush chain inet {TABLE} {self.chain}\n")
         self.ports.clear()
 
 

@@ -158,8 +158,12 @@ def test_firewall_drops_a_port_and_cleans_up(echo: int) -> None:
         firewall.drop(echo)
         with pytest.raises(TimeoutError):
             socket.create_connection(("127.0.0.1", echo), timeout=0.5)
-    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
-    assert faults.TABLE not in tables
+        with faults.Firewall():  # a second one (another test process) has its own chain
+            pass
+        with pytest.raises(TimeoutError):  # ... and leaving it kept this one's rules
+            socket.create_connection(("127.0.0.1", echo), timeout=0.5)
+    listed = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
+    assert firewall.chain not in listed
     with client(echo) as sock:
         sock.sendall(b"ok")
         assert recv_exactly(sock, 2) == b"ok"
