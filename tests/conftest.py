@@ -1,0 +1,3 @@
+"""Root test configuration: the fault suite's per-scenario summary, also under xdist."""
+
+pytest_plugins = ["tests.fault.summary"]
