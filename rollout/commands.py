@@ -172,6 +172,10 @@ def running(
     except RolloutError as exc:
         ledger.finish_run(run.id, RunStatus.REFUSED, str(exc))
         raise
+    if lock.previous is not None and not takeover:
+        old = lock.previous
+        ctx.emit(Event(Kind.WARNING, f"took over the stale lock {old.id} of {old.who}@{old.where} "
+                       f"pid {old.pid} ({old.command}): that process is gone"))  # fmt: skip
     backend = ctx.backend_factory(ctx.hosts, ctx.playbook)
     executor = Executor(
         playbook=ctx.playbook,
@@ -437,6 +441,7 @@ def make_plan(ctx: Context, phase: int, *, force: bool = False) -> Plan:
 
 
 def _record_phase(ctx: Context, ex: Executor, run: RunRecord, phase: int, soak: float) -> None:
+    _supersede(ctx, ex, run)
     if ctx.limited:
         ex.emit(
             Kind.WARNING,
@@ -446,6 +451,21 @@ def _record_phase(ctx: Context, ex: Executor, run: RunRecord, phase: int, soak: 
         return
     ctx.ledger.set_phase(ctx.inventory.name, phase, run.id, soak_required=soak)
     ex.emit(Kind.INFO, f"recorded phase {phase} for {ctx.inventory.name}", phase=phase)
+
+
+def _supersede(ctx: Context, ex: Executor, run: RunRecord) -> None:
+    """Settle dead runs' unsettled changes on hosts this run has just verified.
+
+    A crashed run leaves intents open as evidence; once a later run has read those hosts back
+    at a recorded state, the evidence has served and `status` stops reporting it.
+    """
+    verified = {h.name for h in ctx.hosts}
+    for intent in ctx.ledger.open_intents(ctx.inventory.name):
+        if intent.run_id != run.id and intent.host in verified:
+            note = "never finished; the host was read back and verified by a later run"
+            ctx.ledger.settle(intent.id, False, {"superseded_by": run.id, "note": note})
+            ex.emit(Kind.INFO, f"settled change #{intent.id} of dead run {intent.run_id}",
+                    host=intent.host)  # fmt: skip
 
 
 # -- rollback -----------------------------------------------------------------------------

@@ -179,7 +179,12 @@ def render_status(report: Any, playbook: Playbook, *, as_json: bool = False) -> 
             "(a crash); the flags above are what the hosts hold now"
         )
     drifted = report.drifted
-    if drifted and recorded is not None:
+    if drifted and report.interrupted:
+        run = report.interrupted[0]
+        lines.append(f"! {len(drifted)} host(s) differ from phase {recorded}: finish the "
+                     f"interrupted run by re-running `{run.command}`, or go back with "
+                     f"`invoke rollback --to {recorded}`")  # fmt: skip
+    elif drifted and recorded is not None:
         lines.append(
             f"! {len(drifted)} host(s) differ from phase {recorded}: "
             f"re-run `invoke deploy --phase {recorded}` to converge them"

@@ -165,12 +165,6 @@ def test_stale_lock_is_detected_and_taken_over(setup: tuple[Lab, CLI, Path]) -> 
 
 
 @pytest.mark.scenario("status is clean once a re-run converged after a crash")
-@pytest.mark.xfail(
-    reason="bug: `invoke status` keeps warning about the crashed run's unsettled changes "
-    "forever (Ledger.open_intents counts intents of CRASHED runs even after a later run "
-    "verified every host), so the warning can never be cleared",
-    strict=False,
-)
 def test_status_is_clean_after_the_converging_rerun(setup: tuple[Lab, CLI, Path]) -> None:
     """After a mid-apply SIGKILL and a re-run that verified every host, status warns of
     nothing: no drift, no interrupted run, no unsettled change."""
