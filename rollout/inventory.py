@@ -25,6 +25,7 @@ import os
 import re
 import shlex
 import string
+import unicodedata
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -716,6 +717,11 @@ def _pick(merged: Mapping[str, _Value], *names: str) -> _Value | None:
     return found
 
 
+def _is_control(char: str) -> bool:
+    """Control, format (bidi overrides, zero-width) and line/paragraph separator characters."""
+    return unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp")
+
+
 def _text(value: _Value, host: str) -> str:
     """The value as a non-empty, single-line string; else an error naming its key."""
     key = value.loc.key or "value"
@@ -725,9 +731,10 @@ def _text(value: _Value, host: str) -> str:
             value.loc,
             f"set {key} to a quoted string, or remove it to use the default",
         )
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value.value):
+    if any(_is_control(ch) for ch in value.value):
         _fail(
-            f"{key} for host {host!r} contains a control character or newline",
+            f"{key} for host {host!r} contains a control character or newline "
+            "(or a bidi or zero-width one)",
             value.loc,
             f"write {key} on one line, without escapes like \\n",
         )
@@ -880,9 +887,10 @@ def _release_env(value: _Value, host: str) -> tuple[tuple[str, Secret], ...]:
                 loc,
                 f'quote it: {key}: "..."',
             )
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in item):
+        if any(_is_control(ch) for ch in item):
             _fail(
-                f"release_env value of {key} contains a control character or newline",
+                f"release_env value of {key} contains a control character or newline "
+                "(or a bidi or zero-width one)",
                 loc,
                 "environment values must be one line of printable text",
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -374,3 +375,14 @@ def test_a_missing_inventory_names_the_path() -> None:
     """A wrong -i path says which path does not exist."""
     with pytest.raises(InventoryError, match="nope.yml.*no such inventory"):
         load_inventory(DATA / "nope.yml")
+
+
+@pytest.mark.parametrize("bad", ["sh /x\u202e.sh", "a\u2028b", "zero\u200bwidth"])
+def test_bidi_and_format_characters_are_refused(tmp_path: Path, bad: str) -> None:
+    """restart_command and release_env values refuse bidi, zero-width and separator characters."""
+    for field in (f"restart_command: {json.dumps(bad)}",
+                  f"release_env: {{RELEASE_COOKIE: {json.dumps(bad)}}}"):  # fmt: skip
+        path = tmp_path / "inv.yml"
+        path.write_text(f"all:\n  hosts:\n    h1:\n      {field}\n")
+        with pytest.raises(InventoryError, match="bidi"):
+            load_inventory(path)
