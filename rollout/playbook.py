@@ -87,6 +87,8 @@ _CHECK_KEYS: dict[CheckKind, tuple[str, ...]] = {
     CheckKind.COMMAND: ("name", "kind", "where", "command", "cwd", "expect_exit", "timeout"),
 }
 _NOTIFY_KEYS = ("webhook", "events")
+#: Where a secret URL may come from (a literal URL is refused: it may carry a token).
+URL_FROM = "url_env: NAME (an environment variable) or url_file: path"
 _WEBHOOK_KEYS = ("url_env", "url_file", "timeout", "template")
 MAX_NOTIFY_TIMEOUT = 60.0
 _ZERO_HINT = "use false: a percentage of 0 is truthy wherever the service calls enabled?/1"
@@ -377,29 +379,9 @@ def _source(node: Node, base_dir: Path | None) -> MetricsSource:
 
 
 def _prometheus(node: Node, path: str, timeout: float, base_dir: Path | None) -> MetricsSource:
-    where = "url_env: NAME (an environment variable) or url_file: path"
-    if ("url_env" in node) == ("url_file" in node):
-        both = "url_env" in node
-        _fail(
-            node.loc("url_file", f"{path}.url_file") if both else node.loc(None, path),
-            "give exactly one of `url_env` and `url_file`"
-            if both
-            else "a prometheus source needs `url_env` or `url_file`",
-            f"the base URL comes from {where}",
-        )
-    url_env = url_file = None
-    if "url_env" in node:
-        url_env = _text(node, "url_env", f"{path}.url_env", max_len=128)
-        if not ENV_NAME_RE.fullmatch(url_env):
-            _fail(
-                node.loc("url_env", f"{path}.url_env"),
-                f"{_show(url_env)} is not an environment variable name",
-                "use uppercase letters, digits and '_', e.g. PROMETHEUS_URL",
-            )
-    else:
-        url_file = _text(node, "url_file", f"{path}.url_file", max_len=4096)
-        if base_dir is not None and not Path(url_file).is_absolute():
-            url_file = str(base_dir / url_file)
+    url_env, url_file = _url_source(
+        node, path, "a prometheus source", "the base URL", "PROMETHEUS_URL", base_dir
+    )
     if "queries" not in node:
         _fail(
             node.loc(None, path),
@@ -850,6 +832,31 @@ def _regex(value: object, loc: SourceLocation) -> re.Pattern[str]:
         )
 
 
+def _url_source(
+    node: Node, path: str, what: str, url: str, example: str, base_dir: Path | None
+) -> tuple[str | None, str | None]:
+    """Exactly one of ``url_env`` (a variable name) and ``url_file`` (resolved path)."""
+    if ("url_env" in node) == ("url_file" in node):
+        both = "url_env" in node
+        _fail(
+            node.loc("url_file", f"{path}.url_file") if both else node.loc(None, path),
+            "give exactly one of `url_env` and `url_file`"
+            if both
+            else f"{what} needs `url_env` or `url_file`",
+            f"{url} comes from {URL_FROM}",
+        )
+    if "url_env" in node:
+        url_env = _text(node, "url_env", f"{path}.url_env", max_len=128)
+        if not ENV_NAME_RE.fullmatch(url_env):
+            _fail(
+                node.loc("url_env", f"{path}.url_env"),
+                f"{_show(url_env)} is not an environment variable name",
+                f"use uppercase letters, digits and '_', e.g. {example}",
+            )
+        return url_env, None
+    return None, _resolve(_text(node, "url_file", f"{path}.url_file", max_len=4096), base_dir)
+
+
 def _resolve(text: str, base_dir: Path | None) -> str:
     """A path from the playbook, relative to the playbook's directory (when it has one)."""
     if base_dir is not None and not Path(text).is_absolute():
@@ -873,34 +880,16 @@ def _notify(node: Node, base_dir: Path | None) -> NotifyConfig:
 
 def _webhook(node: Node, base_dir: Path | None) -> WebhookConfig:
     path = "notify.webhook"
-    where = "url_env: NAME (an environment variable) or url_file: path"
     if "url" in node:
         _fail(
             node.loc("url", f"{path}.url"),
             "a literal `url` is refused: a webhook URL is a secret",
-            f"anyone holding it can post to the channel; give {where}",
+            f"anyone holding it can post to the channel; give {URL_FROM}",
         )
     _check_keys(node, _WEBHOOK_KEYS, path)
-    if ("url_env" in node) == ("url_file" in node):
-        both = "url_env" in node
-        _fail(
-            node.loc("url_file", f"{path}.url_file") if both else node.loc(None, path),
-            "give exactly one of `url_env` and `url_file`"
-            if both
-            else "a webhook needs `url_env` or `url_file`",
-            f"the URL comes from {where}",
-        )
-    url_env = url_file = None
-    if "url_env" in node:
-        url_env = _text(node, "url_env", f"{path}.url_env", max_len=128)
-        if not ENV_NAME_RE.fullmatch(url_env):
-            _fail(
-                node.loc("url_env", f"{path}.url_env"),
-                f"{_show(url_env)} is not an environment variable name",
-                "use uppercase letters, digits and '_', e.g. ROLLOUT_WEBHOOK_URL",
-            )
-    else:
-        url_file = _resolve(_text(node, "url_file", f"{path}.url_file", max_len=4096), base_dir)
+    url_env, url_file = _url_source(
+        node, path, "a webhook", "the URL", "ROLLOUT_WEBHOOK_URL", base_dir
+    )
     timeout = WebhookConfig.timeout
     if "timeout" in node:
         timeout = _duration(node, "timeout", f"{path}.timeout", positive=True)
