@@ -353,55 +353,46 @@ class Executor:
         return StepReport(plan.target, tuple(results.values()) + tuple(noop))
 
     def _undo(self, plan: Plan, changed: Sequence[str], failed: Sequence[HostResult]) -> None:
-        undo = plan.undo
-        assert undo is not None
-        names = list(reversed(changed))
+        """A batch broke the fail budget: put the changed hosts back, then fail the deploy."""
         why = "; ".join(_failure_text(r, plan.target) for r in failed)
-        self.emit(
-            Kind.UNDO,
-            f"{len(failed)} host(s) failed; putting {len(names)} changed "
-            f"host(s) back to {undo.title} in reverse order",
-            hosts=names,
-        )
-        report = StepReport(
-            undo,
-            tuple(self.converge_with_retry([n], undo, Action.ROLLBACK).results[0] for n in names),
-        )
-        if report.failed:
-            raise RollbackIncomplete(
-                f"{plan.target.title} failed ({why}) and the undo to {undo.title} did not "
-                f"verify on: {', '.join(r.host for r in report.failed)}",
-                hint=f"run `invoke rollback --to {undo.number}` once the hosts answer",
-            )
+        head = f"{plan.target.title} failed ({why})"
+        undo, count = self._put_back(plan, changed, f"{len(failed)} host(s) failed", head)
         raise DeployFailed(
-            f"{plan.target.title} failed ({why}); the {len(names)} changed host(s) were put "
-            f"back to {undo.title} and verified",
+            f"{head}; the {count} changed host(s) were put back to {undo.title} and verified",
             hint="fix the cause, then re-run the same deploy",
         )
 
     def _abort(self, plan: Plan, changed: Sequence[str]) -> None:
         """Cancelled between batches: put the changed hosts back, like an aborted rollout."""
+        signal_name = self.cancel.signal_name
+        head = f"{signal_name}: {plan.target.title} aborted"
+        undo, count = self._put_back(plan, changed, f"{signal_name}: aborting", head)
+        raise Interrupted(
+            f"{head}; the {count} changed host(s) were put back to {undo.title} and verified",
+            hint="re-run the same deploy when ready",
+        )
+
+    def _put_back(
+        self, plan: Plan, changed: Sequence[str], why: str, head: str
+    ) -> tuple[Phase, int]:
+        """Converge ``changed`` to the plan's undo phase in reverse order, each verified;
+        RollbackIncomplete (opening with ``head``) when a host does not verify."""
         undo = plan.undo
         assert undo is not None
         names = list(reversed(changed))
         self.emit(
             Kind.UNDO,
-            f"{self.cancel.signal_name}: aborting {plan.target.title}; putting "
-            f"{len(names)} changed host(s) back to {undo.title}",
+            f"{why}; putting {len(names)} changed host(s) back to {undo.title} in reverse order",
             hosts=names,
         )
-        report = self.converge_with_retry(names, undo, Action.ROLLBACK)
-        if report.failed:
+        results = [self.converge_with_retry([n], undo, Action.ROLLBACK).results[0] for n in names]
+        failed = [r.host for r in results if not r.ok]
+        if failed:
             raise RollbackIncomplete(
-                f"aborted {plan.target.title}, but the undo to {undo.title} did not verify on "
-                + ", ".join(r.host for r in report.failed),
+                f"{head}, and the undo to {undo.title} did not verify on: {', '.join(failed)}",
                 hint=f"run `invoke rollback --to {undo.number}` once the hosts answer",
             )
-        raise Interrupted(
-            f"{self.cancel.signal_name}: {plan.target.title} aborted; the {len(names)} changed "
-            f"host(s) were put back to {undo.title} and verified",
-            hint="re-run the same deploy when ready",
-        )
+        return undo, len(names)
 
     def _undo_one(self, plan: Plan, name: str) -> None:
         if plan.undo is not None:
