@@ -1,12 +1,15 @@
 """The durable journal: runs, events, intents, the current phase, the soak window and the lock.
 
 Everything lives in one SQLite file (by default ``.rollout/ledger.db``, resolved by the
-caller) in WAL mode with ``synchronous=FULL``. Every write is its own committed transaction
-before the method returns, so after a SIGKILL the file shows exactly what was in flight: an
-:class:`Intent` is written *before* a remote change and settled *after* it; open intents of a
-dead run are the evidence an operator (or ``invoke status``) needs. Read-decide-write steps
-(the lock, soak counting, reaping) run inside ``BEGIN IMMEDIATE``, so concurrent processes
-serialise on the database's write lock. See ``docs/ledger.md`` for the schema.
+caller) in WAL mode with ``synchronous=FULL``. Every write is committed before the method
+returns, so after a SIGKILL the file shows exactly what was in flight: an :class:`Intent` is
+written *before* a remote change and settled *after* it; open intents of a dead run are the
+evidence an operator (or ``invoke status``) needs. Read-decide-write steps (the lock, soak
+counting, reaping) run inside ``BEGIN IMMEDIATE``, so concurrent processes serialise on the
+database's write lock. The hot per-host writes (:meth:`Ledger.event`, :meth:`Ledger.intent`,
+:meth:`Ledger.settle`) are *group-committed*: concurrent callers' writes share one transaction
+(one fsync), each in its own savepoint, and every caller still returns only after its own row
+is committed. See ``docs/ledger.md`` for the schema.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from enum import Enum
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 from .errors import LockBusy, RolloutError, UsageError
 from .lock import (
@@ -57,6 +60,9 @@ __all__ = [
 ]
 
 BUSY_TIMEOUT = 10.0  # seconds a writer waits for another process's transaction
+
+_T = TypeVar("_T")
+_Op = Callable[[sqlite3.Connection], _T]
 
 #: Schema migrations: entry ``i`` takes the file from version ``i`` to ``i + 1``.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -279,6 +285,40 @@ def _event(row: Any) -> EventRecord:
     return EventRecord(row[0], row[1], row[2], row[3], row[4], _load(row[5]), row[6])
 
 
+def _held_here(lock: Any) -> bool:
+    """Whether the calling thread holds the RLock ``lock`` (CPython's ``RLock._is_owned``, which
+    ``threading.Condition`` relies on; typeshed does not declare it)."""
+    return bool(lock._is_owned())
+
+
+class _Ticket(Generic[_T]):
+    """One caller's queued write: the operation, then its outcome once its batch is done."""
+
+    value: _T
+
+    def __init__(self, op: _Op[_T]) -> None:
+        self.op = op
+        self.error: BaseException | None = None
+        self.done = False
+
+    def run(self, conn: sqlite3.Connection) -> None:
+        """Apply the operation in its own savepoint; if it raises, undo it and keep the error."""
+        conn.execute("SAVEPOINT op")
+        try:
+            self.value = self.op(conn)
+        except sqlite3.Error:
+            raise  # the transaction itself is in doubt: the whole batch fails
+        except Exception as exc:
+            conn.execute("ROLLBACK TO op")
+            self.error = exc
+        conn.execute("RELEASE op")
+
+    def outcome(self) -> _T:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
 class Ledger:
     """The journal, phase, soak window and lock of every inventory, in one SQLite file."""
 
@@ -291,6 +331,7 @@ class Ledger:
         where: str | None = None,
         pid: int | None = None,
         probe: Probe = process_start,
+        group_commit: bool = True,
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -300,6 +341,12 @@ class Ledger:
         self.where = where if where is not None else socket.gethostname()
         self.pid = pid if pid is not None else os.getpid()
         self._mutex = threading.RLock()  # the executor may journal from worker threads
+        self._group_commit = group_commit  # False: event/intent/settle commit one by one
+        self._turn = threading.Condition()  # guards the two fields below
+        self._queue: list[_Ticket[Any]] = []  # writes waiting for the next batch
+        self._leading = False  # a thread is committing a batch
+        self._inventories: dict[str, str] = {}  # run id -> inventory (never changes)
+        self._commits = 0  # transactions committed by _write (a test and bench observable)
         self._conn = sqlite3.connect(
             self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
         )
@@ -344,6 +391,7 @@ class Ledger:
             try:
                 yield self._conn
                 self._conn.execute("COMMIT")
+                self._commits += 1
             except BaseException as exc:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
@@ -363,6 +411,46 @@ class Ledger:
                 yield self._conn
             finally:
                 self._conn.execute("COMMIT")
+
+    def _grouped(self, op: _Op[_T]) -> _T:
+        """Run ``op`` in a write committed before return, sharing the commit with other threads.
+
+        The caller queues ``op``; the first waiter finding no leader takes the whole queue and
+        commits it as one transaction (see :meth:`_lead`). A caller alone leads a batch of one.
+        """
+        if not self._group_commit or _held_here(self._mutex):  # re-entrant: never wait on us
+            with self._write() as conn:
+                return op(conn)
+        ticket, batch = _Ticket(op), list[_Ticket[Any]]()
+        with self._turn:
+            self._queue.append(ticket)
+            while self._leading and not ticket.done:
+                self._turn.wait()
+            if not ticket.done:  # nobody leads: take the queue (it holds our ticket)
+                self._leading, batch, self._queue = True, self._queue, []
+        if batch:
+            self._lead(batch)
+        return ticket.outcome()
+
+    def _lead(self, batch: list[_Ticket[Any]]) -> None:
+        """Commit ``batch`` in one transaction, each op in its own savepoint; wake the waiters.
+
+        An op that raises is rolled back alone and its caller gets the error; if the
+        transaction fails (BEGIN, COMMIT, a database error), every caller in it gets that error.
+        """
+        try:
+            with self._write() as conn:
+                for ticket in batch:
+                    ticket.run(conn)
+        except BaseException as exc:  # delivered to (and re-raised by) each caller
+            for ticket in batch:
+                ticket.error = exc
+        finally:
+            with self._turn:
+                for ticket in batch:
+                    ticket.done = True
+                self._leading = False
+                self._turn.notify_all()
 
     def _add_event(
         self,
@@ -389,6 +477,13 @@ class Ledger:
                 hint="list recent runs and their ids with `invoke history`",
             )
         return _run(row)
+
+    def _inventory_of(self, conn: sqlite3.Connection, run_id: str) -> str:
+        """``run_id``'s inventory, cached since a run never changes it; UsageError if unknown."""
+        inventory = self._inventories.get(run_id)
+        if inventory is None:
+            inventory = self._inventories[run_id] = self._get_run(conn, run_id).inventory
+        return inventory
 
     def _run_exists(self, conn: sqlite3.Connection, run_id: str) -> bool:
         return conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
@@ -418,6 +513,7 @@ class Ledger:
                     self.pid, now, None, RunStatus.RUNNING.value, reason, None, pid_start,
                 ),
             )  # fmt: skip
+        self._inventories[run_id] = inventory
         return record
 
     def finish_run(self, run_id: str, status: RunStatus, summary: str | None = None) -> RunRecord:
@@ -449,10 +545,12 @@ class Ledger:
         data: Mapping[str, object] | None = None,
         host: str | None = None,
     ) -> EventRecord:
-        """Append an event to ``run_id``'s journal."""
-        with self._write() as conn:
-            run = self._get_run(conn, run_id)
-            return self._add_event(conn, run.inventory, run_id, kind, data, host)
+        """Append an event to ``run_id``'s journal (group-committed; durable on return)."""
+        return self._grouped(
+            lambda conn: self._add_event(
+                conn, self._inventory_of(conn, run_id), run_id, kind, data, host
+            )
+        )
 
     def events(self, run_id: str) -> list[EventRecord]:
         """A run's events, oldest first."""
@@ -498,16 +596,29 @@ class Ledger:
         target_phase: int | None,
         detail: Mapping[str, object],
     ) -> Intent:
-        """Announce a remote change; call BEFORE making it, then :meth:`settle` after."""
-        with self._write() as conn:
-            self._get_run(conn, run_id)
-            now = self._clock()
-            text = _dump(detail)
-            cur = conn.execute(
-                "INSERT INTO intents (run_id, host, action, target_phase, detail, started)"
-                " VALUES (?,?,?,?,?,?)",
-                (run_id, host, action, target_phase, text, now),
-            )
+        """Announce a remote change; call BEFORE making it (it is durable on return), then
+        :meth:`settle` after. Group-committed like :meth:`event`."""
+        text = _dump(detail)
+        return self._grouped(
+            lambda conn: self._insert_intent(conn, run_id, host, action, target_phase, text)
+        )
+
+    def _insert_intent(
+        self,
+        conn: sqlite3.Connection,
+        run_id: str,
+        host: str,
+        action: str,
+        target_phase: int | None,
+        text: str,
+    ) -> Intent:
+        self._inventory_of(conn, run_id)
+        now = self._clock()
+        cur = conn.execute(
+            "INSERT INTO intents (run_id, host, action, target_phase, detail, started)"
+            " VALUES (?,?,?,?,?,?)",
+            (run_id, host, action, target_phase, text, now),
+        )
         return Intent(
             cast(int, cur.lastrowid), run_id, host, action, target_phase, _load(text), now,
             None, None,
@@ -516,26 +627,31 @@ class Ledger:
     def settle(
         self, intent_id: int, ok: bool, detail: Mapping[str, object] | None = None
     ) -> Intent:
-        """Record the outcome of an announced change (``detail`` goes to ``Intent.result``)."""
-        with self._write() as conn:
-            row = conn.execute(
-                f"SELECT {_INTENT_COLUMNS} FROM intents WHERE id = ?", (intent_id,)
-            ).fetchone()
-            if row is None:
-                raise UsageError(f"no intent #{intent_id} in the ledger {self.path}")
-            intent = _intent(row)
-            if intent.finished is not None:
-                raise UsageError(
-                    f"intent #{intent_id} ({intent.action} on {intent.host}) was already settled"
-                    f" as {'ok' if intent.ok else 'failed'}",
-                    hint="announce a new intent for a new change",
-                )
-            now = self._clock()
-            text = _dump(detail)
-            conn.execute(
-                "UPDATE intents SET finished = ?, ok = ?, result = ? WHERE id = ?",
-                (now, int(ok), text, intent_id),
+        """Record the outcome of an announced change (``detail`` goes to ``Intent.result``).
+
+        Group-committed like :meth:`event`.
+        """
+        text = _dump(detail)
+        return self._grouped(lambda conn: self._settle(conn, intent_id, ok, text))
+
+    def _settle(self, conn: sqlite3.Connection, intent_id: int, ok: bool, text: str) -> Intent:
+        row = conn.execute(
+            f"SELECT {_INTENT_COLUMNS} FROM intents WHERE id = ?", (intent_id,)
+        ).fetchone()
+        if row is None:
+            raise UsageError(f"no intent #{intent_id} in the ledger {self.path}")
+        intent = _intent(row)
+        if intent.finished is not None:
+            raise UsageError(
+                f"intent #{intent_id} ({intent.action} on {intent.host}) was already settled"
+                f" as {'ok' if intent.ok else 'failed'}",
+                hint="announce a new intent for a new change",
             )
+        now = self._clock()
+        conn.execute(
+            "UPDATE intents SET finished = ?, ok = ?, result = ? WHERE id = ?",
+            (now, int(ok), text, intent_id),
+        )
         return replace(intent, finished=now, ok=ok, result=_load(text))
 
     def open_intents(self, inventory: str) -> list[Intent]:
