@@ -33,13 +33,13 @@ from .ledger import InventoryState, Ledger, LockRecord, RunRecord, RunStatus
 from .models import Host, Inventory, NotifyKind, Observed, Phase, Playbook
 from .plan import Action, Plan, resolve_target
 from .playbook import load_playbook
-from .soak import Soak
 from .yamlsrc import format_duration
 
 if TYPE_CHECKING:
     from .backup import Backup, RestoreReport
     from .checks import CheckReport
     from .restart import RestartReport
+    from .soak import Soak  # imported when a soak is watched: metrics pull in urllib
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_INVENTORY = "inventory/lab.yml"
@@ -369,6 +369,7 @@ def _deploy_body(
 
 def make_soak(ctx: Context, ex: Executor, phase: Phase, previous: Phase) -> Soak:
     """The soak watcher for ``phase``, with the CLI's interval override applied."""
+    from .soak import Soak
 
     def on_rollback(reason: str, report: StepReport) -> None:
         notify(

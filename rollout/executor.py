@@ -18,6 +18,7 @@ from .errors import (
     DeployFailed,
     HostError,
     HostsUnreachable,
+    InputError,
     Interrupted,
     Refused,
     RollbackIncomplete,
@@ -59,6 +60,15 @@ class StepReport:
     @property
     def failed(self) -> tuple[HostResult, ...]:
         return tuple(r for r in self.results if not r.ok)
+
+
+@dataclass(frozen=True)
+class _Preflight:
+    """One host's pre-flight: the connection's error, or the read's outcome."""
+
+    connect_error: HostError | None
+    read: Outcome[FlagReading] | None
+    bad_input: InputError | None = None  # the operator's to fix (known_hosts): stops the run
 
 
 class Executor:
@@ -114,48 +124,84 @@ class Executor:
         results = self.backend.connect(names)
         failed: dict[str, HostError] = {}
         for name in names:
-            outcome = results[name]
-            if outcome.error is not None:
-                failed[name] = outcome.error
-                self.emit(
-                    Kind.CONNECT, outcome.error.detail, host=name, ok=False, hint=outcome.error.hint
-                )
-            else:
-                self.emit(Kind.CONNECT, "connected", host=name, ok=True)
+            error = results[name].error
+            self._connected(name, error)
+            if error is not None:
+                failed[name] = error
         return failed
+
+    def _connected(self, name: str, error: HostError | None) -> None:
+        if error is not None:
+            self.emit(Kind.CONNECT, error.detail, host=name, ok=False, hint=error.hint)
+        else:
+            self.emit(Kind.CONNECT, "connected", host=name, ok=True)
 
     def read_all(self, names: Sequence[str] | None = None) -> dict[str, Outcome[FlagReading]]:
         names = list(names or self.hosts)
         results = run_parallel(names, lambda n: self.backend.console(n).read_flags())
         for name, outcome in results.items():
-            if outcome.error is not None:
-                self._forget_if_broken(name, outcome.error)
-                self.emit(Kind.READ, outcome.error.detail, host=name, ok=False)
-            else:
-                assert outcome.value is not None
-                flags = outcome.value.flags
-                match = self.playbook.match(flags)
-                self.emit(
-                    Kind.READ,
-                    _describe_match(match),
-                    host=name,
-                    ok=True,
-                    flags=_jsonable(flags),
-                    matches=match,
-                )
+            self._emit_read(name, outcome)
         return results
 
+    def _emit_read(self, name: str, outcome: Outcome[FlagReading]) -> None:
+        if outcome.error is not None:
+            self._forget_if_broken(name, outcome.error)
+            self.emit(Kind.READ, outcome.error.detail, host=name, ok=False)
+        else:
+            assert outcome.value is not None
+            flags = outcome.value.flags
+            match = self.playbook.match(flags)
+            self.emit(
+                Kind.READ,
+                _describe_match(match),
+                host=name,
+                ok=True,
+                flags=_jsonable(flags),
+                matches=match,
+            )
+
+    def _connect_and_read(self, name: str) -> _Preflight:
+        """Connect to one host and read it as soon as its own connection is up."""
+        try:
+            error = self.backend.connect([name])[name].error
+        except InputError as exc:
+            return _Preflight(None, None, exc)
+        if error is not None:
+            return _Preflight(error, None)
+        try:
+            return _Preflight(None, Outcome(name, value=self.backend.console(name).read_flags()))
+        except HostError as exc:
+            return _Preflight(None, Outcome(name, error=exc))
+
     def preflight(self) -> dict[str, Mapping[str, Observed]]:
-        """Connect to and read every host; any failure stops the run before a change."""
-        failed: dict[str, HostError] = dict(self.connect_all())
+        """Connect to and read every host; any failure stops the run before a change.
+
+        Each host is read as soon as its own connection is up, so the slowest handshake does
+        not hold back every other host's read; the events come out as before (every
+        connection, then every read).
+        """
+        done = run_parallel(self.hosts, self._connect_and_read)
+        for outcome in done.values():
+            if outcome.value is not None and outcome.value.bad_input is not None:
+                raise outcome.value.bad_input
+        failed: dict[str, HostError] = {}
+        for name in self.hosts:
+            step = done[name].value
+            error = done[name].error or (step.connect_error if step else None)
+            self._connected(name, error)
+            if error is not None:
+                failed[name] = error
         readings: dict[str, Mapping[str, Observed]] = {}
-        reachable = [n for n in self.hosts if n not in failed]
-        for name, outcome in self.read_all(reachable).items():
-            if outcome.error is not None:
-                failed[name] = outcome.error
+        for name in self.hosts:
+            step = done[name].value
+            if name in failed or step is None or step.read is None:
+                continue
+            self._emit_read(name, step.read)
+            if step.read.error is not None:
+                failed[name] = step.read.error
             else:
-                assert outcome.value is not None
-                readings[name] = outcome.value.flags
+                assert step.read.value is not None
+                readings[name] = step.read.value.flags
         if failed:
             lines = "; ".join(f"{h}: {e.detail}" for h, e in failed.items())
             raise HostsUnreachable(

@@ -6,8 +6,9 @@ Per-host results are values (:class:`Outcome`) until the caller decides what the
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -34,10 +35,48 @@ class Outcome(Generic[T]):
         return self.error is None
 
 
+class _Pool:
+    """One thread pool for the whole process, so every wave reuses the same worker threads.
+
+    Starting a thread waits for it to take the GIL; with a fresh pool per wave that was ~50
+    thread starts per wave, contending with the SSH transports (BENCHMARKS.md). A wave
+    started from inside a pool worker (nested) gets its own short-lived pool instead, so a
+    worker never waits on tasks queued behind itself.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def _mark(self) -> None:
+        self._local.worker = True
+
+    def executor(self) -> ThreadPoolExecutor | None:
+        """The shared pool, or None on a pool worker thread (nested waves)."""
+        if getattr(self._local, "worker", False):
+            return None
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.workers,
+                    thread_name_prefix="rollout-host",
+                    initializer=self._mark,
+                )
+            return self._pool
+
+
+_POOL = _Pool(MAX_WORKERS)
+
+
 def run_parallel(
     names: Sequence[str], work: Callable[[str], T], workers: int = MAX_WORKERS
 ) -> dict[str, Outcome[T]]:
-    """Run ``work(name)`` for every name concurrently; results in the input order."""
+    """Run ``work(name)`` for every name concurrently; results in the input order.
+
+    Returns only when every ``work`` call has finished, even when the wait is interrupted.
+    """
 
     def one(name: str) -> Outcome[T]:
         try:
@@ -51,8 +90,19 @@ def run_parallel(
         return {}
     if len(names) == 1:
         return {names[0]: one(names[0])}
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(names)))) as pool:
-        results = list(pool.map(one, names))
+    shared = _POOL.executor() if workers >= MAX_WORKERS else None
+    if shared is None:
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(names)))) as pool:
+            results = list(pool.map(one, names))
+        return {r.host: r for r in results}
+    futures = [shared.submit(one, name) for name in names]
+    try:
+        results = [f.result() for f in futures]
+    finally:
+        # like leaving a `with ThreadPoolExecutor` block: nothing outlives the wave
+        for future in futures:
+            future.cancel()
+        wait(futures)
     return {r.host: r for r in results}
 
 

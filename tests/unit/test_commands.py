@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -15,9 +17,10 @@ from rollout.errors import (
     RollbackIncomplete,
 )
 from rollout.events import Kind
+from rollout.fleet import Outcome
 from rollout.ledger import Ledger, RunStatus
 from rollout.models import Playbook
-from rollout.testing import FakeBackend, fake_context
+from rollout.testing import FakeBackend, FakeConsole, fake_context
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -178,3 +181,32 @@ def test_skipped_checks_are_recorded(ctx: Context) -> None:
     deploy(ctx, 1)
     run = ctx.ledger.runs("inv")[0]
     assert any("SKIPPED" in str(e.data.get("message")) for e in ctx.ledger.events(run.id))
+
+
+class _SlowToConnect(FakeBackend):
+    """h1's handshake takes until h2 has been read (or 5 s, which fails the test below)."""
+
+    def __init__(self, fleet: FakeBackend) -> None:
+        super().__init__(fleet.fakes)
+        self.h2_read = threading.Event()
+        self.h1_waited_for_h2 = False
+
+    def connect(self, names: Sequence[str]) -> dict[str, Outcome[None]]:
+        if "h1" in names:
+            self.h1_waited_for_h2 = self.h2_read.wait(timeout=5)
+        return super().connect(names)
+
+    def console(self, name: str) -> FakeConsole:
+        console = super().console(name)
+        if name == "h2":
+            self.h2_read.set()
+        return console
+
+
+def test_preflight_reads_each_host_as_soon_as_it_is_connected(
+    tmp_path: Path, playbook: Playbook, fleet: FakeBackend
+) -> None:
+    slow = _SlowToConnect(fleet)
+    deploy(fake_context(tmp_path, playbook, slow), 1)
+    assert slow.h1_waited_for_h2, "h2 was read only after every host had connected"
+    assert all(h.flags == dict(playbook.phase(1).state) for h in slow.fakes.values())
