@@ -38,6 +38,11 @@ COMMON_HELP = {
     "lock_timeout": "Wait up to this long (e.g. 30s, 5m) for another run's lock; "
     "default: fail at once",
 }
+#: For the tasks that can roll back (deploy's undo, a soak's automatic rollback, rollback).
+RETRY_HELP = (
+    "Stop retrying hosts whose rollback does not verify after this long, and exit 6 "
+    "(e.g. 10s, 2m); default 60s, 30s for --emergency"
+)
 
 
 _CHECK_OPTS = ("skip_checks", "source", "junit")
@@ -51,7 +56,7 @@ def _help(*skip: str, **extra: str) -> dict[str, str]:
 
 _OPTION_KEYS = (
     "inventory", "playbook", "limit", "yes", "ledger", "accept_new_host_keys", "lock_timeout",
-    "soak", "interval", "wait", "skip_checks", "source", "junit",
+    "soak", "interval", "wait", "skip_checks", "source", "junit", "give_up_after",
 )  # fmt: skip
 
 
@@ -75,6 +80,7 @@ def _options(given: dict[str, Any]) -> Options:
         ledger=opts.get("ledger"),
         accept_new_host_keys=bool(opts.get("accept_new_host_keys", False)),
         lock_timeout=_duration(opts.get("lock_timeout"), "--lock-timeout") or 0.0,
+        retry_deadline=_duration(opts.get("give_up_after"), "--give-up-after"),
         soak=_duration(opts.get("soak"), "--soak"),
         interval=_duration(opts.get("interval"), "--interval"),
         wait=bool(opts.get("wait", True)),
@@ -135,6 +141,7 @@ def _engine(as_json: bool, given: dict[str, Any]) -> Iterator[Context]:
         phase="Phase number to deploy (1..N)",
         force="Allow skipping phases forward",
         wait="Wait out the soak, watching health (default); --no-wait returns after applying",
+        give_up_after=RETRY_HELP,
     )
 )
 def deploy(
@@ -155,6 +162,7 @@ def deploy(
     junit: str | None = None,
     accept_new_host_keys: bool = False,
     lock_timeout: str | None = None,
+    give_up_after: str | None = None,
 ) -> None:
     """Deploy a phase: read every host, show the diff, apply its full flag state, verify, soak."""
     from rollout import commands
@@ -192,6 +200,7 @@ def plan(
         to="Phase to roll back to (default: the one before the recorded phase)",
         reason="Why; recorded in the ledger and the notifications",
         force="Allow a 'rollback' to a phase ahead of the recorded one",
+        give_up_after=RETRY_HELP,
         emergency="Emergency: no checks or soak; take over the lock; every reachable host to "
         "the emergency phase (playbook, default 1) in parallel; restart; verify",
     )
@@ -210,6 +219,7 @@ def rollback(
     force: bool = False,
     accept_new_host_keys: bool = False,
     lock_timeout: str | None = None,
+    give_up_after: str | None = None,
 ) -> None:
     """Roll back: converge every host to an earlier phase's FULL flag state, verified."""
     from rollout import commands
@@ -222,7 +232,7 @@ def rollback(
             commands.rollback(ctx, number, reason=reason, force=force)
 
 
-@task(help=_help("yes", "limit", *_CHECK_OPTS))
+@task(help=_help("yes", "limit", *_CHECK_OPTS, give_up_after=RETRY_HELP))
 def monitor(
     c: Any,
     inventory: str | None = None,
@@ -233,6 +243,7 @@ def monitor(
     interval: str | None = None,
     accept_new_host_keys: bool = False,
     lock_timeout: str | None = None,
+    give_up_after: str | None = None,
 ) -> None:
     """Start or resume the recorded phase's soak; roll back automatically on a breach."""
     from rollout import commands
@@ -434,6 +445,7 @@ def runbook(c: Any, playbook: str | None = None, output: str = "RUNBOOK.md",
         "soak",
         junit="Write the gates' results for the next phase as JUnit XML to this file",
         max_gap="Longest gap between two scheduled samples that still counts as soak (default 15m)",
+        give_up_after=RETRY_HELP,
     )
 )
 def advance(
@@ -449,6 +461,7 @@ def advance(
     junit: str | None = None,
     accept_new_host_keys: bool = False,
     lock_timeout: str | None = None,
+    give_up_after: str | None = None,
 ) -> None:
     """For schedulers: one health round for the running soak, or the next phase once healthy."""
     from rollout import pipeline

@@ -58,7 +58,9 @@ class Options:
     ledger: str | None = None
     accept_new_host_keys: bool = False
     lock_timeout: float = 0.0
-    retry_deadline: float = 60.0  # how long a failing rollback keeps retrying a host
+    #: --give-up-after: how long a rollback keeps retrying hosts that did not verify (None:
+    #: 60 s, or 30 s for an emergency rollback)
+    retry_deadline: float | None = None
     soak: float | None = None  # --soak: override the phase's soak duration (seconds)
     interval: float | None = None  # --interval: override the poll interval (seconds)
     wait: bool = True  # deploy waits out the soak unless --no-wait
@@ -185,7 +187,9 @@ def running(
         ledger=ledger,
         run=run,
         emit=ctx.emit,
-        retry_deadline=ctx.options.retry_deadline,
+        retry_deadline=(
+            RETRY_WINDOW if ctx.options.retry_deadline is None else ctx.options.retry_deadline
+        ),
         sleep=ctx.sleep,
         cancel=ctx.cancel,
     )
@@ -502,6 +506,8 @@ def rollback(
 
 
 #: How long an emergency rollback keeps retrying hosts that failed or did not answer.
+#: Default --give-up-after of a rollback, and of an emergency rollback (faster to give up).
+RETRY_WINDOW = 60.0
 EMERGENCY_RETRY = 30.0
 
 
@@ -510,9 +516,8 @@ def emergency(ctx: Context, to: int | None = None, *, reason: str | None = None)
     emergency phase's full state in parallel, restart services, re-apply and verify."""
     recorded = ctx.ledger.state(ctx.inventory.name).phase
     target = resolve_target(Action.EMERGENCY, ctx.playbook, recorded, to)
-    ctx.options = dataclasses.replace(
-        ctx.options, retry_deadline=min(ctx.options.retry_deadline, EMERGENCY_RETRY)
-    )
+    if ctx.options.retry_deadline is None:  # an explicit --give-up-after wins
+        ctx.options = dataclasses.replace(ctx.options, retry_deadline=EMERGENCY_RETRY)
     command = _command_text("rollback", ctx.options)
     with running(ctx, command, reason, takeover=True) as (run, lock, ex):
         if lock.previous is not None:

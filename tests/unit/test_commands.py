@@ -210,3 +210,33 @@ def test_preflight_reads_each_host_as_soon_as_it_is_connected(
     deploy(fake_context(tmp_path, playbook, slow), 1)
     assert slow.h1_waited_for_h2, "h2 was read only after every host had connected"
     assert all(h.flags == dict(playbook.phase(1).state) for h in slow.fakes.values())
+
+
+@pytest.mark.parametrize(("give_up_after", "attempts"), [(0.0, 1), (None, 2)])
+def test_give_up_after_bounds_the_rollback_retries(
+    tmp_path: Path,
+    playbook: Playbook,
+    fleet: FakeBackend,
+    give_up_after: float | None,
+    attempts: int,
+) -> None:
+    """--give-up-after 0 makes one attempt; the default keeps retrying (here until h1 heals)."""
+    clock = [0.0]
+    ctx = fake_context(tmp_path, playbook, fleet, clock=lambda: clock[0])
+    ctx.options = Options(yes=True, wait=False, skip_checks=True, retry_deadline=give_up_after)
+    deploy(ctx, 1)
+    deploy(ctx, 2)
+    stuck = fleet.fakes["h1"]
+    stuck.apply_ignored = True
+
+    def heal(_seconds: float) -> None:  # the pause between attempts: h1 recovers meanwhile
+        stuck.apply_ignored = False
+
+    ctx.sleep = heal
+    before = stuck.applies
+    if attempts == 1:
+        with pytest.raises(RollbackIncomplete, match="h1"):
+            rollback(ctx, 1)
+    else:
+        rollback(ctx, 1)
+    assert stuck.applies - before == attempts
