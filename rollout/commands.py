@@ -505,9 +505,9 @@ def rollback(
         )
 
 
-#: How long an emergency rollback keeps retrying hosts that failed or did not answer.
-#: Default --give-up-after of a rollback, and of an emergency rollback (faster to give up).
+#: Default --give-up-after: how long a rollback keeps retrying hosts that did not verify.
 RETRY_WINDOW = 60.0
+#: The same for an emergency rollback, which gives up sooner.
 EMERGENCY_RETRY = 30.0
 
 

@@ -136,13 +136,6 @@ class Executor:
         else:
             self.emit(Kind.CONNECT, "connected", host=name, ok=True)
 
-    def read_all(self, names: Sequence[str] | None = None) -> dict[str, Outcome[FlagReading]]:
-        names = list(names or self.hosts)
-        results = run_parallel(names, lambda n: self.backend.console(n).read_flags())
-        for name, outcome in results.items():
-            self._emit_read(name, outcome)
-        return results
-
     def _emit_read(self, name: str, outcome: Outcome[FlagReading]) -> None:
         if outcome.error is not None:
             self._forget_if_broken(name, outcome.error)
