@@ -44,11 +44,17 @@ def lab_dir(prefix: str = "rollout-lab-") -> Path:
 WORKER_PORTS = 400
 
 
-def free_base_port(hosts: int, start: int = 2300, stop: int | None = None, step: int = 20) -> int:
+def free_base_port(
+    hosts: int, start: int | None = None, stop: int | None = None, step: int = 20
+) -> int:
     """The first base port from ``start`` with ``base .. base + hosts`` all free.
 
-    Under pytest-xdist each worker (``gwN``) searches its own range of ``WORKER_PORTS``.
+    ``start`` defaults to ``ROLLOUT_LAB_PORT_BASE`` (else 2300), so two test runs on one
+    machine (two checkouts) can be given disjoint ranges. Under pytest-xdist each worker
+    (``gwN``) searches its own range of ``WORKER_PORTS``.
     """
+    if start is None:
+        start = int(os.environ.get("ROLLOUT_LAB_PORT_BASE") or 2300)
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     if worker.startswith("gw") and worker[2:].isdigit():
         start += int(worker[2:]) * WORKER_PORTS
