@@ -16,6 +16,7 @@ import re
 import subprocess
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 from ..errors import CommandTimeout, ConsoleError
 from ..models import FLAG_NAME_RE, METRIC_NAME_RE
@@ -125,8 +126,52 @@ def _checked(name: str, pattern: re.Pattern[str], what: str) -> str:
     return name
 
 
+# -- SSH-only hosts: the console stub reads its flags and metrics from files -----------------
+
+
+def _stub_file(host: LabHost, name: str) -> Path:
+    return host.paths.release / name
+
+
+def _stub_metrics(host: LabHost) -> dict[str, str]:
+    try:
+        lines = _stub_file(host, "metrics.override").read_text().splitlines()
+    except FileNotFoundError:
+        return {}
+    return dict(line.split(" ", 1) for line in lines if " " in line)
+
+
+def _stub_number(value: MetricValue) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise LabError(
+            f"an SSH-only host's stub reports only finite numbers or None, not {value!r}",
+            hint="use a lab host with a release for NaN, atoms or strings",
+        )
+    return repr(float(value))
+
+
+def _write_stub_metrics(host: LabHost, metrics: dict[str, str]) -> None:
+    path = _stub_file(host, "metrics.override")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(f"{k} {v}\n" for k, v in metrics.items()))
+    tmp.chmod(0o644)
+    tmp.replace(path)  # the stub reads it on every call: never half-written
+
+
 def set_metrics(host: LabHost, **metrics: MetricValue) -> None:
-    """Merge ``metrics`` into what ``get_deployment_health/0`` reports; see :func:`elixir_value`."""
+    """Merge ``metrics`` into what ``get_deployment_health/0`` reports; see :func:`elixir_value`.
+
+    On an SSH-only host the console stub's ``metrics.override`` file gets the values (finite
+    numbers, or None for a missing one).
+    """
+    if not host.with_release:
+        current = _stub_metrics(host)
+        for k, v in metrics.items():
+            current[_checked(k, METRIC_NAME_RE, "metric")] = _stub_number(v)
+        _write_stub_metrics(host, current)
+        return
     pairs = ", ".join(
         f"{_checked(k, METRIC_NAME_RE, 'metric')}: {elixir_value(v)}" for k, v in metrics.items()
     )
@@ -141,6 +186,9 @@ def delete_metric(host: LabHost, metric: str) -> None:
 
 def reset_metrics(host: LabHost) -> None:
     """Put every metric back to its healthy default."""
+    if not host.with_release:
+        _stub_file(host, "metrics.override").unlink(missing_ok=True)
+        return
     rpc(host, ":ok = Foundation.Deployment.Monitor.reset_metrics()")
 
 
@@ -150,7 +198,15 @@ def set_delay(host: LabHost, seconds: float) -> None:
 
 
 def reset_host(host: LabHost) -> None:
-    """Every flag off, healthy metrics, no delay: the state of a freshly booted node."""
+    """Every flag off, healthy metrics, no delay: the state of a freshly booted node.
+
+    On an SSH-only host: the stub's flag file emptied (every flag back to its default, as a
+    restart does) and its metric overrides removed.
+    """
+    if not host.with_release:
+        reset_stub_flags(host)
+        reset_metrics(host)
+        return
     body = "; ".join(f":ok = Foundation.FeatureFlags.disable(:{f})" for f in FLAGS)
     rpc(
         host,
@@ -165,10 +221,30 @@ _READ_FLAGS = (
 )
 
 
+def reset_stub_flags(host: LabHost) -> None:
+    """Empty an SSH-only host's flag file: every flag back to its default, like a restart."""
+    path = _stub_file(host, "flags.state")
+    if path.exists():
+        path.write_text("")
+
+
 def read_flags(host: LabHost) -> dict[str, bool | int]:
-    """Every flag in the node's table with its stored value (``True``/``False``/percentage)."""
-    flags: dict[str, bool | int] = {}
-    for line in rpc(host, _READ_FLAGS).splitlines():
+    """Every flag in the node's table with its stored value (``True``/``False``/percentage).
+
+    On an SSH-only host: every flag the stub stores, with ``False`` for the ones never set (the
+    stub's defaults), read from its flag file rather than through SSH.
+    """
+    if not host.with_release:
+        try:
+            lines = _stub_file(host, "flags.state").read_text().splitlines()
+        except FileNotFoundError:
+            lines = []
+        pairs = [line.replace(" ", "=", 1) for line in lines]
+        flags: dict[str, bool | int] = dict.fromkeys(FLAGS, False)
+    else:
+        pairs = rpc(host, _READ_FLAGS).splitlines()
+        flags = {}
+    for line in pairs:
         name, sep, raw = line.partition("=")
         if not sep:
             continue

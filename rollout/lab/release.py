@@ -38,10 +38,13 @@ _STUB = r"""#!/bin/sh
 # the release, so deploy, rollback and status run end to end over SSH and cost no VM: it
 # decodes the base64 payload after `rollout_payload =`, stores the `set` lines (apply), reads
 # back every `allow` flag (false if never set, like the release's defaults) and gives every
-# `metric` a healthy value (null if unknown), then prints one `ROLLOUT-RESULT/1 {json}` line.
+# `metric` a healthy value (null if unknown) unless `metrics.override` (lines `metric value`,
+# written by the lab's `set_metrics`) says otherwise, then prints one `ROLLOUT-RESULT/1 {json}`
+# line.
 # An expression without a payload prints nothing. `eval` prints nothing; `pid` prints this
 # shell's pid; `version` names the stub. Everything exits 0.
 state="${0%/*}/../flags.state"
+over="${0%/*}/../metrics.override"
 case "${1:-}" in
   version) echo "foundation stub" ;;
   pid) echo "$$" ;;
@@ -54,13 +57,19 @@ case "${1:-}" in
       *rollout_errors*) kind=apply ;;
       *) kind=read ;;
     esac
-    printf '%s' "$payload" | base64 -d | awk -v kind="$kind" -v state="$state" -v node="@NODE@" '
+    printf '%s' "$payload" | base64 -d | awk -v kind="$kind" -v state="$state" -v over="$over" \
+      -v node="@NODE@" '
       BEGIN {
         ok["error_rate"] = "0.0"; ok["restart_frequency"] = "0"
         ok["message_delivery_success"] = "100.0"; ok["state_recovery_success"] = "100.0"
         ok["average_response_time"] = "10"
         while ((getline line < state) > 0) { split(line, f, " "); flag[f[1]] = f[2] }
         close(state)
+        while ((getline line < over) > 0) {
+          split(line, f, " ")
+          if (f[1] ~ /^[a-z][a-z0-9_]*$/ && f[2] ~ /^(-?[0-9]+(\.[0-9]+)?|null)$/) ok[f[1]] = f[2]
+        }
+        close(over)
       }
       $2 !~ /^[a-z][a-z0-9_]*$/ { next }
       $1 == "allow" { allow[++na] = $2 }

@@ -9,6 +9,10 @@ plugin at start-up (``pytest_plugins = ["tests.fault.summary"]`` in an initial c
 it never collects ``tests/fault`` itself. Without that, ``tests/fault/conftest.py`` registers
 it when this directory is collected (enough for a run without xdist, or ``pytest -n N
 tests/fault``).
+
+A scenario can also report figures (``tests/fault/endurance.py``'s ``figure``: memory,
+descriptors, durations, ledger size); they ride on the report the same way and are printed
+under the scenario's line.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import dataclass
 import pytest
 
 _KEY = "fault_scenario"
+_FIGURE = "fault_figure"
 
 
 @dataclass
@@ -25,6 +30,7 @@ class _Outcome:
     name: str
     status: str = "held"  # held | FAILED | not held (known bug) | skipped
     why: str = ""
+    figures: tuple[str, ...] = ()
 
 
 _OUTCOMES: dict[str, _Outcome] = {}
@@ -55,6 +61,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if name is None:
         return
     entry = _OUTCOMES.setdefault(report.nodeid, _Outcome(name))
+    figures = tuple(str(v) for k, v in report.user_properties if k == _FIGURE)
+    if figures:
+        entry.figures = figures
     wasxfail = getattr(report, "wasxfail", None)
     if wasxfail is not None and report.passed:
         entry.status, entry.why = "held", "marked as a known bug but passed: remove the xfail"
@@ -77,5 +86,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for entry in sorted(_OUTCOMES.values(), key=lambda o: o.name):
         why = f" ({entry.why})" if entry.why else ""
         write(f"fault scenario {entry.name}: {entry.status}{why}")
+        for text in entry.figures:
+            write(f"    {text}")
     held = sum(1 for o in ran if o.status == "held")
     write(f"{held}/{len(ran)} fault scenarios held")
