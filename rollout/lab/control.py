@@ -178,6 +178,24 @@ def set_metrics(host: LabHost, **metrics: MetricValue) -> None:
     rpc(host, f":ok = Foundation.Deployment.Monitor.put_metrics(%{{{pairs}}})")
 
 
+def set_metric_series(host: LabHost, metric: str, level: float, noise: float) -> None:
+    """Make ``metric`` read as ``level`` plus uniform noise in ``[-noise, noise]``, drawn afresh
+    on every health read (a fleet's metrics are never constant)."""
+    name = _checked(metric, METRIC_NAME_RE, "metric")
+    if noise < 0 or not (math.isfinite(level) and math.isfinite(noise)):
+        raise LabError(f"a series needs a finite level and noise >= 0, not {level}, {noise}")
+    if not host.with_release:
+        current = _stub_metrics(host)
+        current[name] = f"{_stub_number(level)} {_stub_number(noise)}"
+        _write_stub_metrics(host, current)
+        return
+    rpc(
+        host,
+        f":ok = Foundation.Deployment.Monitor.put_series(:{name}, "
+        f"{elixir_value(float(level))}, {elixir_value(float(noise))})",
+    )
+
+
 def delete_metric(host: LabHost, metric: str) -> None:
     """Remove ``metric`` from the health report."""
     name = _checked(metric, METRIC_NAME_RE, "metric")

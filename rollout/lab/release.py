@@ -39,8 +39,9 @@ _STUB = r"""#!/bin/sh
 # decodes the base64 payload after `rollout_payload =`, stores the `set` lines (apply), reads
 # back every `allow` flag (false if never set, like the release's defaults) and gives every
 # `metric` a healthy value (null if unknown) unless `metrics.override` (lines `metric value`,
-# written by the lab's `set_metrics`) says otherwise, then prints one `ROLLOUT-RESULT/1 {json}`
-# line.
+# or `metric level noise` for a level plus uniform noise drawn on every call; written by the
+# lab's `set_metrics` and `set_metric_series`) says otherwise, then prints one
+# `ROLLOUT-RESULT/1 {json}` line.
 # An expression without a payload prints nothing. `eval` prints nothing; `pid` prints this
 # shell's pid; `version` names the stub. Everything exits 0.
 state="${0%/*}/../flags.state"
@@ -58,16 +59,20 @@ case "${1:-}" in
       *) kind=read ;;
     esac
     printf '%s' "$payload" | base64 -d | awk -v kind="$kind" -v state="$state" -v over="$over" \
-      -v node="@NODE@" '
+      -v seed="$(od -An -N4 -tu4 /dev/urandom)" -v node="@NODE@" '
       BEGIN {
         ok["error_rate"] = "0.0"; ok["restart_frequency"] = "0"
         ok["message_delivery_success"] = "100.0"; ok["state_recovery_success"] = "100.0"
         ok["average_response_time"] = "10"
         while ((getline line < state) > 0) { split(line, f, " "); flag[f[1]] = f[2] }
         close(state)
+        srand(seed)
         while ((getline line < over) > 0) {
-          split(line, f, " ")
-          if (f[1] ~ /^[a-z][a-z0-9_]*$/ && f[2] ~ /^(-?[0-9]+(\.[0-9]+)?|null)$/) ok[f[1]] = f[2]
+          n = split(line, f, " ")
+          if (f[1] !~ /^[a-z][a-z0-9_]*$/ || f[2] !~ /^(-?[0-9]+(\.[0-9]+)?|null)$/) continue
+          ok[f[1]] = f[2]
+          if (n == 3 && f[2] != "null" && f[3] ~ /^[0-9]+(\.[0-9]+)?$/)
+            ok[f[1]] = sprintf("%.6f", f[2] + f[3] * (2 * rand() - 1))
         }
         close(over)
       }

@@ -23,8 +23,10 @@ from rollout.lab import (
     node_pid,
     procs,
     read_flags,
+    reset_metrics,
     rpc,
     set_delay,
+    set_metric_series,
     set_metrics,
     signal_node,
     sshd_pid,
@@ -166,6 +168,19 @@ def test_set_metrics_shows_in_deployment_health(lab: Lab) -> None:
     assert 'average_response_time: "x"' in out
     assert "state_recovery_success: 99.95" in out
     assert "phase: nil" in out
+
+
+def test_metric_series_is_a_level_plus_noise(lab: Lab) -> None:
+    """A metric series reads as level +/- noise, differently on successive reads, until reset."""
+    host = lab.hosts[1]
+    set_metric_series(host, "error_rate", 2.0, 0.5)
+    expr = "IO.puts(Foundation.Deployment.Monitor.get_current_metrics().error_rate)"
+    body = "; ".join([expr] * 12)
+    values = [float(v) for v in rpc(host, body).split()]
+    assert len(values) == 12 and all(1.5 <= v <= 2.5 for v in values), values
+    assert len(set(values)) > 1, "every read gave the same value: no noise"
+    reset_metrics(host)
+    assert rpc(host, expr).strip() == "0.5"
 
 
 def test_delay_makes_the_console_stop_answering(lab: Lab) -> None:

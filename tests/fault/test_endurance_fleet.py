@@ -85,3 +85,23 @@ def test_busy_fleet_drift_repaired_breach_rolls_all_back(
             f"rolled back and verified {rolled_back:.1f}s after the repair; controller peak RSS "
             f"{mib(peak)}, at most {conns} SSH connections; run {done.seconds:.0f}s",
         )
+
+
+@pytest.mark.scenario("lab: an SSH-only host's metric series is a level plus noise")
+def test_stub_metric_series(tmp_path: Path) -> None:
+    """An SSH-only host's stub reports a series as level +/- noise, a new draw on every call,
+    as the tool itself reads it over SSH."""
+    with running_lab(1, with_release=False) as lab:
+        host = lab.hosts[0]
+        control.set_metric_series(host, "error_rate", 3.0, 1.0)
+        cli = CLI(lab.inventory, tmp_path / "ledger.db")
+        ran = cli("deploy", "--phase", "1", "--yes", "--no-wait")
+        assert ran.code == 0, ran.stdout[-2000:] + ran.stderr[-1000:]
+        run = Watched(cli, "monitor", "--soak", "8s", "--interval", "200ms")
+        done = run.finish(timeout=120)
+        values = [
+            e["data"]["values"][host.name]["error_rate"] for e in done.of("sample")
+            if "values" in (e.get("data") or {})
+        ]  # fmt: skip
+        assert len(values) >= 3, done.stdout[-2000:] + done.stderr[-1000:]
+        assert all(2.0 <= v <= 4.0 for v in values) and len(set(values)) > 1, values
