@@ -44,6 +44,9 @@ RETRY_HELP = (
     "(e.g. 10s, 2m); default 60s, 30s for --emergency"
 )
 
+#: For report and advance (the page: rollout/htmlreport.py, docs/report-page.md).
+HTML_HELP = "Write the run's evidence as one self-contained HTML page to this file"
+
 
 _CHECK_OPTS = ("skip_checks", "source", "junit")
 _LEDGER_ONLY = ("yes", "limit", "soak", "interval", "lock_timeout", *_CHECK_OPTS)
@@ -446,6 +449,7 @@ def runbook(c: Any, playbook: str | None = None, output: str = "RUNBOOK.md",
         junit="Write the gates' results for the next phase as JUnit XML to this file",
         max_gap="Longest gap between two scheduled samples that still counts as soak (default 15m)",
         give_up_after=RETRY_HELP,
+        html=HTML_HELP + " (the run this step made, else the latest; written on failure too)",
     )
 )
 def advance(
@@ -462,11 +466,12 @@ def advance(
     accept_new_host_keys: bool = False,
     lock_timeout: str | None = None,
     give_up_after: str | None = None,
+    html: str | None = None,
 ) -> None:
     """For schedulers: one health round for the running soak, or the next phase once healthy."""
     from rollout import pipeline
 
-    with _engine(json, locals()) as ctx:
+    with _engine(json, locals()) as ctx, _page_after(ctx, html, json):
         gap = _duration(max_gap, "--max-gap") or pipeline.ADVANCE_MAX_GAP
         result = pipeline.advance(ctx, _gates(), max_gap=gap)
         ctx.emit(_final_event(result.message, result.outcome.value, result.phase))
@@ -560,20 +565,27 @@ def history(
         print(render_history(ctx.ledger.runs(ctx.inventory.name, int(count)), as_json=json))
 
 
-@task(help=_help(*_LEDGER_ONLY, run="Run id (see history)"))
+@task(help=_help(*_LEDGER_ONLY, run="Run id (see history); default: the inventory's latest run",
+                 html=HTML_HELP))  # fmt: skip
 def report(
     c: Any,
-    run: str,
+    run: str | None = None,
     inventory: str | None = None,
     playbook: str | None = None,
     json: bool = False,
     ledger: str | None = None,
     accept_new_host_keys: bool = False,
+    html: str | None = None,
 ) -> None:
     """Show one run's timeline: steps, per-host results, every health sample and verdict."""
     from rollout.history import render_report
 
     with _engine(json, locals()) as ctx:
+        if html:
+            _write_page(ctx, run, html, json)
+            return
+        if run is None:
+            run = _latest_run(ctx)
         record = ctx.ledger.run(run)
         print(render_report(record, ctx.ledger.events(run), ctx.ledger.intents(run),
                             as_json=json))  # fmt: skip
@@ -600,6 +612,48 @@ def unlock(
                 None,
             )
         )
+
+
+# -- the report page (--html) -----------------------------------------------------------------
+
+
+def _latest_run(ctx: Context) -> str:
+    from rollout.evidence import gather
+
+    return gather(ctx.ledger, None, ctx.inventory.name).run.id
+
+
+def _write_page(ctx: Context, run: str | None, path: str, as_json: bool) -> None:
+    """Render ``run`` (default: the inventory's latest) to ``path`` and say so on stdout."""
+    from rollout.evidence import gather
+    from rollout.htmlreport import write_html
+
+    evidence = gather(ctx.ledger, run, ctx.inventory.name)
+    out = write_html(evidence, path)
+    message = f"wrote the report page of run {evidence.run.id} to {out}"
+    if as_json:
+        import json
+
+        print(json.dumps({"event": "report.html", "run": evidence.run.id, "path": str(out),
+                          "message": message}), flush=True)  # fmt: skip
+    else:
+        print(message, flush=True)
+
+
+@contextmanager
+def _page_after(ctx: Context, path: str | None, as_json: bool) -> Iterator[None]:
+    """Write the page of the run this command made (else the latest) when it ends, even when
+    it fails: a breach and its rollback are what a pipeline's artifact is for."""
+    try:
+        yield
+    finally:
+        if path:
+            run = getattr(ctx.emit, "run_id", None)  # the Reporter keeps run.start's id
+            try:
+                _write_page(ctx, run, path, as_json)
+            except Exception as exc:  # never hide the command's own outcome behind the page's
+                print(f"warning: could not write the report page {path}: {exc}",
+                      file=sys.stderr, flush=True)  # fmt: skip
 
 
 # -- the lab ---------------------------------------------------------------------------------
