@@ -136,7 +136,8 @@ def _metric_rows(series: Series) -> tuple[dict[str, Any], ...]:
 
 
 def _host_order(host: HostResult) -> tuple[int, str]:
-    rank = 0 if host.ok is False else 1 if (host.breaches or host.inconclusive) else 2
+    """Failed hosts first, then breaching, then those with samples missing, then the rest."""
+    rank = 0 if host.ok is False else 1 if host.breaches else 2 if host.inconclusive else 3
     return rank, host.host
 
 
@@ -156,7 +157,7 @@ def page_context(ev: Evidence, *, generated: float | None = None) -> dict[str, A
     ]
     moments = [m for m in ev.marks if m.notable]
     hosts = sorted(ev.hosts, key=_host_order)
-    attention = [h for h in hosts if _host_order(h)[0] < 2]
+    attention = [h for h in hosts if _host_order(h)[0] < 3]
     status_cls, status_text = _STATUS[ev.run.status]
     people: list[Mark] = [
         m if m.who is not None else replace(m, who=f"{ev.run.who}@{ev.run.where}")
