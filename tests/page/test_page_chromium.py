@@ -30,11 +30,14 @@ from .recorded import load, replay
 REPO = Path(__file__).resolve().parents[2]
 INVOKE = str(Path(sys.executable).parent / "invoke")
 
-pytestmark = pytest.mark.skipif(chromium() is None, reason="chromium is not installed "
-                                "(scripts/bootstrap.sh installs it)")  # fmt: skip
+pytestmark = pytest.mark.skipif(
+    chromium() is None, reason="chromium is not installed (scripts/bootstrap.sh installs it)"
+)
 
 
-def _cli_page(name: str, tmp_path: Path, artifacts: Path, height: int) -> tuple[Opened, DOM, dict[str, Any], Ledger]:  # noqa: E501
+def _cli_page(
+    name: str, tmp_path: Path, artifacts: Path, height: int
+) -> tuple[Opened, DOM, dict[str, Any], Ledger]:  # noqa: E501
     """Replay recording ``name``, render it with `invoke report --html`, open it in Chromium."""
     data = load(name)
     ledger, run_id = replay(data, tmp_path / "ledger.db")
@@ -43,9 +46,12 @@ def _cli_page(name: str, tmp_path: Path, artifacts: Path, height: int) -> tuple[
     page = artifacts / f"{name}.html"
     ran = subprocess.run(
         [INVOKE, "report", "--html", str(page), "--inventory", str(inventory)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "ROLLOUT_LEDGER": str(tmp_path / "ledger.db")},
-    )  # fmt: skip
+    )
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert f"wrote the report page of run {run_id}" in ran.stdout
     opened = open_page(page, artifacts / f"{name}.png", height=height)
@@ -82,9 +88,12 @@ def test_breach_page_shows_the_breach_on_the_right_host_at_the_right_time(
     assert "automatic rollback to phase 2" in headline
     chart = next(n for n in dom.find("div", cls="metric") if n.attrs["data-metric"] == "error_rate")
     index = dom.nodes.index(chart)
-    nxt = next(n for n in dom.nodes[index + 1:] if n.tag == "div" and "metric" in
-               n.attrs.get("class", "").split())  # fmt: skip
-    inside = dom.nodes[index: dom.nodes.index(nxt)]
+    nxt = next(
+        n
+        for n in dom.nodes[index + 1 :]
+        if n.tag == "div" and "metric" in n.attrs.get("class", "").split()
+    )
+    inside = dom.nodes[index : dom.nodes.index(nxt)]
     marked = [n for n in inside if n.tag == "b" and "breach-host" in n.attrs.get("class", "")]
     assert [(n.text, float(n.attrs["data-ts"])) for n in marked] == [("h2", first["ts"])]
     breaches = [n for n in inside if n.tag == "circle" and n.attrs.get("class") == "breach"]
@@ -92,19 +101,28 @@ def test_breach_page_shows_the_breach_on_the_right_host_at_the_right_time(
     # the dots sit where the chart puts the recorded breach times
     ev = gather(ledger)
     series = next(s for s in ev.series if s.metric == "error_rate")
-    chart_geo = metric_chart(series, ev.start, ev.end, rollback=ev.rollback.ts if ev.rollback else None)
+    chart_geo = metric_chart(
+        series, ev.start, ev.end, rollback=ev.rollback.ts if ev.rollback else None
+    )
     assert sorted(float(n.attrs["cx"]) for n in breaches) == sorted(d.x for d in chart_geo.dots)
     assert chart_geo.dots[0].title.startswith("h2: error_rate = 7.5%")
     rollback = next(e for e in data["events"] if e["kind"] == "rollback")
     assert rollback["ts"] >= first["ts"]
-    vlines = {n.attrs["class"]: float(n.attrs["x1"]) for n in inside if n.tag == "line"
-              and n.attrs.get("class", "").startswith("v")}  # fmt: skip
+    vlines = {
+        n.attrs["class"]: float(n.attrs["x1"])
+        for n in inside
+        if n.tag == "line" and n.attrs.get("class", "").startswith("v")
+    }
     assert vlines["vbreach"] < vlines["vrollback"]
     # every other metric held: no breach dot outside error_rate
     assert len([n for n in dom.find("circle", cls="breach")]) == 2
     h2 = dom.find("tr", data_host="h2")[0]
     assert "bad" in h2.attrs["class"].split()
-    assert {r.attrs["data-host"] for r in dom.find("tr") if "data-host" in r.attrs} == {"h1", "h2", "h3"}
+    assert {r.attrs["data-host"] for r in dom.find("tr") if "data-host" in r.attrs} == {
+        "h1",
+        "h2",
+        "h3",
+    }
     assert "AUTOMATIC ROLLBACK to Phase 2" in dom.text
     assert ledger.run(ev.run.id).status is RunStatus.ROLLED_BACK
 
@@ -117,7 +135,8 @@ def test_clean_soak_page_shows_every_round_healthy(tmp_path: Path, artifacts: Pa
     rounds = len(_samples(data))
     assert dom.find("span", id="status")[0].text == "Succeeded"
     assert dom.find("div", id="headline")[0].text == (
-        f"{rounds} health round(s), {rounds} healthy, no breach")
+        f"{rounds} health round(s), {rounds} healthy, no breach"
+    )
     assert not dom.find("circle", cls="breach")
     assert not dom.find("rect", cls="inconclusive")
     assert not dom.find("line", cls="vrollback")
@@ -126,19 +145,27 @@ def test_clean_soak_page_shows_every_round_healthy(tmp_path: Path, artifacts: Pa
     assert len(dom.find("path", cls="series")) == 5 * 3  # every host drawn in every chart
 
 
-def test_inconclusive_soak_page_marks_samples_without_value(tmp_path: Path, artifacts: Path) -> None:
+def test_inconclusive_soak_page_marks_samples_without_value(
+    tmp_path: Path, artifacts: Path
+) -> None:
     """The inconclusive soak's page marks each round where a host had no usable value (h3's
     text error_rate, h1's restart), names why, and shows h1's drift repair."""
     opened, dom, data, _ledger = _cli_page("inconclusive", tmp_path, artifacts, 3400)
     _self_contained(dom)
     samples = _samples(data)
     bad = [e for e in samples if e["data"]["data"]["verdict"] == "inconclusive"]
-    nan_rounds = [e for e in bad if "error" not in e["data"]["data"]["values"]["h3"]
-                  and not isinstance(e["data"]["data"]["values"]["h3"]["error_rate"], float)]
+    nan_rounds = [
+        e
+        for e in bad
+        if "error" not in e["data"]["data"]["values"]["h3"]
+        and not isinstance(e["data"]["data"]["values"]["h3"]["error_rate"], float)
+    ]
     assert len(bad) >= 2 and nan_rounds
     chart = next(n for n in dom.find("div", cls="metric") if n.attrs["data-metric"] == "error_rate")
     start = dom.nodes.index(chart)
-    marks = [n for n in dom.nodes[start:] if n.tag == "rect" and n.attrs.get("class") == "inconclusive"]
+    marks = [
+        n for n in dom.nodes[start:] if n.tag == "rect" and n.attrs.get("class") == "inconclusive"
+    ]
     titles = [n.text for n in marks][: len(bad)]
     assert len(titles) == len(bad)
     assert sum("h3: not a number" in t for t in titles) == len(nan_rounds), titles
@@ -160,25 +187,56 @@ def test_hostile_values_render_as_text(tmp_path: Path, artifacts: Path) -> None:
     up as visible text: no element, attribute or script comes from them."""
     clock = [1_800_000_000.0]
     ledger = Ledger(tmp_path / "ledger.db", clock=lambda: clock[0], who="<b>mallory</b>")
-    run = ledger.start_run("prod", f"invoke deploy --reason {HOSTILE_REASON}", ["x"], HOSTILE_REASON)
+    run = ledger.start_run(
+        "prod", f"invoke deploy --reason {HOSTILE_REASON}", ["x"], HOSTILE_REASON
+    )
 
-    def at(dt: float, kind: str, message: str, host: str | None = None, ok: bool | None = None,
-           **data: object) -> None:
+    def at(
+        dt: float,
+        kind: str,
+        message: str,
+        host: str | None = None,
+        ok: bool | None = None,
+        **data: object,
+    ) -> None:
         clock[0] = 1_800_000_000.0 + dt
-        ledger.event(run.id, kind, {"ts": clock[0], "event": kind, "message": message,
-                                    "ok": ok, "data": data}, host=host)  # fmt: skip
+        ledger.event(
+            run.id,
+            kind,
+            {"ts": clock[0], "event": kind, "message": message, "ok": ok, "data": data},
+            host=host,
+        )
 
     at(0, "run.start", "deploy on 2 host(s)")
-    at(1, "host.verify", f"verified {HOSTILE_FLAG}=true", HOSTILE_HOST, True, phase=1,
-       flags={HOSTILE_FLAG: True})
+    at(
+        1,
+        "host.verify",
+        f"verified {HOSTILE_FLAG}=true",
+        HOSTILE_HOST,
+        True,
+        phase=1,
+        flags={HOSTILE_FLAG: True},
+    )
     for i in range(4):
         value = 9.0 if i >= 2 else 1.0
-        at(2 + i, "sample", HOSTILE_REASON, ok=value < 5, verdict="breach" if value > 5 else "healthy",
-           values={HOSTILE_HOST: {"error_rate": value}, "ok-host": {"error_rate": 1.0}},
-           thresholds={"error_rate": "error_rate > 5%"})
+        at(
+            2 + i,
+            "sample",
+            HOSTILE_REASON,
+            ok=value < 5,
+            verdict="breach" if value > 5 else "healthy",
+            values={HOSTILE_HOST: {"error_rate": value}, "ok-host": {"error_rate": 1.0}},
+            thresholds={"error_rate": "error_rate > 5%"},
+        )
     at(6, "drift", f"drifted: {HOSTILE_FLAG} off -> on", HOSTILE_HOST, False)
-    at(7, "rollback", f"AUTOMATIC ROLLBACK to Phase 0: {HOSTILE_REASON}", ok=False, target=0,
-       reason=HOSTILE_REASON)
+    at(
+        7,
+        "rollback",
+        f"AUTOMATIC ROLLBACK to Phase 0: {HOSTILE_REASON}",
+        ok=False,
+        target=0,
+        reason=HOSTILE_REASON,
+    )
     ledger.set_paused("prod", True, HOSTILE_HOST, HOSTILE_REASON)
     clock[0] += 1
     ledger.finish_run(run.id, RunStatus.ROLLED_BACK, HOSTILE_REASON)
@@ -209,20 +267,44 @@ def _fleet(path: Path, hosts: int, polls: int, bad: int, breach_from: int) -> tu
     names = [f"app-{i:03d}" for i in range(hosts)]
     for p in range(polls):
         clock[0] += 30
-        values = {n: {"error_rate": 0.5 + (i % 17) / 10, "average_response_time": 40.0 + i % 23}
-                  for i, n in enumerate(names)}  # fmt: skip
+        values = {
+            n: {"error_rate": 0.5 + (i % 17) / 10, "average_response_time": 40.0 + i % 23}
+            for i, n in enumerate(names)
+        }
         if p >= breach_from:
             values[names[bad]]["error_rate"] = 8.0
         if p == 3:
             values[names[7]] = {"error": "console did not answer within 10s"}
         verdict = "breach" if p >= breach_from else "inconclusive" if p == 3 else "healthy"
-        ledger.event(run.id, "sample", {"event": "sample", "message": verdict, "ok": verdict == "healthy",
-                                        "data": {"verdict": verdict, "values": values,
-                                                 "thresholds": {"error_rate": "error_rate > 5%",
-                                                                "average_response_time": "average_response_time > 100ms"}}})  # fmt: skip
+        ledger.event(
+            run.id,
+            "sample",
+            {
+                "event": "sample",
+                "message": verdict,
+                "ok": verdict == "healthy",
+                "data": {
+                    "verdict": verdict,
+                    "values": values,
+                    "thresholds": {
+                        "error_rate": "error_rate > 5%",
+                        "average_response_time": "average_response_time > 100ms",
+                    },
+                },
+            },
+        )
     for n in names:
-        ledger.event(run.id, "host.verify", {"event": "host.verify", "message": "verified at Phase 2",
-                                             "ok": True, "data": {"phase": 2}}, host=n)  # fmt: skip
+        ledger.event(
+            run.id,
+            "host.verify",
+            {
+                "event": "host.verify",
+                "message": "verified at Phase 2",
+                "ok": True,
+                "data": {"phase": 2},
+            },
+            host=n,
+        )
     clock[0] += 1
     ledger.finish_run(run.id, RunStatus.ROLLED_BACK, "breach")
     return ledger, run.id
@@ -244,8 +326,12 @@ def test_hundreds_of_hosts_summarise_median_and_worst(tmp_path: Path, artifacts:
     error_rate = [n for n in dom.find("path", cls="series")]
     labels = [n.attrs["data-host"] for n in error_rate]
     # charts in metric order: average_response_time, then error_rate
-    assert labels == ["median of 300 hosts", "worst host: app-022",
-                      "median of 300 hosts", "worst host: app-123"], labels
+    assert labels == [
+        "median of 300 hosts",
+        "worst host: app-022",
+        "median of 300 hosts",
+        "worst host: app-123",
+    ], labels
     assert len(dom.find("polygon", cls="band")) == 2
     attention = dom.find("table", id="hosts-attention")
     assert attention
