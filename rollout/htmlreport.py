@@ -135,6 +135,11 @@ def _metric_rows(series: Series) -> tuple[dict[str, Any], ...]:
     return tuple(rows)
 
 
+def _concern(series: Series) -> int:
+    """Charts of breached metrics first, then those with samples missing, then the rest."""
+    return 0 if series.first_breach else 1 if series.inconclusive else 2
+
+
 def _host_order(host: HostResult) -> tuple[int, str]:
     """Failed hosts first, then breaching, then those with samples missing, then the rest."""
     rank = 0 if host.ok is False else 1 if host.breaches else 2 if host.inconclusive else 3
@@ -153,7 +158,7 @@ def page_context(ev: Evidence, *, generated: float | None = None) -> dict[str, A
     rollback_ts = ev.rollback.ts if ev.rollback is not None else None
     metrics = [
         MetricView(metric_chart(s, ev.start, ev.end, rollback=rollback_ts), s, _metric_rows(s))
-        for s in ev.series
+        for s in sorted(ev.series, key=_concern)
     ]
     moments = [m for m in ev.marks if m.notable]
     hosts = sorted(ev.hosts, key=_host_order)

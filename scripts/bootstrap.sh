@@ -13,6 +13,12 @@ command -v ssh-keygen >/dev/null 2>&1 || need_pkgs+=(openssh-client)
 command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
 command -v nft >/dev/null 2>&1 || need_pkgs+=(nftables)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3 python3-venv)
+# headless Chromium opens the report pages in tests/page (docs/report-page.md); a machine that
+# only runs rollouts (a CI runner) can skip it with ROLLOUT_SKIP_BROWSER=1
+if [ "${ROLLOUT_SKIP_BROWSER:-0}" != 1 ]; then
+  command -v chromium >/dev/null 2>&1 || command -v chromium-headless-shell >/dev/null 2>&1 \
+    || need_pkgs+=(chromium)
+fi
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "bootstrap: missing Debian packages: ${need_pkgs[*]} (run as root, or install them)" >&2
