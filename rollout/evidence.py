@@ -61,6 +61,10 @@ _LANES = {
 }  # fmt: skip
 
 
+#: Event kinds that may carry canary/baseline judgements (the engine's choice is issue 16's).
+JUDGEMENT_KINDS = ("judgement", "verdict", "wave")
+
+
 class PointState(Enum):
     OK = "ok"
     BREACH = "breach"
@@ -181,6 +185,7 @@ class Judgement:
     p_value: float | None = None
     score: float | None = None
     note: str | None = None
+    wave_verdict: str | None = None  # the wave's verdict from all its metrics, when recorded
 
 
 @dataclass(frozen=True)
@@ -333,7 +338,32 @@ def _side(value: object) -> Side:
 
 
 def _judgements(ts: float, inner: Mapping[str, object]) -> Iterable[Judgement]:
-    """A ``judgement`` event holds one judgement, or several under ``judgements``."""
+    """Judgements in an event: one, a list under ``judgements`` (docs/report-page.md), or a
+    ``canary.WaveJudgement.as_data()`` (``verdict``, ``score``, ``metrics``)."""
+    wave = None if inner.get("wave") is None else str(inner.get("wave"))
+    metrics = inner.get("metrics")
+    if isinstance(metrics, list) and any(isinstance(m, dict) and "outcome" in m for m in metrics):
+        canary_hosts, baseline_hosts = inner.get("canary"), inner.get("baseline")
+        for m in metrics:
+            if not isinstance(m, dict):
+                continue
+            allowed = _number(m.get("allowed"))
+            p_value = _number(m.get("p_value"))
+            yield Judgement(
+                ts=ts, metric=str(m.get("metric") or "-"),
+                verdict=str(m.get("outcome") or "inconclusive"),
+                canary=_side({"hosts": canary_hosts, "count": m.get("canary_count"),
+                              "median": m.get("canary_median")}),
+                baseline=_side({"hosts": baseline_hosts, "count": m.get("baseline_count"),
+                                "median": m.get("baseline_median")}),
+                wave=wave, difference=_number(m.get("shift")),
+                allowed=None if allowed is None else f"{allowed:g}",
+                test=None if p_value is None else "Mann-Whitney U", p_value=p_value,
+                score=_number(inner.get("score")),
+                note=None if m.get("reason") is None else str(m.get("reason")),
+                wave_verdict=None if inner.get("verdict") is None else str(inner.get("verdict")),
+            )  # fmt: skip
+        return
     many = inner.get("judgements")
     items = many if isinstance(many, list) else [inner]
     for item in items:
@@ -345,11 +375,12 @@ def _judgements(ts: float, inner: Mapping[str, object]) -> Iterable[Judgement]:
             ts=ts, metric=str(item.get("metric") or "-"),
             verdict=str(item.get("verdict") or "inconclusive"),
             canary=_side(item.get("canary")), baseline=_side(item.get("baseline")),
-            wave=text["wave"] if text["wave"] is not None else (
-                None if inner.get("wave") is None else str(inner.get("wave"))),
+            wave=text["wave"] if text["wave"] is not None else wave,
             difference=_number(item.get("difference")), allowed=text["allowed"],
             test=text["test"], p_value=_number(item.get("p_value")),
             score=_number(item.get("score")), note=text["note"],
+            wave_verdict=None if inner.get("wave_verdict") is None
+            else str(inner.get("wave_verdict")),
         )  # fmt: skip
 
 
@@ -395,7 +426,7 @@ def build(
             for metric, point in _points(event.ts, inner):
                 by_metric.setdefault(metric, []).append(point)
                 host_seen(point.host)
-        if event.kind == "judgement":
+        if event.kind in JUDGEMENT_KINDS:
             judgements.extend(_judgements(event.ts, inner))
         if event.host is None:
             continue

@@ -157,3 +157,25 @@ def test_latest_run_is_the_default(tmp_path: Path) -> None:
 
     with pytest.raises(UsageError, match="no runs recorded for inventory 'other'"):
         gather(ledger, None, "other")
+
+
+def test_wave_judgement_as_recorded_by_the_canary_module_renders(tmp_path: Path) -> None:
+    """A ``canary.WaveJudgement.as_data()`` in a verdict event renders per metric with the
+    wave's verdict and score, so issue 16's engine needs no extra shape for the page."""
+    clock = [T0]
+    ledger = Ledger(tmp_path / "w.db", clock=lambda: clock[0])
+    run = ledger.start_run("prod", "invoke advance", [], None)
+    data = {"wave": "1 (1 host)", "canary": ["c1"], "baseline": ["b1", "b2"],
+            "verdict": "fail", "score": 0.0, "reason": "error_rate failed",
+            "metrics": [{"metric": "error_rate", "outcome": "fail", "canary_count": 10,
+                         "baseline_count": 20, "canary_median": 4.0, "baseline_median": 0.5,
+                         "shift": 3.4, "allowed": 1.0, "p_value": 0.0001,
+                         "reason": "canary higher by 3.4"}]}  # fmt: skip
+    ledger.event(run.id, "verdict", {"event": "verdict", "message": "wave 1: fail", "data": data})
+    ledger.finish_run(run.id, RunStatus.ROLLED_BACK, None)
+    ev = gather(ledger, run.id)
+    (j,) = ev.judgements
+    assert (j.metric, j.verdict, j.wave_verdict, j.canary.hosts, j.baseline.count) == (
+        "error_rate", "fail", "fail", ("c1",), 20)
+    page = render_html(ev)
+    assert 'data-wave-verdict="fail"' in page and "canary higher by 3.4" in page
