@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .evidence import Evidence, Mark, Point, PointState, Series
+from .models import Threshold
 
 WIDTH = 960
 HEIGHT = 260
@@ -230,8 +231,12 @@ def metric_chart(
     # the threshold as a step line through each poll's limit (phases may change it)
     steps: list[tuple[float, float] | None] = []
     label = ""
+    limits: dict[float, Threshold] = {}
+    for p in series.points:
+        if p.limit is not None:
+            limits.setdefault(p.ts, p.limit)
     for t in times:
-        limit = next((p.limit for p in series.points if p.ts == t and p.limit is not None), None)
+        limit = limits.get(t)
         if limit is None or not math.isfinite(limit.limit):
             steps.append(None)
             continue

@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 
 from .ledger import EventRecord, Intent, Ledger, RunRecord
 from .models import Direction, Threshold
@@ -117,17 +118,25 @@ class Series:
     hosts: tuple[str, ...]
 
     def of(self, host: str) -> tuple[Point, ...]:
-        return tuple(p for p in self.points if p.host == host)
+        """``host``'s points, oldest first."""
+        return self._by_host.get(host, ())
 
-    @property
+    @cached_property
+    def _by_host(self) -> dict[str, tuple[Point, ...]]:  # computed once: fleets are large
+        grouped: dict[str, list[Point]] = {}
+        for p in self.points:
+            grouped.setdefault(p.host, []).append(p)
+        return {host: tuple(pts) for host, pts in grouped.items()}
+
+    @cached_property
     def first_breach(self) -> Point | None:
         return next((p for p in self.points if p.state is PointState.BREACH), None)
 
-    @property
+    @cached_property
     def inconclusive(self) -> tuple[Point, ...]:
         return tuple(p for p in self.points if p.state is PointState.INCONCLUSIVE)
 
-    @property
+    @cached_property
     def worst_host(self) -> str | None:
         """The host that breached first, else the one with the worst value (by the limit's side)."""
         if self.first_breach is not None:
@@ -207,7 +216,7 @@ class Evidence:
         """The first rollback step of the run (automatic, emergency or requested)."""
         return next((m for m in self.marks if m.kind == "rollback"), None)
 
-    @property
+    @cached_property
     def breach(self) -> Point | None:
         """The earliest breaching point across metrics."""
         found = [s.first_breach for s in self.series if s.first_breach is not None]
@@ -288,10 +297,12 @@ def _who(kind: str, data: Mapping[str, object]) -> str | None:
 
 
 def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return None if math.isnan(number) or math.isinf(number) else number
+    """A finite number as a float; None for anything else (bools, text, NaN, infinities)."""
+    if type(value) is float:  # exact types: fast on fleets, and a bool is not a number here
+        return value if math.isfinite(value) else None
+    if type(value) is int:
+        return float(value)
+    return None
 
 
 def _points(ts: float, inner: Mapping[str, object]) -> Iterable[tuple[str, Point]]:

@@ -145,6 +145,31 @@ def test_clean_soak_page_shows_every_round_healthy(tmp_path: Path, artifacts: Pa
     assert len(dom.find("path", cls="series")) == 5 * 3  # every host drawn in every chart
 
 
+def test_report_html_json_prints_one_schema_valid_line(tmp_path: Path) -> None:
+    """`report --html FILE --json` prints exactly one report.html line that the events schema
+    accepts, naming the latest run and the file it wrote."""
+    import json
+
+    import jsonschema
+
+    ledger, run_id = replay(load("clean"), tmp_path / "ledger.db")
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text("all:\n  hosts:\n    h1: {}\n")
+    page = tmp_path / "out" / "page.html"
+    ran = subprocess.run(
+        [INVOKE, "report", "--html", str(page), "--json", "--inventory", str(inventory)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "ROLLOUT_LEDGER": str(tmp_path / "ledger.db")},
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    (line,) = ran.stdout.splitlines()
+    event = json.loads(line)
+    schema = json.loads((REPO / "docs" / "events.schema.json").read_text())
+    jsonschema.validate(event, schema)
+    assert (event["event"], event["run"], event["path"]) == ("report.html", run_id, str(page))
+    assert page.read_text().startswith("<!DOCTYPE html>")
+
+
 def test_inconclusive_soak_page_marks_samples_without_value(
     tmp_path: Path, artifacts: Path
 ) -> None:
