@@ -142,6 +142,12 @@ def offset_label(seconds: float) -> str:
     return f"+{h}h" + (f"{rem // 60:02d}m" if rem // 60 else "")
 
 
+def short(text: str, width: int = 28) -> str:
+    """``text`` cut to ``width`` characters for a label drawn inside a chart (the page shows
+    it in full elsewhere)."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def value_label(value: float) -> str:
     return f"{value:.4g}"
 
@@ -259,7 +265,7 @@ def metric_chart(
     vmarks = []
     first = series.first_breach
     if first is not None:
-        text = f"first breach {offset_label(first.ts - start)} on {first.host}"
+        text = f"first breach {offset_label(first.ts - start)} on {short(first.host)}"
         vmarks.append(_vmark(x(first.ts - start), "breach", left, right, text))
     if rollback is not None and start <= rollback <= start + span:
         vmarks.append(_vmark(x(rollback - start), "rollback", left, right,

@@ -135,9 +135,10 @@ def _metric_rows(series: Series) -> tuple[dict[str, Any], ...]:
     return tuple(rows)
 
 
-def _concern(series: Series) -> int:
-    """Charts of breached metrics first, then those with samples missing, then the rest."""
-    return 0 if series.first_breach else 1 if series.inconclusive else 2
+def _concern(series: Series) -> tuple[int, int]:
+    """Charts of breached metrics first, then those with the most samples missing."""
+    return (0 if series.first_breach else 1 if series.inconclusive else 2,
+            -len(series.inconclusive))  # fmt: skip
 
 
 def _host_order(host: HostResult) -> tuple[int, str]:
