@@ -19,7 +19,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .evidence import Evidence, Mark, Point, PointState, Series
+from .evidence import Evidence, Mark, Point, PointState, Series, SoakWindow
 from .models import Threshold
 
 WIDTH = 960
@@ -59,6 +59,15 @@ class VMark:
 
 
 @dataclass(frozen=True)
+class Band:
+    """A shaded span of time (a soak window) with its label."""
+
+    x0: float
+    x1: float
+    label: str
+
+
+@dataclass(frozen=True)
 class Chart:
     """One metric over the run: host lines (or median/worst/band), threshold, marks."""
 
@@ -81,6 +90,7 @@ class Chart:
     strip: tuple[Dot, ...]  # inconclusive samples, under the plot
     vmarks: tuple[VMark, ...]
     summarised: bool  # True: median and worst host drawn, the others in the table
+    soaks: tuple[Band, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,17 @@ class Timeline:
     xticks: tuple[Tick, ...]
     dots: tuple[Dot, ...]
     vmarks: tuple[VMark, ...]
+    soaks: tuple[Band, ...] = ()
+
+
+def _bands(soaks: Sequence[SoakWindow], start: float, x: _Scale) -> tuple[Band, ...]:
+    out = []
+    for w in soaks:
+        what = f"soak of phase {w.phase}" if w.phase is not None else "soak"
+        span = f"{offset_label(w.start - start)} to {offset_label(w.end - start)}"
+        label = f"{what}, {span}: {w.outcome}"
+        out.append(Band(x(w.start - start), x(w.end - start), label))
+    return tuple(out)
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
@@ -192,6 +213,7 @@ def metric_chart(
     end: float,
     *,
     rollback: float | None = None,
+    soaks: Sequence[SoakWindow] = (),
     max_lines: int = MAX_LINES,
     width: int = WIDTH,
     height: int = HEIGHT,
@@ -276,7 +298,7 @@ def metric_chart(
         tuple(Tick(x(t), offset_label(t)) for t in time_ticks(span)),
         tuple(Tick(y(v), value_label(v)) for v in yt),
         tuple(lines), band, _path(steps), label, None if last is None else last[1], tuple(dots),
-        strip, tuple(vmarks), summarised,
+        strip, tuple(vmarks), summarised, _bands(soaks, start, x),
     )  # fmt: skip
 
 
@@ -330,4 +352,5 @@ def timeline(evidence: Evidence, *, width: int = WIDTH, row: int = 22) -> Timeli
     if evidence.rollback is not None:
         vmarks.append(VMark(x(evidence.rollback.ts - evidence.start), "rollback", "rollback"))
     ticks = tuple(Tick(x(t), offset_label(t)) for t in time_ticks(span))
-    return Timeline(width, height, left, right, rows, ticks, tuple(dots), tuple(vmarks))
+    return Timeline(width, height, left, right, rows, ticks, tuple(dots), tuple(vmarks),
+                    _bands(evidence.soaks, evidence.start, x))  # fmt: skip

@@ -198,6 +198,16 @@ class Judgement:
 
 
 @dataclass(frozen=True)
+class SoakWindow:
+    """From a soak's start to its end: complete, interrupted, rolled back, or still open."""
+
+    start: float
+    end: float
+    phase: int | None
+    outcome: str  # complete / interrupted / rolled back / unfinished
+
+
+@dataclass(frozen=True)
 class Evidence:
     """Everything the page shows about one run."""
 
@@ -210,6 +220,7 @@ class Evidence:
     judgements: tuple[Judgement, ...]
     open_intents: tuple[Intent, ...]
     verdicts: Mapping[str, int] = field(default_factory=dict)  # sample verdict -> count
+    soaks: tuple[SoakWindow, ...] = ()
 
     @property
     def rollback(self) -> Mark | None:
@@ -421,6 +432,15 @@ def build(
             seen_hosts.append(name)
         return counts[name]
 
+    soaks: list[SoakWindow] = []
+    soaking: tuple[float, int | None] | None = None  # (start, phase) of the open soak
+
+    def close(ts: float, outcome: str) -> None:
+        nonlocal soaking
+        if soaking is not None:
+            soaks.append(SoakWindow(soaking[0], ts, soaking[1], outcome))
+            soaking = None
+
     for event in ordered:
         message, ok, inner = _inner(event)
         verdict = str(inner["verdict"]) if event.kind == "sample" and "verdict" in inner else None
@@ -437,6 +457,14 @@ def build(
             for metric, point in _points(event.ts, inner):
                 by_metric.setdefault(metric, []).append(point)
                 host_seen(point.host)
+        if event.kind == "soak":
+            if inner.get("complete") or inner.get("interrupted"):
+                close(event.ts, "complete" if inner.get("complete") else "interrupted")
+            else:
+                close(event.ts, "unfinished")
+                soaking = (event.ts, phase)
+        elif event.kind == "rollback":
+            close(event.ts, "rolled back")
         if event.kind in JUDGEMENT_KINDS:
             judgements.extend(_judgements(event.ts, inner))
         if event.host is None:
@@ -468,8 +496,9 @@ def build(
                      [i for i in open_intents if i.host == name])
         for name in seen_hosts
     )  # fmt: skip
+    close(end, "unfinished")
     return Evidence(run, run.started, max(end, run.started), tuple(marks), series, hosts,
-                    tuple(judgements), open_intents, verdicts)  # fmt: skip
+                    tuple(judgements), open_intents, verdicts, tuple(soaks))  # fmt: skip
 
 
 def _host_result(

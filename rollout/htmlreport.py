@@ -158,7 +158,8 @@ def page_context(ev: Evidence, *, generated: float | None = None) -> dict[str, A
     """Everything the template needs, computed here so the template only lays it out."""
     rollback_ts = ev.rollback.ts if ev.rollback is not None else None
     metrics = [
-        MetricView(metric_chart(s, ev.start, ev.end, rollback=rollback_ts), s, _metric_rows(s))
+        MetricView(metric_chart(s, ev.start, ev.end, rollback=rollback_ts, soaks=ev.soaks), s,
+                   _metric_rows(s))  # fmt: skip
         for s in sorted(ev.series, key=_concern)
     ]
     moments = [m for m in ev.marks if m.notable]

@@ -179,3 +179,35 @@ def test_wave_judgement_as_recorded_by_the_canary_module_renders(tmp_path: Path)
         "error_rate", "fail", "fail", ("c1",), 20)
     page = render_html(ev)
     assert 'data-wave-verdict="fail"' in page and "canary higher by 3.4" in page
+
+
+def test_soak_windows_end_where_the_soak_ended() -> None:
+    """A soak window runs from the soak's start event to its completion, or to the rollback
+    that cut it short; charts shade it with that outcome."""
+
+    def soak(n: int, dt: float, **data: object) -> EventRecord:
+        inner = {"phase": 3, **data}
+        return EventRecord(n, "r-1", T0 + dt, "soak", None,
+                           {"event": "soak", "message": "soak", "data": inner})  # fmt: skip
+
+    rollback = EventRecord(5, "r-1", T0 + 40, "rollback", None,
+                           {"event": "rollback", "message": "AUTOMATIC ROLLBACK to Phase 2",
+                            "ok": False, "data": {"target": 2}})  # fmt: skip
+    events = [soak(1, 5), _sample(2, 10, {"a": {"error_rate": 9.0, "delivery": 100}}, "breach"),
+              rollback]  # fmt: skip
+    ev = build(_run(RunStatus.ROLLED_BACK), events)
+    assert [(w.start - T0, w.end - T0, w.phase, w.outcome) for w in ev.soaks] == [
+        (5, 40, 3, "rolled back")]
+    chart = metric_chart(ev.series[0], ev.start, ev.end, soaks=ev.soaks)
+    assert [b.label for b in chart.soaks] == ["soak of phase 3, +5s to +40s: rolled back"]
+    assert 'class="soak"' in render_html(ev)
+    done = build(_run(), [soak(1, 5), soak(2, 30, complete=True)])
+    assert [(w.end - T0, w.outcome) for w in done.soaks] == [(30, "complete")]
+
+
+def test_readme_shows_the_page_screenshot() -> None:
+    """README embeds docs/report-page.png, and that file is a real PNG of a page."""
+    root = Path(__file__).resolve().parents[2]
+    assert "](docs/report-page.png)" in (root / "README.md").read_text()
+    png = (root / "docs" / "report-page.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
