@@ -14,7 +14,8 @@ the ledger recorded to ``tests/data/runs/NAME.json`` (see ``recorded.py``). Scen
   value while it boots; its flags drift and are re-applied); the inconclusive limit is 8
   here, so the soak completes.
 
-Each host is given its own healthy metric levels first, so the charts show distinct lines.
+Each host is given its own healthy level of three metrics, plus noise on every read (the lab's
+metric series), so the charts show what a fleet's would; injected values are fixed.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rollout.lab import Lab, control
+from rollout.lab import Lab, LabHost, control
 from rollout.lab.testing import free_base_port, running_lab
 from rollout.ledger import Ledger
 
@@ -39,6 +40,7 @@ LEVELS = (
     {"error_rate": 1.4, "average_response_time": 55.0, "message_delivery_success": 99.4},
     {"error_rate": 0.9, "average_response_time": 38.0, "message_delivery_success": 99.8},
 )
+NOISE = {"error_rate": 0.3, "average_response_time": 7.0, "message_delivery_success": 0.2}
 
 
 def _lines_until(proc: subprocess.Popen[str], needle: str, count: int = 1) -> None:
@@ -51,10 +53,15 @@ def _lines_until(proc: subprocess.Popen[str], needle: str, count: int = 1) -> No
         seen += needle in line
 
 
+def _series(host: LabHost, levels: dict[str, float]) -> None:
+    for metric, level in levels.items():
+        control.set_metric_series(host, metric, level, NOISE[metric])
+
+
 def _levels(lab: Lab) -> None:
     for host, levels in zip(lab.hosts, LEVELS, strict=False):
         control.reset_host(host)
-        control.set_metrics(host, **levels)
+        _series(host, levels)
 
 
 def breach(lab: Lab, cli: CLI, playbook: Path) -> None:
@@ -82,9 +89,9 @@ def inconclusive(lab: Lab, cli: CLI, playbook: Path) -> None:
     _lines_until(proc, "healthy", 2)
     control.set_metrics(lab.hosts[2], error_rate="n/a")
     time.sleep(2.5)
-    control.set_metrics(lab.hosts[2], error_rate=LEVELS[2]["error_rate"])
+    _series(lab.hosts[2], {"error_rate": LEVELS[2]["error_rate"]})
     control.restart_node(lab.hosts[0])
-    control.set_metrics(lab.hosts[0], **LEVELS[0])
+    _series(lab.hosts[0], LEVELS[0])
     out, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, out + err
 
