@@ -72,12 +72,13 @@ def _duration(value: str | None, option: str) -> float | None:
 
 def _options(given: dict[str, Any]) -> Options:
     """Options from a task's arguments; unknown names are the task's own and ignored here."""
-    from rollout.commands import DEFAULT_INVENTORY, DEFAULT_PLAYBOOK, Options
+    from rollout.commands import DEFAULT_INVENTORY, Options
+    from rollout.resources import default_playbook
 
     opts = {k: given[k] for k in _OPTION_KEYS if k in given}
     return Options(
         inventory=opts.get("inventory") or DEFAULT_INVENTORY,
-        playbook=opts.get("playbook") or DEFAULT_PLAYBOOK,
+        playbook=opts.get("playbook") or default_playbook(),
         limit=opts.get("limit"),
         yes=bool(opts.get("yes", True)),
         ledger=opts.get("ledger"),
@@ -419,13 +420,13 @@ def runbook(c: Any, playbook: str | None = None, output: str = "RUNBOOK.md",
     """Render RUNBOOK.md (the operator's procedure) from the playbook and its template."""
     from pathlib import Path
 
-    from rollout.commands import DEFAULT_PLAYBOOK
     from rollout.errors import RolloutError
     from rollout.playbook import load_playbook
+    from rollout.resources import default_playbook
     from rollout.runbook import render_runbook
 
     try:
-        text = render_runbook(load_playbook(playbook or DEFAULT_PLAYBOOK))
+        text = render_runbook(load_playbook(playbook or default_playbook()))
     except RolloutError as exc:
         raise Exit(f"error: {exc}", code=int(exc.exit_code)) from None
     path = Path(output)

@@ -17,10 +17,10 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 import jinja2
 
+from . import resources
 from .errors import CommandTimeout, ConsoleError, TemplateError, UsageError
 from .models import (
     FLAG_NAME_RE,
@@ -33,7 +33,7 @@ from .models import (
 from .transport.base import CommandResult, Session
 
 MARKER = "ROLLOUT-RESULT/1"
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = resources.TEMPLATES
 
 #: Reads ``NAME=value`` lines up to a blank line into the environment, then runs the
 #: release's rpc with the rest of stdin as the expression. ``$0`` is the release's bin script.

@@ -31,6 +31,7 @@ from typing import Any
 
 import jinja2
 
+from . import resources
 from .errors import TemplateError
 from .events import Emit, Event, Kind
 from .models import NotifyConfig, NotifyKind, Secret, WebhookConfig
@@ -48,7 +49,7 @@ __all__ = [
     "scrub",
 ]
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = resources.TEMPLATES
 MASK = "********"
 #: Bytes of a webhook's answer kept for an error message.
 REPLY_BYTES = 512
