@@ -52,11 +52,12 @@ _DNS_NAME_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?$")
 
 _YAML_SUFFIXES = (".yml", ".yaml", ".json")
 _VARS_SUFFIXES = ("", ".yml", ".yaml", ".json")
-# Ansible's INVENTORY_IGNORE_EXTS: files it skips when the inventory is a directory.
+# ansible-core 2.19's INVENTORY_IGNORE_EXTS: files it skips when the inventory is a directory
+# (case-sensitive; .ini files are read).
 _DIR_IGNORED_SUFFIXES = (
-    ".pyc", ".pyo", ".swp", ".bak", "~", ".rpm", ".md", ".txt", ".rst",
-    ".orig", ".ini", ".cfg", ".retry",
+    ".pyc", ".pyo", ".swp", ".bak", "~", ".rpm", ".md", ".txt", ".rst", ".orig", ".cfg", ".retry",
 )  # fmt: skip
+_DIR_SKIPPED_NAMES = ("group_vars", "host_vars", "vars_plugins")
 _STRUCTURE_KEYS = ("hosts", "vars", "children")
 _INI_SECTION_KINDS = ("hosts", "vars", "children")
 _MAX_RANGE_HOSTS = 10_000
@@ -115,6 +116,7 @@ class _Builder:
     def __init__(self) -> None:
         implicit = SourceLocation("<implicit>")
         self.groups: dict[str, _Group] = {n: _Group(n, implicit) for n in ("all", "ungrouped")}
+        self.groups["all"].children["ungrouped"] = implicit  # as Ansible's InventoryData
         self.hosts: dict[str, _HostDef] = {}
 
     def group(self, name: str, loc: SourceLocation) -> _Group:
@@ -139,10 +141,16 @@ class _Builder:
         self.groups[parent].children.setdefault(child, loc)
         return group
 
-    def add_host(self, name: str, loc: SourceLocation, group: str) -> _HostDef:
+    def add_host(
+        self, name: str, loc: SourceLocation, group: str, port: int | None = None
+    ) -> _HostDef:
+        """Add ``name`` to ``group``; ``name:port`` sets the port only where the host is first
+        declared (Ansible's ``Host(name, port)``): a later ``h1:4444`` does not move it."""
         host = self.hosts.get(name)
         if host is None:
             host = self.hosts[name] = _HostDef(name, loc)
+            if port is not None:
+                _set_var(host.vars, "ansible_port", port, loc)
         members = self.groups[group].hosts
         if name not in members:
             members.append(name)
@@ -324,9 +332,7 @@ def _yaml_group(builder: _Builder, name: str, body: object, loc: SourceLocation,
                     f"write `{token}: {{ansible_host: ...}}` or `{token}:` with nothing after it",
                 )
             for hname in names:
-                host = builder.add_host(hname, host_loc, name)
-                if port is not None:
-                    _set_var(host.vars, "ansible_port", port, host_loc)
+                host = builder.add_host(hname, host_loc, name, port)
                 if isinstance(hvars, Node):
                     for key, value in hvars.items():
                         _set_var(host.vars, str(key), value, hvars.loc(key))
@@ -458,8 +464,6 @@ def _ini_host_line(line: str, loc: SourceLocation, group: str, builder: _Builder
     token_loc = SourceLocation(loc.file, loc.line, tokens[0])
     names, port = _host_names(tokens[0], token_loc)
     assignments: list[tuple[str, object]] = []
-    if port is not None:
-        assignments.append(("ansible_port", port))
     previous: str | None = None
     for token in tokens[1:]:
         key, sep, text = token.partition("=")
@@ -480,7 +484,7 @@ def _ini_host_line(line: str, loc: SourceLocation, group: str, builder: _Builder
         previous = key
         assignments.append((key, _ini_value(text)))
     for name in names:
-        host = builder.add_host(name, token_loc, group)
+        host = builder.add_host(name, token_loc, group, port)
         for key, value in assignments:
             _set_var(host.vars, key, value, SourceLocation(loc.file, loc.line, key))
 
@@ -514,32 +518,43 @@ def _parse_source(path: Path, builder: _Builder) -> None:
             SourceLocation(file, 1),
             "export the hosts to a static YAML or INI inventory",
         )
-    if path.suffix.lower() in _YAML_SUFFIXES or _looks_like_yaml(text):
+    if path.suffix == ".toml":
+        _fail(
+            "TOML inventories are not supported",
+            SourceLocation(file, 1),
+            "convert it to a YAML or INI inventory",
+        )
+    # Ansible's yaml plugin takes .yml/.yaml/.json and files without an extension; the ini
+    # plugin takes the rest
+    if path.suffix in _YAML_SUFFIXES or (not path.suffix and _looks_like_yaml(text)):
         _parse_yaml(text, file, builder)
     else:
         _parse_ini(text, file, builder)
 
 
-def _sources(path: Path) -> list[Path]:
+def _sources(path: Path, depth: int = 0) -> list[Path]:
+    """Ansible's directory walk: sorted by name, subdirectories recursed, hidden files,
+    ``group_vars``/``host_vars``/``vars_plugins`` and INVENTORY_IGNORE_EXTS skipped."""
     if not path.is_dir():
         return [path]
+    if depth > _VARS_DIR_DEPTH:
+        _fail(
+            "inventory directory nests too deeply",
+            SourceLocation(str(path)),
+            "flatten the inventory directory (or look for a symlink loop)",
+        )
     found: list[Path] = []
-    for entry in sorted(path.iterdir()):
-        if entry.name.startswith(".") or entry.name in ("group_vars", "host_vars"):
+    for entry in sorted(path.iterdir(), key=lambda p: os.fsencode(p.name)):
+        if entry.name.startswith(".") or entry.name in _DIR_SKIPPED_NAMES:
             continue
-        if entry.is_dir():
-            _fail(
-                f"subdirectory {entry.name!r} in an inventory directory is not supported",
-                SourceLocation(str(entry)),
-                "move its inventory files up into the inventory directory",
-            )
-        if not entry.name.endswith(_DIR_IGNORED_SUFFIXES):
-            found.append(entry)
-    if not found:
+        if entry.name.endswith(_DIR_IGNORED_SUFFIXES):
+            continue
+        found.extend(_sources(entry, depth + 1) if entry.is_dir() else [entry])
+    if not found and depth == 0:
         _fail(
             "the inventory directory holds no inventory files",
             SourceLocation(str(path)),
-            "add a .yml inventory (note: as in Ansible, *.ini files in a directory are skipped)",
+            "add a .yml or .ini inventory to it",
         )
     return found
 
@@ -548,15 +563,17 @@ def _sources(path: Path) -> list[Path]:
 
 
 def _vars_files(root: Path, name: str) -> list[Path]:
-    """Ansible's lookup: ``<name>``, ``<name>.yml|.yaml|.json``, or every file in ``<name>/``."""
-    found: list[Path] = []
+    """Ansible's ``find_vars_files``: the first of ``<name>`` (a file, or a directory read
+    whole), ``<name>.yml``, ``<name>.yaml``, ``<name>.json`` that exists; only that one."""
     for suffix in _VARS_SUFFIXES:
         candidate = root / f"{name}{suffix}"
-        if candidate.is_file():
-            found.append(candidate)
-        elif suffix == "" and candidate.is_dir():
-            found.extend(_walk_vars_dir(candidate, 0))
-    return found
+        if candidate.is_dir():
+            if suffix == "":
+                return _walk_vars_dir(candidate, 0)
+            continue
+        if candidate.exists():
+            return [candidate]
+    return []
 
 
 def _walk_vars_dir(directory: Path, depth: int) -> list[Path]:
@@ -567,12 +584,14 @@ def _walk_vars_dir(directory: Path, depth: int) -> list[Path]:
             "flatten group_vars/ and host_vars/ (or look for a symlink loop)",
         )
     found: list[Path] = []
-    for entry in sorted(directory.iterdir()):
+    for entry in sorted(directory.iterdir(), key=lambda p: os.fsencode(p.name)):
         if entry.name.startswith(".") or entry.name.endswith("~"):
             continue
+        ext = os.path.splitext(entry.name)[1]  # case-sensitive, as Ansible: 30.YML is skipped
         if entry.is_dir():
-            found.extend(_walk_vars_dir(entry, depth + 1))
-        elif entry.suffix.lower() in _VARS_SUFFIXES:
+            if not ext:  # conf.d/ is skipped
+                found.extend(_walk_vars_dir(entry, depth + 1))
+        elif entry.is_file() and ext in _VARS_SUFFIXES:
             found.append(entry)
     return found
 
@@ -971,9 +990,39 @@ def load_inventory(path: str | Path) -> Inventory:
         hosts.append(_make_host(name, member_of, merged, base))
 
     groups = {name: graph.members[name] for name in builder.groups}
+    order = _group_order(builder)
+    position = {name: i for i, name in enumerate(order["all"])}
     return Inventory(
         path=str(resolved),
         name=resolved.stem if resolved.is_file() else resolved.name,
-        hosts=tuple(hosts),
+        hosts=tuple(sorted(hosts, key=lambda h: position[h.name])),
         groups=MappingProxyType(groups),
+        group_order=MappingProxyType(order),
     )
+
+
+def _group_order(builder: _Builder) -> dict[str, tuple[str, ...]]:
+    """Each group's hosts in Ansible's ``Group.get_hosts()`` order: the group's own hosts,
+    then its descendants' breadth first, each level in declaration order. (Ansible walks a
+    level as a Python set, so below the first level its own order can vary from run to run;
+    rollout's is the declared one, docs/inventory.md.)"""
+    groups = builder.groups
+    out: dict[str, tuple[str, ...]] = {}
+    for name in groups:
+        walk = [name, *groups[name].children]
+        seen = set(walk)
+        level = list(groups[name].children)
+        while level:
+            following: list[str] = []
+            for group in level:
+                for child in groups[group].children:
+                    if child not in seen:
+                        seen.add(child)
+                        walk.append(child)
+                        following.append(child)
+            level = following
+        hosts: dict[str, None] = {}
+        for group in walk:
+            hosts.update(dict.fromkeys(groups[group].hosts))
+        out[name] = tuple(hosts)
+    return out

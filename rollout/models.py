@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from types import MappingProxyType
 from typing import ClassVar
 
 #: A flag's value: ``True``/``False``, or an integer percentage 1..100 (rollout exposure).
@@ -307,6 +308,8 @@ class Inventory:
     name: str  # a stable key for the ledger (the inventory file's stem)
     hosts: tuple[Host, ...]
     groups: Mapping[str, frozenset[str]]  # group -> host names (children resolved)
+    #: group -> host names in Ansible's group order (what ``web[0]`` indexes); empty: none known
+    group_order: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
 
     def host(self, name: str) -> Host:
         for host in self.hosts:

@@ -60,8 +60,15 @@ def test_patterns_select_like_ansible_in_inventory_order(
 
 
 def test_split_pattern_keeps_separators_inside_brackets() -> None:
-    """`,` and `:` split tokens except inside a subscript or range."""
-    assert split_pattern("web[0:1],db:!db2:&prod") == ("web[0:1]", "db", "!db2", "&prod")
+    """`:` splits tokens except inside a subscript or range, and only when there is no `,`
+    (Ansible's split_host_pattern: with a comma, it splits at commas alone)."""
+    assert split_pattern("web[0:1]:db:!db2:&prod") == ("web[0:1]", "db", "!db2", "&prod")
+    assert split_pattern("web[0:1],db:!db2:&prod") == ("web[0:1]", "db:!db2:&prod")
+    assert split_pattern("web:db,canary") == ("web:db", "canary")
+    assert split_pattern("web[01:03]") == ("web[01:03]",)
+    assert split_pattern("h1:2222") == ("h1:2222",)
+    assert split_pattern("fe80::1") == ("fe80::1",)
+    assert split_pattern("web db") == ("web", "db")
 
 
 @pytest.mark.parametrize("token", ["webz", "!web9", "&stage", "~^nope"])

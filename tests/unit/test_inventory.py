@@ -36,16 +36,17 @@ def test_yaml_and_ini_forms_of_one_inventory_give_equal_groups() -> None:
 
 
 def test_hosts_keep_the_order_they_first_appear_in() -> None:
-    """Host order is the file's order, with ranges expanded in place."""
+    """Host order is Ansible's (ansible-core 2.19's answer for this file): ungrouped hosts
+    first, then each group's hosts breadth first, ranges expanded in place."""
     names = [host.name for host in load("same/site.ini").hosts]
     assert names == [
         "bastion.example.com",
+        "stage1",
         "web01.example.com",
         "web02.example.com",
         "web03.example.com",
         "db-a",
         "db-b",
-        "stage1",
     ]
 
 
@@ -129,11 +130,12 @@ def test_host_ranges_expand_numbers_padding_letters_steps_and_several_ranges() -
 
 
 def test_directory_inventory_reads_its_files_in_sorted_order() -> None:
-    """A directory loads every inventory file in it, skipping *.ini and docs as Ansible does."""
+    """A directory loads every inventory file in it, *.ini included and docs skipped, as
+    ansible-core 2.19 does (its answer: this order)."""
     inventory = load("directory")
     assert inventory.name == "directory"
-    assert [host.name for host in inventory.hosts] == ["web1", "web2", "db1", "web3"]
-    assert inventory.groups["web"] == frozenset({"web1", "web2", "web3"})
+    assert [host.name for host in inventory.hosts] == ["web1", "web2", "web3", "never-read", "db1"]
+    assert inventory.groups["web"] == frozenset({"web1", "web2", "web3", "never-read"})
     assert hosts_by_name(inventory)["web3"].service == "foundation@web"
 
 
