@@ -37,6 +37,9 @@ COMMON_HELP = {
     "interval": "Override the health poll interval (e.g. 2s)",
     "lock_timeout": "Wait up to this long (e.g. 30s, 5m) for another run's lock; "
     "default: fail at once",
+    "ssh_config": "OpenSSH client config to resolve hosts through (HostName, Port, User, "
+    "IdentityFile, ProxyJump); 'none' for none. Default: $ROLLOUT_SSH_CONFIG, else "
+    "~/.ssh/config if it exists",
 }
 #: For the tasks that can roll back (deploy's undo, a soak's automatic rollback, rollback).
 RETRY_HELP = (
@@ -59,7 +62,7 @@ def _help(*skip: str, **extra: str) -> dict[str, str]:
 
 _OPTION_KEYS = (
     "inventory", "playbook", "limit", "yes", "ledger", "accept_new_host_keys", "lock_timeout",
-    "soak", "interval", "wait", "skip_checks", "source", "junit", "give_up_after",
+    "soak", "interval", "wait", "skip_checks", "source", "junit", "give_up_after", "ssh_config",
 )  # fmt: skip
 
 
@@ -91,6 +94,7 @@ def _options(given: dict[str, Any]) -> Options:
         skip_checks=bool(opts.get("skip_checks", False)),
         source=opts.get("source"),
         junit=opts.get("junit"),
+        ssh_config=opts.get("ssh_config"),
         argv=tuple(sys.argv[1:]),
     )
 
@@ -165,6 +169,7 @@ def deploy(
     source: str | None = None,
     junit: str | None = None,
     accept_new_host_keys: bool = False,
+    ssh_config: str | None = None,
     lock_timeout: str | None = None,
     give_up_after: str | None = None,
 ) -> None:
@@ -187,6 +192,7 @@ def plan(
     ledger: str | None = None,
     force: bool = False,
     accept_new_host_keys: bool = False,
+    ssh_config: str | None = None,
     lock_timeout: str | None = None,
 ) -> None:
     """Show what `deploy --phase N` would change on each host, without changing anything."""
@@ -222,6 +228,7 @@ def rollback(
     ledger: str | None = None,
     force: bool = False,
     accept_new_host_keys: bool = False,
+    ssh_config: str | None = None,
     lock_timeout: str | None = None,
     give_up_after: str | None = None,
 ) -> None:
@@ -246,6 +253,7 @@ def monitor(
     soak: str | None = None,
     interval: str | None = None,
     accept_new_host_keys: bool = False,
+    ssh_config: str | None = None,
     lock_timeout: str | None = None,
     give_up_after: str | None = None,
 ) -> None:
@@ -265,6 +273,7 @@ def status(
     json: bool = False,
     ledger: str | None = None,
     accept_new_host_keys: bool = False,
+    ssh_config: str | None = None,
 ) -> None:
     """Show each host's flags, the phase they match (or drift), and the recorded phase."""
     from rollout import commands
@@ -290,6 +299,7 @@ def check(
     json: bool = False,
     ledger: str | None = None,
     accept_new_host_keys: bool = False,
+    ssh_config: str | None = None,
     lock_timeout: str | None = None,
 ) -> None:
     """Run the readiness checklist: source scans, commands, metrics, reachability; N/M passed."""
@@ -320,6 +330,7 @@ def backup(
     json: bool = False,
     ledger: str | None = None,
     accept_new_host_keys: bool = False,
+    ssh_config: str | None = None,
     lock_timeout: str | None = None,
 ) -> None:
     """Back up every host's flags and state paths to backups/<inventory>/<id>/ (checksummed)."""
@@ -348,6 +359,7 @@ def restore(
     json: bool = False,
     ledger: str | None = None,
     accept_new_host_keys: bool = False,
+    ssh_config: str | None = None,
     lock_timeout: str | None = None,
 ) -> None:
     """Put a backup's flags (and with --state its files) back on every host; verified."""
@@ -365,6 +377,7 @@ def backups(
     json: bool = False,
     ledger: str | None = None,
     accept_new_host_keys: bool = False,
+    ssh_config: str | None = None,
 ) -> None:
     """List the inventory's backups, newest first, and whether each is complete."""
     import json as _json
@@ -403,6 +416,7 @@ def restart(
     json: bool = False,
     ledger: str | None = None,
     accept_new_host_keys: bool = False,
+    ssh_config: str | None = None,
     lock_timeout: str | None = None,
 ) -> None:
     """Rolling restart: a batch at a time, wait for the console, re-apply the phase, verify."""
@@ -465,6 +479,7 @@ def advance(
     skip_checks: bool = False,
     junit: str | None = None,
     accept_new_host_keys: bool = False,
+    ssh_config: str | None = None,
     lock_timeout: str | None = None,
     give_up_after: str | None = None,
     html: str | None = None,
@@ -500,6 +515,7 @@ def pause(
     json: bool = False,
     ledger: str | None = None,
     accept_new_host_keys: bool = False,
+    ssh_config: str | None = None,
 ) -> None:
     """Pause unattended rollouts: `advance` does nothing until `invoke resume`."""
     with _engine(json, locals()) as ctx:
@@ -515,6 +531,7 @@ def resume(
     json: bool = False,
     ledger: str | None = None,
     accept_new_host_keys: bool = False,
+    ssh_config: str | None = None,
 ) -> None:
     """Resume unattended rollouts after a pause or an automatic/emergency rollback."""
     with _engine(json, locals()) as ctx:
@@ -537,6 +554,7 @@ def approve(
     json: bool = False,
     ledger: str | None = None,
     accept_new_host_keys: bool = False,
+    ssh_config: str | None = None,
 ) -> None:
     """Record your approval for a phase whose gate requires one (`advance` waits for it)."""
     from rollout import commands
@@ -558,6 +576,7 @@ def history(
     json: bool = False,
     ledger: str | None = None,
     accept_new_host_keys: bool = False,
+    ssh_config: str | None = None,
 ) -> None:
     """List the inventory's recent runs: who, when, what, and how each ended."""
     from rollout.history import render_history
@@ -577,6 +596,7 @@ def report(
     ledger: str | None = None,
     accept_new_host_keys: bool = False,
     html: str | None = None,
+    ssh_config: str | None = None,
 ) -> None:
     """Show one run's timeline: steps, per-host results, every health sample and verdict."""
     from rollout.history import render_report
@@ -602,6 +622,7 @@ def unlock(
     json: bool = False,
     ledger: str | None = None,
     accept_new_host_keys: bool = False,
+    ssh_config: str | None = None,
 ) -> None:
     """Remove a lock left by a dead run; needs the exact lock id."""
     with _engine(json, locals()) as ctx:

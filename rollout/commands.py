@@ -33,6 +33,7 @@ from .ledger import InventoryState, Ledger, LockRecord, RunRecord, RunStatus
 from .models import Host, Inventory, NotifyKind, Observed, Phase, Playbook
 from .plan import Action, Plan, resolve_target
 from .playbook import load_playbook
+from .sshopts import client_config_path
 from .yamlsrc import format_duration
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class Options:
     skip_checks: bool = False  # --skip-checks: deploy without the readiness checklist
     source: str | None = None  # --source: the service's source tree for the checklist
     junit: str | None = None  # --junit: write the checklist as JUnit XML here
+    ssh_config: str | None = None  # --ssh-config: a path, "none", or None for the default
     argv: tuple[str, ...] = ()
 
     def ledger_path(self) -> Path:
@@ -107,7 +109,7 @@ def load_context(
 ) -> Context:
     """Load and validate the playbook, inventory and limit; open the ledger. No host touched."""
     playbook = load_playbook(options.playbook)
-    inventory = load_inventory(options.inventory)
+    inventory = load_inventory(options.inventory, ssh_config=client_config_path(options.ssh_config))
     hosts = select_hosts(inventory, options.limit)
     ledger = Ledger(options.ledger_path())
     pinned: list[str] = []

@@ -35,7 +35,15 @@ from typing import NoReturn, TypedDict
 
 from .errors import InputError, InventoryError, SourceLocation
 from .hostpattern import select_hosts
-from .models import Host, Inventory, Secret
+from .models import Host, Inventory, Jump, Secret
+from .sshopts import (
+    ARG_VARIABLES,
+    ClientConfig,
+    load_client_config,
+    parse_ssh_args,
+    proxy_command_hops,
+    resolve_jumps,
+)
 from .yamlsrc import Node, NodeList, load_text
 
 __all__ = ["load_inventory", "select_hosts"]
@@ -789,9 +797,16 @@ class _HostFields(TypedDict, total=False):
     restart_command: str
     service: str
     state_paths: tuple[str, ...]
+    jumps: tuple[Jump, ...]
 
 
-def _make_host(name: str, groups: frozenset[str], merged: Mapping[str, _Value], base: Path) -> Host:
+def _make_host(
+    name: str,
+    groups: frozenset[str],
+    merged: Mapping[str, _Value],
+    base: Path,
+    client: _Client | None = None,
+) -> Host:
     """Map merged variables onto a Host; defaults stay those of :class:`Host`."""
     changes: _HostFields = {}
 
@@ -866,7 +881,81 @@ def _make_host(name: str, groups: frozenset[str], merged: Mapping[str, _Value], 
     if value is not None:
         changes["state_paths"] = _state_paths(value, name)
 
+    _apply_ssh(name, merged, changes, base, client)
     return replace(Host(name=name, address=name, groups=groups), **changes)
+
+
+@dataclass(frozen=True)
+class _Client:
+    """The OpenSSH client config in force and where it came from."""
+
+    config: ClientConfig
+    path: str
+
+
+def _apply_ssh(
+    name: str,
+    merged: Mapping[str, _Value],
+    changes: _HostFields,
+    base: Path,
+    client: _Client | None,
+) -> None:
+    """What ``ssh`` would add: options from ``ansible_ssh_*_args``, then the client config,
+    each only where the connection variables left the field unset (first value wins)."""
+    args = [(v.value, v.loc) for k in ARG_VARIABLES if (v := merged.get(k)) is not None]
+    for text, loc in args:
+        if not isinstance(text, str):
+            _fail(f"{loc.key} for host {name!r} must be a string", loc, "quote the arguments")
+    opts = parse_ssh_args([(str(text), loc) for text, loc in args])
+    target = changes.get("address", name)
+    entry: Mapping[str, object] = client.config.lookup(target) if client else {}
+
+    def from_config(key: str) -> tuple[str, SourceLocation] | None:
+        if client is None or key not in entry:
+            return None
+        raw = entry[key]
+        text = str(raw[0]) if isinstance(raw, list) and raw else str(raw)
+        return text, SourceLocation(client.path, None, f"Host {target}: {key}")
+
+    def first(key: str) -> tuple[str, SourceLocation] | None:
+        return opts.get(key) or from_config(key)
+
+    got = first("hostname")
+    if got is not None and got[0] != target:
+        if not _is_address(got[0]):
+            _fail(f"HostName {_show(got[0])} is not a hostname or IP address", got[1], "fix it")
+        changes["address"] = got[0]
+    if "port" not in changes and (got := first("port")) is not None:
+        if not got[0].isdigit() or not 1 <= int(got[0]) <= 65535:
+            _fail(f"Port {_show(got[0])} for host {name!r} is not 1..65535", got[1], "fix it")
+        changes["port"] = int(got[0])
+    if "user" not in changes and (got := first("user")) is not None:
+        if not USER_RE.fullmatch(got[0]):
+            _fail(f"User {_show(got[0])} for host {name!r} is not a user name", got[1], "fix it")
+        changes["user"] = got[0]
+    if "key_file" not in changes and (got := first("identityfile")) is not None:
+        changes["key_file"] = _local_path(got[0], base)
+    if "known_hosts_file" not in changes and (got := first("userknownhostsfile")) is not None:
+        changes["known_hosts_file"] = _local_path(got[0].split()[0], base)
+
+    proxy = opts.proxy
+    if proxy is None and client is not None:
+        both = [k for k in ("proxyjump", "proxycommand") if k in entry]
+        if len(both) == 2:
+            _fail(
+                f"the ssh client config sets both ProxyJump and ProxyCommand for {target!r}",
+                SourceLocation(client.path, None, f"Host {target}"),
+                "keep one of them",
+            )
+        if both and (got := from_config(both[0])) is not None:
+            proxy = (both[0], got[0], got[1])
+    if proxy is not None:
+        kind, spec, loc = proxy
+        if kind == "proxycommand":
+            spec = proxy_command_hops(
+                spec, loc, (changes.get("address", name), changes.get("port", 22))
+            )
+        changes["jumps"] = resolve_jumps(spec, loc, client.config if client else None)
 
 
 def _is_address(text: str) -> bool:
@@ -946,8 +1035,12 @@ def _state_paths(value: _Value, host: str) -> tuple[str, ...]:
 # --- entry point -----------------------------------------------------------------------------
 
 
-def load_inventory(path: str | Path) -> Inventory:
-    """Read an inventory file (or directory) and the group_vars/host_vars beside it."""
+def load_inventory(path: str | Path, *, ssh_config: str | Path | None = None) -> Inventory:
+    """Read an inventory file (or directory) and the group_vars/host_vars beside it.
+
+    ``ssh_config``: an OpenSSH client config to resolve hosts through (docs/inventory.md,
+    "SSH"); None reads none.
+    """
     given = Path(path)
     if not given.exists():
         _fail(
@@ -967,6 +1060,11 @@ def load_inventory(path: str | Path) -> Inventory:
             "add hosts under all: hosts: (YAML) or in a [group] section (INI)",
         )
     graph = _link(builder)
+    client = (
+        _Client(load_client_config(ssh_config), str(Path(ssh_config).expanduser()))
+        if ssh_config is not None
+        else None
+    )
 
     group_files = {name: _load_vars_files(base / "group_vars", name) for name in builder.groups}
     priority = {name: _group_priority(group) for name, group in builder.groups.items()}
@@ -987,7 +1085,7 @@ def load_inventory(path: str | Path) -> Inventory:
         merged: _Vars = {}
         for layer in layers:
             merged.update(layer)
-        hosts.append(_make_host(name, member_of, merged, base))
+        hosts.append(_make_host(name, member_of, merged, base, client))
 
     groups = {name: graph.members[name] for name in builder.groups}
     order = _group_order(builder)

@@ -297,9 +297,25 @@ class Host:
     service: str = "foundation"
     groups: frozenset[str] = frozenset()
     state_paths: tuple[str, ...] = ()
+    #: bastions to go through, first hop first (ProxyJump); never bypassed
+    jumps: tuple[Jump, ...] = ()
 
     def __str__(self) -> str:
         return self.name
+
+
+@dataclass(frozen=True)
+class Jump:
+    """One bastion on the way to a host (OpenSSH's ProxyJump hop), resolved like a host."""
+
+    name: str  # as written in ProxyJump (or the ssh_config Host alias)
+    address: str
+    port: int = 22
+    user: str | None = None
+    key_file: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.user + '@' if self.user else ''}{self.address}:{self.port}"
 
 
 @dataclass(frozen=True)

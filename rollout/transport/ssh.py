@@ -27,7 +27,7 @@ from pathlib import Path
 import paramiko
 
 from ..errors import CommandTimeout, HostKeyError, TransportError
-from ..models import Host
+from ..models import Host, Jump
 from .base import (
     CLIENT_GRACE,
     REMOTE_TIMEOUT_STATUSES,
@@ -54,10 +54,17 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 class SSHSession:
     """An open SSH connection to one host."""
 
-    def __init__(self, host: Host, client: paramiko.SSHClient, fabric_conn: object) -> None:
+    def __init__(
+        self,
+        host: Host,
+        client: paramiko.SSHClient,
+        fabric_conn: object,
+        hops: Sequence[paramiko.SSHClient] = (),
+    ) -> None:
         self.host = host
         self._client = client
         self._conn = fabric_conn  # keeps Fabric's Connection (and its config) alive
+        self._hops = list(hops)  # bastion connections, first hop first
         self._lock = threading.Lock()
 
     def run(
@@ -111,6 +118,8 @@ class SSHSession:
 
     def close(self) -> None:
         self._client.close()
+        for hop in reversed(self._hops):
+            hop.close()
 
 
 def _collect(
@@ -155,7 +164,7 @@ class SSHTransport:
         self._known: dict[tuple[str, int], paramiko.HostKeys] = {}
         self._known_lock = threading.Lock()
 
-    def _host_keys(self, path: Path, host: Host) -> paramiko.HostKeys:
+    def _host_keys(self, path: Path, host: Host | Jump) -> paramiko.HostKeys:
         """The pinned keys for ``host`` only, from ``path`` parsed strictly (once per run)."""
         with self._known_lock:
             key = (str(path), path.stat().st_mtime_ns if path.exists() else -1)
@@ -178,7 +187,7 @@ class SSHTransport:
             known_hosts.parent.mkdir(parents=True, exist_ok=True)
             known_hosts.touch(mode=0o600)
         keys = self._host_keys(known_hosts, host)
-        sock = self._open_socket(host)
+        sock, hops = self._open_path(host, known_hosts)
         connect_kwargs: dict[str, object] = {
             "sock": sock,
             "banner_timeout": self.connect_timeout,
@@ -205,20 +214,20 @@ class SSHTransport:
         try:
             conn.open()
         except HostKeyError:
-            sock.close()
+            _close(sock, hops)
             raise
         except paramiko.BadHostKeyException as exc:
-            sock.close()
+            _close(sock, hops)
             raise changed_key_error(host.name, exc, known_hosts) from None
         except paramiko.AuthenticationException as exc:
-            sock.close()
+            _close(sock, hops)
             raise TransportError(
                 host.name,
                 f"authentication failed as {host.user or 'the current user'}: {exc}",
                 hint="check ansible_user and ansible_ssh_private_key_file in the inventory",
             ) from None
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            sock.close()
+            _close(sock, hops)
             raise TransportError(
                 host.name,
                 f"SSH handshake with {host.address}:{host.port} failed: "
@@ -228,16 +237,117 @@ class SSHTransport:
         transport = client.get_transport()
         if transport is not None and self.keepalive:
             transport.set_keepalive(self.keepalive)
-        return SSHSession(host, client, conn)
+        return SSHSession(host, client, conn, hops)
 
-    def _open_socket(self, host: Host) -> socket.socket:
+    def _open_socket(self, host: Host, via: Host | Jump | None = None) -> socket.socket:
+        target = via or host
+        what = (
+            f"bastion {via.name} ({via.address}:{via.port})"
+            if via
+            else (f"{host.address}:{host.port}")
+        )
         try:
-            sock = socket.create_connection((host.address, host.port), timeout=self.connect_timeout)
+            sock = socket.create_connection(
+                (target.address, target.port), timeout=self.connect_timeout
+            )
         except OSError as exc:
             raise TransportError(
                 host.name,
-                f"cannot reach {host.address}:{host.port}: {exc.strerror or exc}",
-                hint="check the address and port in the inventory, and that sshd runs",
+                f"cannot reach {what}: {exc.strerror or exc}",
+                hint="check the address and port in the inventory (and ProxyJump), and that "
+                "sshd runs; rollout never goes around a bastion",
             ) from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
+
+    def _open_path(
+        self, host: Host, known_hosts: Path
+    ) -> tuple[socket.socket | paramiko.Channel, list[paramiko.SSHClient]]:
+        """A socket to ``host``'s sshd: direct, or a channel through each of its bastions in
+        turn (OpenSSH's ProxyJump). Each bastion's host key is verified like the host's, from
+        the same known_hosts file; a bastion that fails is an error, never a direct path."""
+        if not host.jumps:
+            return self._open_socket(host), []
+        hops: list[paramiko.SSHClient] = []
+        sock: socket.socket | paramiko.Channel = self._open_socket(host, host.jumps[0])
+        try:
+            for i, hop in enumerate(host.jumps):
+                client = paramiko.SSHClient()
+                client.get_host_keys().update(self._host_keys(known_hosts, hop))
+                client.set_missing_host_key_policy(
+                    VerifyingPolicy(host.name, known_hosts, self.accept_new, self.on_pin)
+                )
+                hops.append(client)
+                self._connect_hop(host, hop, client, sock, known_hosts)
+                after: Host | Jump = host.jumps[i + 1] if i + 1 < len(host.jumps) else host
+                transport = client.get_transport()
+                assert transport is not None
+                try:
+                    sock = transport.open_channel(
+                        "direct-tcpip",
+                        (after.address, after.port),
+                        ("127.0.0.1", 0),
+                        timeout=self.connect_timeout,
+                    )
+                except (paramiko.SSHException, OSError, EOFError) as exc:
+                    raise TransportError(
+                        host.name,
+                        f"bastion {hop.name} cannot open a tunnel to {after.address}:"
+                        f"{after.port}: {exc or type(exc).__name__}",
+                        hint="check that the bastion allows TCP forwarding and reaches the host",
+                    ) from None
+        except BaseException:
+            _close(sock, hops)
+            raise
+        return sock, hops
+
+    def _connect_hop(
+        self,
+        host: Host,
+        hop: Jump,
+        client: paramiko.SSHClient,
+        sock: socket.socket | paramiko.Channel,
+        known_hosts: Path,
+    ) -> None:
+        keys: dict[str, object] = (
+            {"key_filename": [hop.key_file], "look_for_keys": False}
+            if hop.key_file
+            else {"look_for_keys": True}
+        )
+        try:
+            client.connect(
+                hop.address,
+                port=hop.port,
+                username=hop.user,
+                sock=sock,
+                timeout=self.connect_timeout,
+                banner_timeout=self.connect_timeout,
+                auth_timeout=self.connect_timeout,
+                channel_timeout=self.connect_timeout,
+                allow_agent=True,
+                **keys,  # type: ignore[arg-type]
+            )
+        except HostKeyError:
+            raise
+        except paramiko.BadHostKeyException as exc:
+            raise changed_key_error(host.name, exc, known_hosts) from None
+        except paramiko.AuthenticationException as exc:
+            raise TransportError(
+                host.name,
+                f"authentication to bastion {hop.name} as {hop.user or 'the current user'} "
+                f"failed: {exc}",
+                hint="set User and IdentityFile for the bastion in the ssh client config",
+            ) from None
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise TransportError(
+                host.name,
+                f"SSH handshake with bastion {hop.name} ({hop.address}:{hop.port}) failed: "
+                f"{exc or type(exc).__name__}",
+                hint="is the bastion's sshd answering?",
+            ) from None
+
+
+def _close(sock: socket.socket | paramiko.Channel, hops: Sequence[paramiko.SSHClient]) -> None:
+    sock.close()
+    for hop in reversed(hops):
+        hop.close()
