@@ -40,6 +40,8 @@ COMMON_HELP = {
     "ssh_config": "OpenSSH client config to resolve hosts through (HostName, Port, User, "
     "IdentityFile, ProxyJump); 'none' for none. Default: $ROLLOUT_SSH_CONFIG, else "
     "~/.ssh/config if it exists",
+    "vault_password_file": "File holding the Ansible Vault password for vault-encrypted vars "
+    "files and !vault values. Default: $ANSIBLE_VAULT_PASSWORD_FILE",
 }
 #: For the tasks that can roll back (deploy's undo, a soak's automatic rollback, rollback).
 RETRY_HELP = (
@@ -63,6 +65,7 @@ def _help(*skip: str, **extra: str) -> dict[str, str]:
 _OPTION_KEYS = (
     "inventory", "playbook", "limit", "yes", "ledger", "accept_new_host_keys", "lock_timeout",
     "soak", "interval", "wait", "skip_checks", "source", "junit", "give_up_after", "ssh_config",
+    "vault_password_file",
 )  # fmt: skip
 
 
@@ -95,6 +98,7 @@ def _options(given: dict[str, Any]) -> Options:
         source=opts.get("source"),
         junit=opts.get("junit"),
         ssh_config=opts.get("ssh_config"),
+        vault_password_file=opts.get("vault_password_file"),
         argv=tuple(sys.argv[1:]),
     )
 
@@ -170,6 +174,7 @@ def deploy(
     junit: str | None = None,
     accept_new_host_keys: bool = False,
     ssh_config: str | None = None,
+    vault_password_file: str | None = None,
     lock_timeout: str | None = None,
     give_up_after: str | None = None,
 ) -> None:
@@ -193,6 +198,7 @@ def plan(
     force: bool = False,
     accept_new_host_keys: bool = False,
     ssh_config: str | None = None,
+    vault_password_file: str | None = None,
     lock_timeout: str | None = None,
 ) -> None:
     """Show what `deploy --phase N` would change on each host, without changing anything."""
@@ -229,6 +235,7 @@ def rollback(
     force: bool = False,
     accept_new_host_keys: bool = False,
     ssh_config: str | None = None,
+    vault_password_file: str | None = None,
     lock_timeout: str | None = None,
     give_up_after: str | None = None,
 ) -> None:
@@ -254,6 +261,7 @@ def monitor(
     interval: str | None = None,
     accept_new_host_keys: bool = False,
     ssh_config: str | None = None,
+    vault_password_file: str | None = None,
     lock_timeout: str | None = None,
     give_up_after: str | None = None,
 ) -> None:
@@ -274,6 +282,7 @@ def status(
     ledger: str | None = None,
     accept_new_host_keys: bool = False,
     ssh_config: str | None = None,
+    vault_password_file: str | None = None,
 ) -> None:
     """Show each host's flags, the phase they match (or drift), and the recorded phase."""
     from rollout import commands
@@ -300,6 +309,7 @@ def check(
     ledger: str | None = None,
     accept_new_host_keys: bool = False,
     ssh_config: str | None = None,
+    vault_password_file: str | None = None,
     lock_timeout: str | None = None,
 ) -> None:
     """Run the readiness checklist: source scans, commands, metrics, reachability; N/M passed."""
@@ -331,6 +341,7 @@ def backup(
     ledger: str | None = None,
     accept_new_host_keys: bool = False,
     ssh_config: str | None = None,
+    vault_password_file: str | None = None,
     lock_timeout: str | None = None,
 ) -> None:
     """Back up every host's flags and state paths to backups/<inventory>/<id>/ (checksummed)."""
@@ -360,6 +371,7 @@ def restore(
     ledger: str | None = None,
     accept_new_host_keys: bool = False,
     ssh_config: str | None = None,
+    vault_password_file: str | None = None,
     lock_timeout: str | None = None,
 ) -> None:
     """Put a backup's flags (and with --state its files) back on every host; verified."""
@@ -378,6 +390,7 @@ def backups(
     ledger: str | None = None,
     accept_new_host_keys: bool = False,
     ssh_config: str | None = None,
+    vault_password_file: str | None = None,
 ) -> None:
     """List the inventory's backups, newest first, and whether each is complete."""
     import json as _json
@@ -417,6 +430,7 @@ def restart(
     ledger: str | None = None,
     accept_new_host_keys: bool = False,
     ssh_config: str | None = None,
+    vault_password_file: str | None = None,
     lock_timeout: str | None = None,
 ) -> None:
     """Rolling restart: a batch at a time, wait for the console, re-apply the phase, verify."""
@@ -480,6 +494,7 @@ def advance(
     junit: str | None = None,
     accept_new_host_keys: bool = False,
     ssh_config: str | None = None,
+    vault_password_file: str | None = None,
     lock_timeout: str | None = None,
     give_up_after: str | None = None,
     html: str | None = None,
@@ -516,6 +531,7 @@ def pause(
     ledger: str | None = None,
     accept_new_host_keys: bool = False,
     ssh_config: str | None = None,
+    vault_password_file: str | None = None,
 ) -> None:
     """Pause unattended rollouts: `advance` does nothing until `invoke resume`."""
     with _engine(json, locals()) as ctx:
@@ -532,6 +548,7 @@ def resume(
     ledger: str | None = None,
     accept_new_host_keys: bool = False,
     ssh_config: str | None = None,
+    vault_password_file: str | None = None,
 ) -> None:
     """Resume unattended rollouts after a pause or an automatic/emergency rollback."""
     with _engine(json, locals()) as ctx:
@@ -555,6 +572,7 @@ def approve(
     ledger: str | None = None,
     accept_new_host_keys: bool = False,
     ssh_config: str | None = None,
+    vault_password_file: str | None = None,
 ) -> None:
     """Record your approval for a phase whose gate requires one (`advance` waits for it)."""
     from rollout import commands
@@ -577,6 +595,7 @@ def history(
     ledger: str | None = None,
     accept_new_host_keys: bool = False,
     ssh_config: str | None = None,
+    vault_password_file: str | None = None,
 ) -> None:
     """List the inventory's recent runs: who, when, what, and how each ended."""
     from rollout.history import render_history
@@ -597,6 +616,7 @@ def report(
     accept_new_host_keys: bool = False,
     html: str | None = None,
     ssh_config: str | None = None,
+    vault_password_file: str | None = None,
 ) -> None:
     """Show one run's timeline: steps, per-host results, every health sample and verdict."""
     from rollout.history import render_report
@@ -623,6 +643,7 @@ def unlock(
     ledger: str | None = None,
     accept_new_host_keys: bool = False,
     ssh_config: str | None = None,
+    vault_password_file: str | None = None,
 ) -> None:
     """Remove a lock left by a dead run; needs the exact lock id."""
     with _engine(json, locals()) as ctx:

@@ -34,6 +34,7 @@ from .models import Host, Inventory, NotifyKind, Observed, Phase, Playbook
 from .plan import Action, Plan, resolve_target
 from .playbook import load_playbook
 from .sshopts import client_config_path
+from .vault import Vault, vault_password_file
 from .yamlsrc import format_duration
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ class Options:
     source: str | None = None  # --source: the service's source tree for the checklist
     junit: str | None = None  # --junit: write the checklist as JUnit XML here
     ssh_config: str | None = None  # --ssh-config: a path, "none", or None for the default
+    vault_password_file: str | None = None  # --vault-password-file (else the environment's)
     argv: tuple[str, ...] = ()
 
     def ledger_path(self) -> Path:
@@ -109,7 +111,11 @@ def load_context(
 ) -> Context:
     """Load and validate the playbook, inventory and limit; open the ledger. No host touched."""
     playbook = load_playbook(options.playbook)
-    inventory = load_inventory(options.inventory, ssh_config=client_config_path(options.ssh_config))
+    inventory = load_inventory(
+        options.inventory,
+        ssh_config=client_config_path(options.ssh_config),
+        vault=Vault(vault_password_file(options.vault_password_file)),
+    )
     hosts = select_hosts(inventory, options.limit)
     ledger = Ledger(options.ledger_path())
     pinned: list[str] = []

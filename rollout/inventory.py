@@ -27,7 +27,7 @@ import shlex
 import string
 import unicodedata
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -44,7 +44,9 @@ from .sshopts import (
     proxy_command_hops,
     resolve_jumps,
 )
-from .yamlsrc import Node, NodeList, load_text
+from .templating import TemplateRefused, has_template, render
+from .vault import Vault, is_vault_text
+from .yamlsrc import Node, NodeList, VaultText, load_text
 
 __all__ = ["load_inventory", "select_hosts"]
 
@@ -93,9 +95,15 @@ class _Value:
 
     value: object
     loc: SourceLocation
+    secret: bool = False  # from Ansible Vault (or rendered from a vault value)
 
 
 _Vars = dict[str, _Value]
+
+
+def _shown(value: _Value, shown: object) -> str:
+    """``shown`` for an error message, unless the value came from Ansible Vault."""
+    return "(a vault value, not shown)" if value.secret else _show(shown)
 
 
 @dataclass
@@ -604,12 +612,13 @@ def _walk_vars_dir(directory: Path, depth: int) -> list[Path]:
     return found
 
 
-def _load_vars_files(root: Path, name: str) -> _Vars:
+def _load_vars_files(root: Path, name: str, vault: Vault) -> _Vars:
     merged: _Vars = {}
     for path in _vars_files(root, name):
         text = _read(path)
-        if text.lstrip().startswith("$ANSIBLE_VAULT;"):
-            continue  # Ansible's secrets; rollout's own variables live in plain files
+        secret = is_vault_text(text)
+        if secret:  # decrypted whole, as Ansible does, even if no value of it is used
+            text = vault.decrypt(text, SourceLocation(str(path), 1))
         try:
             data = load_text(text, str(path))
         except InputError as exc:
@@ -628,7 +637,93 @@ def _load_vars_files(root: Path, name: str) -> _Vars:
             )
         for key, value in data.items():
             _set_var(merged, str(key), value, data.loc(key))
+            if secret:
+                merged[str(key)] = replace(merged[str(key)], secret=True)
     return merged
+
+
+class _Rendered(Mapping[str, _Value]):
+    """A host's merged variables, each rendered when first read: inline ``!vault`` values
+    decrypted (secret), ``{{ name }}`` references resolved (:mod:`rollout.templating`)."""
+
+    _MAGIC = ("inventory_hostname", "inventory_hostname_short", "group_names")
+
+    def __init__(self, host: str, groups: frozenset[str], raw: _Vars, vault: Vault) -> None:
+        self._host = host
+        self._raw = raw
+        self._vault = vault
+        self._done: dict[str, _Value] = {}
+        self._busy: list[str] = []
+        names = sorted(g for g in groups if g not in ("all", "ungrouped"))
+        self._magic: dict[str, object] = {
+            "inventory_hostname": host,
+            "inventory_hostname_short": host.split(".")[0],
+            "group_names": names,
+        }
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __getitem__(self, key: str) -> _Value:
+        if key in self._done:
+            return self._done[key]
+        raw = self._raw[key]
+        if key in self._busy:
+            chain = " -> ".join([*self._busy[self._busy.index(key) :], key])
+            _fail(f"variables refer to each other in a loop: {chain}", raw.loc, "break the loop")
+        self._busy.append(key)
+        try:
+            value, secret = self._decrypt(raw.value, raw.loc)
+            if not secret and has_template(value):
+                try:
+                    value, secret = render(value, self._lookup)
+                except TemplateRefused as exc:
+                    _fail(
+                        f"{key} for host {self._host!r}: {exc}",
+                        raw.loc,
+                        "write the value itself, or a plain {{ other_variable }} reference",
+                    )
+        finally:
+            self._busy.pop()
+        done = self._done[key] = _Value(value, raw.loc, raw.secret or secret)
+        return done
+
+    def _lookup(self, name: str) -> tuple[object, bool]:
+        if name in self._raw:
+            found = self[name]
+            return found.value, found.secret
+        if name in self._magic:
+            return self._magic[name], False
+        raise TemplateRefused(f"{{{{ {name} }}}} refers to a variable the host does not have")
+
+    def _decrypt(self, value: object, loc: SourceLocation) -> tuple[object, bool]:
+        if isinstance(value, VaultText):
+            where = SourceLocation(loc.file, value.line, loc.key)
+            return self._vault.decrypt(value.ciphertext, where), True
+        if isinstance(value, Mapping) and _holds_vault(value):
+            out: dict[object, object] = {}
+            secret = False
+            for k, v in value.items():
+                out[k], s = self._decrypt(v, loc)
+                secret = secret or s
+            return out, secret
+        if isinstance(value, (list, tuple)) and _holds_vault(value):
+            items = [self._decrypt(v, loc) for v in value]
+            return [v for v, _ in items], any(s for _, s in items)
+        return value, False
+
+
+def _holds_vault(value: object) -> bool:
+    if isinstance(value, VaultText):
+        return True
+    if isinstance(value, Mapping):
+        return any(_holds_vault(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_vault(v) for v in value)
+    return False
 
 
 # --- groups: links, depth, membership --------------------------------------------------------
@@ -754,7 +849,8 @@ def _text(value: _Value, host: str) -> str:
     key = value.loc.key or "value"
     if not isinstance(value.value, str) or not value.value:
         _fail(
-            f"{key} for host {host!r} must be a non-empty string, got {_show(value.value)}",
+            f"{key} for host {host!r} must be a non-empty string, got "
+            f"{_shown(value, value.value)}",
             value.loc,
             f"set {key} to a quoted string, or remove it to use the default",
         )
@@ -816,7 +912,7 @@ def _make_host(
         if not _is_address(address):
             _fail(
                 f"{value.loc.key} for host {name!r} is not a hostname or IP address: "
-                f"{_show(address)}",
+                f"{_shown(value, address)}",
                 value.loc,
                 "set it to a DNS name like web1.example.com or an IP like 10.0.0.5",
             )
@@ -829,7 +925,8 @@ def _make_host(
             port = int(port)
         if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
             _fail(
-                f"{value.loc.key} for host {name!r} must be an integer 1..65535, got {_show(port)}",
+                f"{value.loc.key} for host {name!r} must be an integer 1..65535, "
+                f"got {_shown(value, port)}",
                 value.loc,
                 "SSH listens on 22 unless the host's sshd says otherwise",
             )
@@ -840,7 +937,7 @@ def _make_host(
         user = _text(value, name)
         if not USER_RE.fullmatch(user):
             _fail(
-                f"{value.loc.key} for host {name!r} is not a user name: {_show(user)}",
+                f"{value.loc.key} for host {name!r} is not a user name: {_shown(value, user)}",
                 value.loc,
                 "use letters, digits and ._@-, not starting with '-'",
             )
@@ -871,7 +968,7 @@ def _make_host(
         service = _text(value, name)
         if not SERVICE_RE.fullmatch(service):
             _fail(
-                f"service for host {name!r} is not a systemd unit name: {_show(service)}",
+                f"service for host {name!r} is not a systemd unit name: {_shown(value, service)}",
                 value.loc,
                 "use letters, digits and @._-, like foundation or foundation@blue",
             )
@@ -1035,12 +1132,16 @@ def _state_paths(value: _Value, host: str) -> tuple[str, ...]:
 # --- entry point -----------------------------------------------------------------------------
 
 
-def load_inventory(path: str | Path, *, ssh_config: str | Path | None = None) -> Inventory:
+def load_inventory(
+    path: str | Path, *, ssh_config: str | Path | None = None, vault: Vault | None = None
+) -> Inventory:
     """Read an inventory file (or directory) and the group_vars/host_vars beside it.
 
     ``ssh_config``: an OpenSSH client config to resolve hosts through (docs/inventory.md,
-    "SSH"); None reads none.
+    "SSH"); None reads none. ``vault``: decrypts Ansible Vault data (None: no password, so
+    vault data is an error naming where it is).
     """
+    vault = vault or Vault()
     given = Path(path)
     if not given.exists():
         _fail(
@@ -1066,7 +1167,9 @@ def load_inventory(path: str | Path, *, ssh_config: str | Path | None = None) ->
         else None
     )
 
-    group_files = {name: _load_vars_files(base / "group_vars", name) for name in builder.groups}
+    group_files = {
+        name: _load_vars_files(base / "group_vars", name, vault) for name in builder.groups
+    }
     priority = {name: _group_priority(group) for name, group in builder.groups.items()}
     hosts: list[Host] = []
     for name, host in builder.hosts.items():
@@ -1080,12 +1183,13 @@ def load_inventory(path: str | Path, *, ssh_config: str | Path | None = None) ->
             group_files["all"],
             *(group_files[g] for g in ordered),
             host.vars,
-            _load_vars_files(base / "host_vars", name),
+            _load_vars_files(base / "host_vars", name, vault),
         ]
         merged: _Vars = {}
         for layer in layers:
             merged.update(layer)
-        hosts.append(_make_host(name, member_of, merged, base, client))
+        rendered = _Rendered(name, member_of, merged, vault)
+        hosts.append(_make_host(name, member_of, rendered, base, client))
 
     groups = {name: graph.members[name] for name in builder.groups}
     order = _group_order(builder)

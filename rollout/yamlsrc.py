@@ -8,6 +8,7 @@ Duplicate keys are an error (PyYAML silently keeps the last one).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -159,3 +160,26 @@ def format_duration(seconds: float) -> str:
     if seconds == int(seconds):
         return f"{int(seconds)}s"
     return f"{seconds:g}s"
+
+
+@dataclass(frozen=True)
+class VaultText:
+    """An inline ``!vault`` value, still encrypted; only the inventory loader decrypts it."""
+
+    ciphertext: str
+    line: int
+
+    def __repr__(self) -> str:  # never the ciphertext in an error message
+        return "<!vault value>"
+
+
+def _construct_vault(loader: _Loader, node: yaml.Node) -> VaultText:
+    if not isinstance(node, yaml.ScalarNode):
+        raise InputError(
+            "a !vault value must be a string (the output of ansible-vault encrypt_string)",
+            location=SourceLocation(loader.source_name, node.start_mark.line + 1),
+        )
+    return VaultText(str(loader.construct_scalar(node)), node.start_mark.line + 1)
+
+
+_Loader.add_constructor("!vault", _construct_vault)

@@ -55,6 +55,23 @@ def _declared_walk(group: Any) -> list[Any]:
     return list(hosts)
 
 
+#: The variables rollout reads, templated as Ansible templates them when it uses them.
+USED = (
+    "ansible_host", "ansible_ssh_host", "ansible_port", "ansible_ssh_port", "ansible_user",
+    "ansible_ssh_user", "ansible_private_key_file", "ansible_ssh_private_key_file",
+    "known_hosts_file", "release_bin", "release_env", "restart_command", "service",
+    "state_paths", "ansible_ssh_args", "ansible_ssh_common_args", "ansible_ssh_extra_args",
+)  # fmt: skip
+
+
+def _templated(loader: Any, variables: Any, host: Any) -> dict[str, Any]:
+    from ansible.template import Templar
+
+    hostvars = variables.get_vars(host=host, include_hostvars=False, stage="all")
+    templar = Templar(loader=loader, variables=hostvars)
+    return {k: _plain(templar.template(hostvars[k])) for k in USED if k in hostvars}
+
+
 def answer(case: dict[str, Any]) -> dict[str, Any]:
     from ansible.errors import AnsibleError
     from ansible.inventory.manager import InventoryManager
@@ -68,14 +85,15 @@ def answer(case: dict[str, Any]) -> dict[str, Any]:
         secret = get_file_vault_secret(filename=case["vault_password_file"], loader=loader)
         secret.load()
         loader.set_vault_secrets([("default", secret)])
+        from ansible.parsing.vault import VaultSecretsContext
+
+        # what the ansible CLI initializes once per process; here once per case
+        VaultSecretsContext._current = VaultSecretsContext([("default", secret)])
     try:
         inventory = InventoryManager(loader=loader, sources=[case["inventory"]])
         variables = VariableManager(loader=loader, inventory=inventory)
         hosts = inventory.get_hosts("all")
-        host_vars = {
-            h.name: _plain(variables.get_vars(host=h, include_hostvars=False, stage="all"))
-            for h in hosts
-        }
+        host_vars = {h.name: _templated(loader, variables, h) for h in hosts}
     except AnsibleError as exc:
         return {"error": str(exc).splitlines()[0]}
     stable = all(

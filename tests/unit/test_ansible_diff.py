@@ -25,6 +25,7 @@ from rollout.errors import InventoryError
 from rollout.hostpattern import split_pattern
 from rollout.inventory import load_inventory, select_hosts
 from rollout.models import Host, Inventory
+from rollout.vault import Vault
 
 pytest.importorskip("ansible", reason="ansible-core is a test dependency (requirements.txt)")
 
@@ -44,7 +45,11 @@ def _inventories() -> list[dict[str, Any]]:
 def ansible_answers(tmp: str) -> dict[str, Any]:
     """ansible-core's answers for every inventory, from one hermetic subprocess."""
     cases = [
-        {"inventory": str(DATA / inv["path"]), "patterns": inv["patterns"]}
+        {
+            "inventory": str(DATA / inv["path"]),
+            "patterns": inv["patterns"],
+            "vault_password_file": _vault_file(inv),
+        }
         for inv in _inventories()
     ]
     env = {
@@ -117,9 +122,14 @@ def actual_fields(host: Host) -> dict[str, Any]:
     }
 
 
+def _vault_file(inv: dict[str, Any]) -> str | None:
+    return str(DATA / inv["vault_password_file"]) if inv.get("vault_password_file") else None
+
+
 @cache
 def _load(path: str) -> Inventory:
-    return load_inventory(DATA / path)
+    inv = next(i for i in CASES["inventories"] if i["path"] == path)
+    return load_inventory(DATA / path, vault=Vault(_vault_file(inv)))
 
 
 @pytest.mark.parametrize("inv", _inventories(), ids=lambda inv: inv["path"])

@@ -10,12 +10,16 @@ import pytest
 from rollout.errors import InventoryError
 from rollout.inventory import load_inventory, select_hosts
 from rollout.models import Host, Inventory, Secret
+from rollout.vault import Vault
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "inventory"
 
 
 def load(relative: str) -> Inventory:
-    return load_inventory(DATA / relative)
+    """Load with the test data's vault password (tests/data/inventory/operator is vaulted)."""
+    return load_inventory(
+        DATA / relative, vault=Vault(str(DATA / "operator" / "vault-password.txt"))
+    )
 
 
 def hosts_by_name(inventory: Inventory) -> dict[str, Host]:
@@ -302,7 +306,7 @@ MALFORMED = [
     ("group_priority.yml", 5, "ansible_group_priority", "must be an integer"),
     ("plugin.yml", 1, "plugin", "inventory plugins"),
     ("not_yaml.yml", 4, None, "not valid YAML"),
-    ("inline_vault.yml", 4, None, "!vault"),
+    ("inline_vault.yml", 4, "ansible_host", "!vault value is encrypted"),
     ("script.py", 1, None, "dynamic inventory scripts are not supported"),
     ("vars_file_list/group_vars/all.yml", 1, None, "a vars file must be a mapping"),
 ]
