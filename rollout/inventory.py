@@ -278,12 +278,7 @@ def _parse_yaml(text: str, file: str, builder: _Builder) -> None:
         raise
     except InputError as exc:
         message = exc.message.removeprefix(f"{exc.location}: ") if exc.location else exc.message
-        hint = exc.hint
-        if "!vault" in message:
-            hint = (
-                "rollout cannot decrypt inline Ansible Vault values; keep them out of its inventory"
-            )
-        hint = hint or "fix the YAML at that line (indentation, brackets, quotes)"
+        hint = exc.hint or "fix the YAML at that line (indentation, brackets, quotes)"
         raise InventoryError(message, location=exc.location, hint=hint) from None
     if data is None:
         return
@@ -625,7 +620,7 @@ def _load_vars_files(root: Path, name: str, vault: Vault) -> _Vars:
             raise InventoryError(
                 exc.message.removeprefix(f"{exc.location}: ") if exc.location else exc.message,
                 location=exc.location,
-                hint=exc.hint or "rollout reads vars files as plain YAML (no !vault values)",
+                hint=exc.hint or "fix the YAML at that line (indentation, brackets, quotes)",
             ) from None
         if data is None:
             continue
