@@ -17,6 +17,7 @@ so a command whose deadline passed is killed on the host, not only abandoned by 
 from __future__ import annotations
 
 import logging
+import os
 import select
 import socket
 import threading
@@ -36,11 +37,13 @@ from .base import (
     remote_command,
 )
 from .hostkeys import (
+    SYSTEM_KNOWN_HOSTS,
+    KnownHosts,
     VerifyingPolicy,
     changed_key_error,
     default_known_hosts,
     known_hosts_name,
-    load_known_hosts,
+    load_known_hosts_file,
 )
 
 _READ_CHUNK = 65536
@@ -153,7 +156,9 @@ class SSHTransport:
         accept_new_host_keys: bool = False,
         on_pin: PinCallback | None = None,
         keepalive: int = 15,
+        system_known_hosts: Path | None = SYSTEM_KNOWN_HOSTS,
     ) -> None:
+        self.system_known_hosts = system_known_hosts
         self.connect_timeout = connect_timeout
         self.accept_new = accept_new_host_keys
         self.on_pin = on_pin
@@ -161,21 +166,49 @@ class SSHTransport:
         # known_hosts files parsed once per run, keyed by path and mtime: parsing the whole
         # file for every connection (and copying every entry into every client) grew as N^2
         # per connection, ~1.7 s of GIL-held CPU at 100 hosts (BENCHMARKS.md)
-        self._known: dict[tuple[str, int], paramiko.HostKeys] = {}
+        self._known: dict[tuple[str, int], KnownHosts] = {}
         self._known_lock = threading.Lock()
 
-    def _host_keys(self, path: Path, host: Host | Jump) -> paramiko.HostKeys:
-        """The pinned keys for ``host`` only, from ``path`` parsed strictly (once per run)."""
+    def _parsed(self, path: Path) -> KnownHosts:
         with self._known_lock:
             key = (str(path), path.stat().st_mtime_ns if path.exists() else -1)
             if key not in self._known:
-                self._known[key] = load_known_hosts(path)
-            everything = self._known[key]
+                self._known[key] = load_known_hosts_file(path)
+            return self._known[key]
+
+    def _files(self, path: Path) -> list[KnownHosts]:
+        """The user's file (required unless only the default is missing and the system file
+        exists) and the system-wide one, parsed strictly once per run."""
+        files = []
+        system = self.system_known_hosts
+        if path.exists() or not (path == default_known_hosts() and system and system.exists()):
+            files.append(self._parsed(path))
+        if system is not None and system.exists():
+            files.append(self._parsed(system))
+        return files
+
+    def _host_keys(self, path: Path, host: Host | Jump) -> paramiko.HostKeys:
+        """The pinned keys for ``host`` only, revoked ones left out (once per run)."""
         name = known_hosts_name(host.address, host.port)
         mine = paramiko.HostKeys()
-        for keytype, pkey in (everything.lookup(name) or {}).items():
-            mine.add(name, keytype, pkey)
+        files = self._files(path)
+        revoked = frozenset().union(*(f.revoked for f in files))
+        for known in files:
+            for keytype, pkey in (known.keys.lookup(name) or {}).items():
+                if (keytype, pkey.get_base64()) not in revoked:
+                    mine.add(name, keytype, pkey)
         return mine
+
+    def _policy(self, host: Host, path: Path) -> VerifyingPolicy:
+        files = self._files(path)
+        return VerifyingPolicy(
+            host.name,
+            path,
+            self.accept_new,
+            self.on_pin,
+            revoked=frozenset().union(*(f.revoked for f in files)),
+            authorities=sum(f.authorities for f in files),
+        )
 
     def connect(self, host: Host) -> SSHSession:
         from fabric import Config, Connection  # lazy: fabric costs ~0.3 s to import
@@ -194,10 +227,7 @@ class SSHTransport:
             "auth_timeout": self.connect_timeout,
             "channel_timeout": self.connect_timeout,
         }
-        if host.key_file:
-            connect_kwargs.update(
-                key_filename=[host.key_file], look_for_keys=False, allow_agent=False
-            )
+        connect_kwargs.update(_key_options(host.key_file))
         config = Config(lazy=True, overrides={"load_ssh_configs": False})
         conn = Connection(
             host.address,
@@ -209,7 +239,7 @@ class SSHTransport:
         client: paramiko.SSHClient = conn.client
         client.get_host_keys().update(keys)
         client.set_missing_host_key_policy(
-            VerifyingPolicy(host.name, known_hosts, self.accept_new, self.on_pin)
+            self._policy(host, known_hosts)
         )
         try:
             conn.open()
@@ -224,7 +254,9 @@ class SSHTransport:
             raise TransportError(
                 host.name,
                 f"authentication failed as {host.user or 'the current user'}: {exc}",
-                hint="check ansible_user and ansible_ssh_private_key_file in the inventory",
+                hint="check ansible_user and ansible_ssh_private_key_file in the inventory; "
+                "a passphrase-protected key must be loaded in ssh-agent or its passphrase set "
+                f"in ${PASSPHRASE_ENV}",
             ) from None
         except (paramiko.SSHException, OSError, EOFError) as exc:
             _close(sock, hops)
@@ -275,7 +307,7 @@ class SSHTransport:
                 client = paramiko.SSHClient()
                 client.get_host_keys().update(self._host_keys(known_hosts, hop))
                 client.set_missing_host_key_policy(
-                    VerifyingPolicy(host.name, known_hosts, self.accept_new, self.on_pin)
+                    self._policy(host, known_hosts)
                 )
                 hops.append(client)
                 self._connect_hop(host, hop, client, sock, known_hosts)
@@ -309,11 +341,7 @@ class SSHTransport:
         sock: socket.socket | paramiko.Channel,
         known_hosts: Path,
     ) -> None:
-        keys: dict[str, object] = (
-            {"key_filename": [hop.key_file], "look_for_keys": False}
-            if hop.key_file
-            else {"look_for_keys": True}
-        )
+        keys = _key_options(hop.key_file)
         try:
             client.connect(
                 hop.address,
@@ -324,7 +352,6 @@ class SSHTransport:
                 banner_timeout=self.connect_timeout,
                 auth_timeout=self.connect_timeout,
                 channel_timeout=self.connect_timeout,
-                allow_agent=True,
                 **keys,  # type: ignore[arg-type]
             )
         except HostKeyError:
@@ -345,6 +372,23 @@ class SSHTransport:
                 f"{exc or type(exc).__name__}",
                 hint="is the bastion's sshd answering?",
             ) from None
+
+
+#: The passphrase of a protected key file, when it is not loaded in ssh-agent.
+PASSPHRASE_ENV = "ROLLOUT_SSH_KEY_PASSPHRASE"
+
+
+def _key_options(key_file: str | None) -> dict[str, object]:
+    """How to authenticate, as OpenSSH does: the key file (if any) and the keys in ssh-agent
+    (``$SSH_AUTH_SOCK``), so a passphrase-protected key loaded in the agent works; without a
+    key file, the default keys too. A key file's passphrase may come from the environment."""
+    options: dict[str, object] = {"allow_agent": True, "look_for_keys": key_file is None}
+    if key_file:
+        options["key_filename"] = [key_file]
+    passphrase = os.environ.get(PASSPHRASE_ENV)
+    if passphrase:
+        options["passphrase"] = passphrase
+    return options
 
 
 def _close(sock: socket.socket | paramiko.Channel, hops: Sequence[paramiko.SSHClient]) -> None:
