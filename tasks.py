@@ -699,6 +699,64 @@ def _page_after(ctx: Context, path: str | None, as_json: bool) -> Iterator[None]
                       file=sys.stderr, flush=True)  # fmt: skip
 
 
+# -- the inventory, as ansible-inventory shows it ----------------------------------------------
+
+
+@task(
+    name="inventory",
+    help={
+        "inventory": COMMON_HELP["inventory"],
+        "limit": COMMON_HELP["limit"],
+        "ssh_config": COMMON_HELP["ssh_config"],
+        "vault_password_file": COMMON_HELP["vault_password_file"],
+        "list": "Print JSON: every host's resolved connection and tool variables (secrets "
+        "masked) and every group (the default)",
+        "graph": "Print the group tree",
+        "host": "Print one host's resolved variables as JSON",
+    },
+)
+def inventory_(
+    c: Any,
+    inventory: str | None = None,
+    limit: str | None = None,
+    ssh_config: str | None = None,
+    vault_password_file: str | None = None,
+    list: bool = False,
+    graph: bool = False,
+    host: str | None = None,
+) -> None:
+    """Show the inventory as rollout resolves it (ansible-inventory's --list/--graph/--host);
+    connects to nothing."""
+    import json
+
+    from rollout import vault
+    from rollout.commands import DEFAULT_INVENTORY
+    from rollout.errors import RolloutError
+    from rollout.inventory import load_inventory, select_hosts
+    from rollout.invlist import graph_text, host_data, list_data
+    from rollout.sshopts import client_config_path
+
+    if sum((bool(list), bool(graph), host is not None)) > 1:
+        raise Exit("error: give one of --list, --graph, --host", code=2)
+    try:
+        inv = load_inventory(
+            inventory or DEFAULT_INVENTORY,
+            ssh_config=client_config_path(ssh_config),
+            vault=vault.Vault(vault.vault_password_file(vault_password_file)),
+        )
+        hosts = select_hosts(inv, limit)
+        if host is not None:
+            print(json.dumps(host_data(inv.host(host)), indent=2))
+        elif graph:
+            print(graph_text(inv, hosts), end="")
+        else:
+            print(json.dumps(list_data(inv, hosts), indent=2))
+    except KeyError:
+        raise Exit(f"error: no host {host!r} in the inventory", code=2) from None
+    except RolloutError as exc:
+        raise Exit(f"error: {exc}", code=int(exc.exit_code)) from None
+
+
 # -- the lab ---------------------------------------------------------------------------------
 
 
@@ -739,6 +797,7 @@ lab.add_task(lab_status, name="status")
 
 ns = Collection()
 for t in (deploy, plan, rollback, monitor, status, check, backup, restore, backups, restart,
-          advance, pause, resume, approve, history, report, unlock, runbook):  # fmt: skip
+          advance, pause, resume, approve, history, report, unlock, runbook,
+          inventory_):  # fmt: skip
     ns.add_task(t)
 ns.add_collection(lab)

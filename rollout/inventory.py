@@ -1195,6 +1195,9 @@ def load_inventory(
         hosts=tuple(sorted(hosts, key=lambda h: position[h.name])),
         groups=MappingProxyType(groups),
         group_order=MappingProxyType(order),
+        group_children=MappingProxyType(
+            {name: tuple(group.children) for name, group in builder.groups.items()}
+        ),
     )
 
 

@@ -326,6 +326,10 @@ class Inventory:
     groups: Mapping[str, frozenset[str]]  # group -> host names (children resolved)
     #: group -> host names in Ansible's group order (what ``web[0]`` indexes); empty: none known
     group_order: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    #: group -> its direct child groups, in declaration order (for ``invoke inventory --graph``)
+    group_children: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     def host(self, name: str) -> Host:
         for host in self.hosts:
