@@ -142,6 +142,6 @@ def test_runtime_dependencies_are_declared_and_pinned() -> None:
         for dep in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     }
     text = (REPO / "requirements.txt").read_text()
-    runtime = text.split("# Runtime", 1)[1].split("\n#", 1)[0]
+    runtime = text.split("# Runtime", 1)[1].split("# Tests and checks", 1)[0]
     pinned = {line.split("==")[0].strip().lower() for line in runtime.splitlines() if "==" in line}
     assert declared == pinned
