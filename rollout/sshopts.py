@@ -18,6 +18,7 @@ own ``ProxyJump`` included, so a chain of bastions is followed the way OpenSSH f
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -92,6 +93,8 @@ _FLAGS = frozenset("46AaCgKkNnqsTtvXxYy")
 #: ssh flags with a value: option name each stands for (None: refused).
 _VALUED = {"o": None, "J": "proxyjump", "p": "port", "l": "user", "i": "identityfile"}
 _MAX_HOPS = 8
+_HOP_ADDRESS_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._:-]*")
+_HOP_USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._@-]*")
 
 
 class ClientConfig(Protocol):
@@ -335,5 +338,13 @@ def resolve_jumps(
         if not 1 <= hop_port <= 65535:
             raise _refuse(f"ProxyJump hop {host!r}: port {hop_port} out of range", loc, "1..65535")
         hop_user = user or (str(entry["user"]) if entry.get("user") else None)
+        if not _HOP_ADDRESS_RE.fullmatch(address) or (
+            hop_user is not None and not _HOP_USER_RE.fullmatch(hop_user)
+        ):
+            raise _refuse(
+                f"ProxyJump hop {hop!r} resolves to an address or user that is not allowed",
+                loc,
+                "use a DNS name or IP address and a plain user name for the bastion",
+            )
         out.append(Jump(host, address, hop_port, hop_user, key_file))
     return tuple(out)

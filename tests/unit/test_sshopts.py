@@ -157,3 +157,10 @@ def test_a_missing_ssh_config_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "hosts.ini").write_text("a1\n")
     with pytest.raises(InventoryError, match="no such ssh client config"):
         load_inventory(tmp_path / "hosts.ini", ssh_config=tmp_path / "nope")
+
+
+def test_a_hostile_bastion_address_is_refused(tmp_path: Path) -> None:
+    """A hop whose address or user could be read as an option is refused, naming the line."""
+    with pytest.raises(InventoryError, match="not allowed") as caught:
+        load(tmp_path, "a1 ansible_ssh_common_args='-J \"-oProxyCommand=x@y\"'\n", config=None)
+    assert caught.value.location is not None and caught.value.location.line == 1
