@@ -307,6 +307,7 @@ MALFORMED = [
     ("plugin.yml", 1, "plugin", "inventory plugins"),
     ("not_yaml.yml", 4, None, "not valid YAML"),
     ("inline_vault.yml", 4, "ansible_host", "!vault value is encrypted"),
+    ("host_and_group.yml", 3, "all.hosts.web", "both a host and a group"),
     ("script.py", 1, None, "dynamic inventory scripts are not supported"),
     ("vars_file_list/group_vars/all.yml", 1, None, "a vars file must be a mapping"),
 ]
