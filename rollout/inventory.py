@@ -735,11 +735,11 @@ class _Graph:
 def _link(builder: _Builder) -> _Graph:
     """Apply Ansible's implicit rules (ungrouped hosts, top groups under all); check cycles."""
     groups = builder.groups
-    for name, host in builder.hosts.items():
+    for name, declared in builder.hosts.items():
         if name in groups:
             _fail(
                 f"{name!r} is both a host and a group",
-                host.loc,
+                declared.loc,
                 "rename one of them: Ansible only warns, then may file the group under "
                 "'ungrouped' in the host's place, so the two tools would disagree",
             )
