@@ -21,11 +21,12 @@ from typing import Any
 import jinja2
 import markupsafe
 
+from . import resources
 from .charts import Chart, metric_chart, offset_label, timeline, value_label
 from .evidence import Evidence, HostResult, Judgement, Lane, Mark, PointState, Series
 from .ledger import RunStatus
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = resources.TEMPLATES  # found in a checkout and in an installed package
 TEMPLATE = "report.html.j2"
 MAX_MOMENTS = 300  # key moments listed before "and N more" (all are in the full event list)
 MAX_EVENTS = 5000  # rows of the full event list

@@ -94,6 +94,7 @@ def test_pip_install_gives_a_rollout_command_with_every_task(
     ).stdout.split()  # fmt: skip
     assert all(str(installed) in line for line in where), where
     assert Path(where[1], "console", "apply_flags.exs.j2").is_file()
+    assert Path(where[1], "report.html.j2").is_file()
     assert Path(where[2]).is_file()
     listed = _rollout(installed, tmp_path, "--list")
     invoke = subprocess.run(
