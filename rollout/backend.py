@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from .console import ApplyResult, FlagReading, HealthReading, RemoteConsole
+from .console import ApplyResult, Change, FlagReading, HealthReading, RemoteConsole
 from .errors import TransportError
 from .fleet import Fleet, Outcome
+from .fleetstate import FleetSide
 from .models import FlagState, Host, Playbook
 from .transport.base import CommandResult, Session, Transport
 
@@ -21,7 +22,7 @@ class HostConsole(Protocol):
 
     def read_flags(self) -> FlagReading: ...
 
-    def apply(self, state: FlagState) -> ApplyResult: ...
+    def apply(self, state: FlagState, change: Change | None = None) -> ApplyResult: ...
 
     def health(self) -> HealthReading: ...
 
@@ -55,6 +56,8 @@ class SSHBackend:
                 self.metrics += tuple(extra)
         self.timeout = playbook.policy.command_timeout
         self.health_timeout = playbook.source.timeout
+        #: this run's side of the hosts' records and leases (set by ``commands.running``)
+        self.side: FleetSide | None = None
 
     def connect(self, names: Sequence[str]) -> dict[str, Outcome[None]]:
         results = self.fleet.connect(names)
@@ -74,6 +77,7 @@ class SSHBackend:
             metrics=self.metrics,
             timeout=self.timeout,
             health_timeout=self.health_timeout,
+            side=self.side,
         )
 
     def run(self, name: str, argv: Sequence[str], *, timeout: float) -> CommandResult:

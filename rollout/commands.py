@@ -20,6 +20,7 @@ from . import wiring
 from .backend import Backend, SSHBackend
 from .cancel import Cancel
 from .errors import (
+    FleetChanged,
     HostsUnreachable,
     Refused,
     RollbackIncomplete,
@@ -28,6 +29,7 @@ from .errors import (
 )
 from .events import Emit, Event, Kind
 from .executor import Confirm, Executor, StepReport
+from .fleetstate import FleetSide, Holder, HostState, Record
 from .inventory import load_inventory, select_hosts
 from .ledger import InventoryState, Ledger, LockRecord, RunRecord, RunStatus
 from .models import Host, Inventory, NotifyKind, Observed, Phase, Playbook
@@ -161,9 +163,18 @@ def load_context(
 
 @contextmanager
 def running(
-    ctx: Context, command: str, reason: str | None = None, *, takeover: bool = False
+    ctx: Context,
+    command: str,
+    reason: str | None = None,
+    *,
+    takeover: bool = False,
+    lease: bool = True,
 ) -> Iterator[tuple[RunRecord, LockRecord, Executor]]:
-    """A ledger run holding the inventory lock, with an executor over a fresh backend."""
+    """A ledger run holding the inventory lock, with an executor over a fresh backend.
+
+    With ``lease`` (every command that changes hosts), the executor's reads take this run's
+    fleet lease on the hosts (see :mod:`rollout.fleetstate`); it is given back at the end.
+    """
     ledger = ctx.ledger
     inv = ctx.inventory.name
     for crashed in ledger.reap(inv):
@@ -187,6 +198,8 @@ def running(
         ctx.emit(Event(Kind.WARNING, f"took over the stale lock {old.id} of {old.who}@{old.where} "
                        f"pid {old.pid} ({old.command}): that process is gone"))  # fmt: skip
     backend = ctx.backend_factory(ctx.hosts, ctx.playbook)
+    if hasattr(backend, "side"):
+        backend.side = _fleet_side(ctx, run, command, reason, lease)
     executor = Executor(
         playbook=ctx.playbook,
         inventory_name=inv,
@@ -201,6 +214,7 @@ def running(
         sleep=ctx.sleep,
         cancel=ctx.cancel,
     )
+    executor.lock = lock
     executor.emit(
         Kind.RUN_START,
         f"{command} on {len(ctx.hosts)} host(s) of {inv}",
@@ -223,12 +237,88 @@ def running(
         summary = exc.message
         raise
     finally:
-        backend.close()
+        try:
+            executor.release_lease()
+        finally:
+            backend.close()
         ledger.finish_run(run.id, status, summary)
         executor.emit(
             Kind.RUN_FINISH, summary, ok=status is RunStatus.SUCCEEDED, status=status.value
         )
         ledger.release_lock(lock)
+
+
+def _fleet_side(
+    ctx: Context, run: RunRecord, command: str, reason: str | None, lease: bool
+) -> FleetSide:
+    """This run's identity on the hosts: the holder of its lease and author of its records."""
+    from .lock import process_start
+
+    ledger = ctx.ledger
+    holder = Holder(
+        who=ledger.who,
+        where=ledger.where,
+        pid=ledger.pid,
+        pid_start=process_start(ledger.pid) or None,
+        run_id=run.id,
+        command=command,
+        ledger=ledger.identity,
+        ledger_path=str(ledger.path.resolve()),
+        claimed=ctx.wall(),
+    )
+    ttl = max(5, int(ctx.playbook.policy.lease_ttl))
+    return FleetSide(ctx.playbook.name, holder if lease else None, ttl, reason=reason)
+
+
+def check_fleet(
+    ctx: Context, ex: Executor, *, what: str, states: Mapping[str, HostState] | None = None
+) -> None:
+    """Refuse (FleetChanged, nothing changed) when a host's record shows a change that this
+    ledger does not know: another controller's newer generation, or its pause.
+
+    A record is known when this ledger wrote it (its identity) or adopted it (`invoke adopt`).
+    """
+    side = ex.side
+    if side is None:
+        return
+    states = states if states is not None else dict(side.states)
+    mine = ctx.ledger.identity
+    known = ctx.ledger.known_generations(ctx.inventory.name)
+    foreign: list[tuple[str, Record]] = []
+    for host in ex.hosts:
+        state = states.get(host)
+        record = state.record if state else None
+        if record is None:
+            continue
+        if record.ledger != mine and record.generation > known.get(host, 0):
+            foreign.append((host, record))
+    if not foreign:
+        return
+    paused = [r for _, r in foreign if r.paused]
+    shown_hosts = "; ".join(r.story(h) for h, r in foreign[:3])
+    more = f" (and {len(foreign) - 3} more host(s))" if len(foreign) > 3 else ""
+    local = ctx.ledger.state(ctx.inventory.name).phase
+    raise FleetChanged(
+        f"{what} refused: the fleet was changed by another controller, and this ledger "
+        f"(phase {local if local is not None else '-'}) is behind it: {shown_hosts}{more}. "
+        "Nothing was changed",
+        hint="talk to whoever made that change; `invoke status` shows every host's last "
+        "change. If the fleet is right, take its record into this ledger with `invoke adopt`"
+        + (" (it is paused: `invoke resume` lifts that for every controller)" if paused else "")
+        + ", then re-run",
+        paused=bool(paused),
+    )
+
+
+def fleet_paused(ex: Executor) -> Record | None:
+    """A host's record that says the fleet is paused (by any controller), if any."""
+    if ex.side is None:
+        return None
+    for host in ex.hosts:
+        state = ex.side.states.get(host)
+        if state is not None and state.record is not None and state.record.paused:
+            return state.record
+    return None
 
 
 def _status_for(exc: RolloutError) -> RunStatus:
@@ -261,6 +351,7 @@ def deploy(ctx: Context, phase: int, *, force: bool = False) -> StepReport:
             if why is not None:
                 raise Refused(f"{target.title} cannot start: {why}")
         readings = ex.preflight()
+        check_fleet(ctx, ex, what=f"deploy of {target.title}")
         plan = ex.plan(Action.DEPLOY, target, readings, recorded)
         ex.confirm_risk(target, ctx.options.yes, ctx.confirm)
         notify(
@@ -312,7 +403,7 @@ def run_readiness(ctx: Context, ex: Executor) -> CheckReport:
 
 def check(ctx: Context) -> CheckReport:
     """The readiness checklist on its own (the caller decides what a failure means)."""
-    with running(ctx, _command_text("check", ctx.options)) as (_run, _lock, ex):
+    with running(ctx, _command_text("check", ctx.options), lease=False) as (_run, _lock, ex):
         return run_readiness(ctx, ex)
 
 
@@ -408,6 +499,7 @@ def make_soak(ctx: Context, ex: Executor, phase: Phase, previous: Phase) -> Soak
         wall=ctx.wall,
         wait=ctx.cancel.wait,
         on_rollback=on_rollback,
+        on_round=lambda: check_fleet(ctx, ex, what=f"soak of {phase.title}"),
     )
 
 
@@ -435,7 +527,8 @@ def monitor(ctx: Context) -> InventoryState:
                 complete=True,
             )
             return state
-        failed = ex.connect_all()
+        failed, _readings = ex.claim()
+        check_fleet(ctx, ex, what=f"monitor of {phase.title}")
         if failed:
             ex.emit(
                 Kind.WARNING,
@@ -448,7 +541,7 @@ def make_plan(ctx: Context, phase: int, *, force: bool = False) -> Plan:
     """The plan deploy would execute now: hosts are read, nothing is changed, no lock taken."""
     recorded = ctx.ledger.state(ctx.inventory.name).phase
     target = resolve_target(Action.DEPLOY, ctx.playbook, recorded, phase, force=force)
-    with running(ctx, _command_text("plan", ctx.options)) as (_run, _lock, ex):
+    with running(ctx, _command_text("plan", ctx.options), lease=False) as (_run, _lock, ex):
         readings = ex.preflight()
         return ex.plan(Action.DEPLOY, target, readings, recorded)
 
@@ -497,7 +590,8 @@ def rollback(
             target=target.number,
             reason=reason,
         )
-        unreachable = ex.connect_all()
+        unreachable, _readings = ex.claim()
+        check_fleet(ctx, ex, what=f"rollback to {target.title}")
         reachable = [h for h in ex.hosts if h not in unreachable]
         report = ex.converge_with_retry(reachable, target, Action.ROLLBACK)
         return _finish_rollback(
@@ -545,9 +639,19 @@ def emergency(ctx: Context, to: int | None = None, *, reason: str | None = None)
             reason=reason,
             emergency=True,
         )
-        ctx.ledger.set_paused(
-            ctx.inventory.name, True, run.who, f"emergency rollback: {reason or 'no reason given'}"
-        )
+        why = f"emergency rollback: {reason or 'no reason given'}"
+        ctx.ledger.set_paused(ctx.inventory.name, True, run.who, why)
+        if ex.side is not None:
+            ex.side.pause = (f"{run.who}@{run.where}", why)  # written on every host it changes
+        unreachable_first, _readings = ex.claim(force=True)
+        for host, state in (ex.side.states.items() if ex.side else ()):
+            rec = state.record
+            if rec is not None and rec.ledger != ctx.ledger.identity:
+                ex.emit(Kind.WARNING, f"overriding another controller's change: {rec.story()}",
+                        host=host)  # fmt: skip
+        if ex.side is not None:  # hosts leased now may be taken by a later emergency; the
+            # others (unreachable now) are taken over by the apply itself if they come back
+            ex.side.replace = {h: "*" for h in unreachable_first}
         report = ex.converge_with_retry(ex.hosts, target, Action.EMERGENCY)
         if ctx.playbook.emergency.restart and ctx.restart is not None:
             verified = [r.host for r in report.results if r.ok]
@@ -716,7 +820,7 @@ def backup(ctx: Context) -> Backup:
     from .backup import backups_root, take_backup
 
     recorded = ctx.ledger.state(ctx.inventory.name).phase
-    with running(ctx, _command_text("backup", ctx.options)) as (_run, _lock, ex):
+    with running(ctx, _command_text("backup", ctx.options), lease=False) as (_run, _lock, ex):
         return take_backup(ex, ctx.inventory.name, ctx.playbook, ctx.hosts, backups_root(),
                            recorded, clock=ctx.wall)  # fmt: skip
 

@@ -22,6 +22,17 @@ import jinja2
 
 from . import resources
 from .errors import CommandTimeout, ConsoleError, TemplateError, UsageError
+from .fleetstate import (
+    CONFLICT_STATUS,
+    STATE_SCRIPT,
+    FleetSide,
+    HostState,
+    LeaseConflict,
+    Op,
+    Record,
+    header,
+    parse_state,
+)
 from .models import (
     FLAG_NAME_RE,
     METRIC_NAME_RE,
@@ -97,6 +108,15 @@ class FlagReading:
     host: str
     node: str
     flags: Mapping[str, Observed]
+    state: HostState | None = None  # the host's fleet-side record and lease (fleetstate)
+
+
+@dataclass(frozen=True)
+class Change:
+    """What an apply records on the host: the action and the phase it converges to."""
+
+    action: str
+    phase: int | None
 
 
 @dataclass(frozen=True)
@@ -127,8 +147,12 @@ class RemoteConsole:
         metrics: tuple[str, ...] = (),
         timeout: float = 60.0,
         health_timeout: float | None = None,
+        side: FleetSide | None = None,
+        state_dir: str | None = None,
     ) -> None:
         self.session = session
+        self.side = side
+        self.state_dir = state_dir or session.host.state_dir
         self.health_timeout = health_timeout or timeout
         self.allow = allow
         self.metrics = metrics
@@ -142,22 +166,43 @@ class RemoteConsole:
         body = render(
             "console/read_flags.exs.j2", marker=MARKER, payload=encode_payload(self.allow)
         )
-        data = self._call(body)
-        return self._reading(data)
+        data, fleet = self._call(body, op=self.side.op_read if self.side else Op.NONE)
+        return self._reading(data, fleet)
 
-    def apply(self, state: FlagState) -> ApplyResult:
+    def apply(self, state: FlagState, change: Change | None = None) -> ApplyResult:
         payload = encode_payload(self.allow, state)
         body = render("console/apply_flags.exs.j2", marker=MARKER, payload=payload)
-        data = self._call(body, allow_failure=True)
+        record = None
+        op = Op.NONE
+        if self.side is not None and self.side.lease_id is not None:
+            change = change or Change("change", None)
+            record = self.side.record_for(self.host, change.action, change.phase)
+            op = Op.APPLY
+        data, fleet = self._call(body, allow_failure=True, op=op, record=record)
         errors = data.get("errors")
         if not isinstance(errors, dict):
             raise self._garbage("the apply result has no errors object")
-        return ApplyResult(self._reading(data), {str(k): _show(v) for k, v in errors.items()})
+        found = {str(k): _show(v) for k, v in errors.items()}
+        if record is not None and (fleet is None or fleet.raw_record != record.to_json()):
+            found["(fleet record)"] = "the host's record did not read back as written"
+        return ApplyResult(self._reading(data, fleet), found)
+
+    def state_call(
+        self, op: Op, record: Record | None = None, replace_id: str | None = None
+    ) -> HostState:
+        """A lease or record operation alone (release, note, clear): no console code runs."""
+        _, fleet = self._call(
+            "", op=op, record=record, expect_result=False, replace_id=replace_id
+        )
+        if fleet is None:
+            raise self._garbage("the state directory call printed no state")
+        return fleet
 
     def health(self) -> HealthReading:
         payload = encode_payload(self.allow, metrics=self.metrics)
         body = render("console/read_health.exs.j2", marker=MARKER, payload=payload)
-        data = self._call(body, timeout=self.health_timeout)
+        op = Op.RENEW if self.side and self.side.lease_id else Op.PEEK if self.side else Op.NONE
+        data, fleet = self._call(body, timeout=self.health_timeout, op=op)
         raw_metrics = data.get("metrics")
         if not isinstance(raw_metrics, dict) or set(raw_metrics) != set(self.metrics):
             raise self._garbage("the health result does not list the expected metrics")
@@ -168,17 +213,35 @@ class RemoteConsole:
             raw[name] = _show(value)
             ok_number = isinstance(value, (int, float)) and not isinstance(value, bool)
             values[name] = float(value) if ok_number else None
-        return HealthReading(self._reading(data), values, raw)
+        return HealthReading(self._reading(data, fleet), values, raw)
 
     # -- internals -------------------------------------------------------------------------
 
     def _call(
-        self, body: str, *, allow_failure: bool = False, timeout: float | None = None
-    ) -> dict[str, object]:
+        self,
+        body: str,
+        *,
+        allow_failure: bool = False,
+        timeout: float | None = None,
+        op: Op = Op.NONE,
+        record: Record | None = None,
+        expect_result: bool = True,
+        replace_id: str | None = None,
+    ) -> tuple[dict[str, object], HostState | None]:
         host = self.session.host
         env = "".join(f"{name}={value.reveal()}\n" for name, value in host.release_env)
-        stdin = (env + "\n" + body).encode("utf-8")
-        argv = ["sh", "-c", RPC_SCRIPT, host.release_bin]
+        side = self.side
+        lease_id = side.lease_id if side else None
+        if op in (Op.TAKE, Op.PEEK) and side is not None and side.lease_id is None:
+            op = Op.PEEK
+        if replace_id is None and side is not None and op in (Op.TAKE, Op.APPLY):
+            replace_id = side.replace.get(self.host)
+            if op is Op.APPLY and replace_id != "*":
+                replace_id = None
+        head = header(op, lease_id, side.ttl if side else 0, replace_id,
+                      side.holder if side else None, record)  # fmt: skip
+        stdin = (env + "\n" + head + body).encode("utf-8")
+        argv = ["sh", "-c", STATE_SCRIPT, host.release_bin, self.state_dir]
         deadline = timeout or self.timeout
         result = self.session.run(argv, stdin=stdin, timeout=deadline)
         if result.timed_out:
@@ -187,14 +250,30 @@ class RemoteConsole:
                 f"the remote console did not answer within {deadline:.0f}s and was killed; "
                 "the outcome is unknown until the host is read back",
             )
+        fleet = parse_state(result.stdout)
+        if fleet is not None and side is not None:
+            side.seen(self.host, fleet)
+        if result.exit_status == CONFLICT_STATUS and fleet is not None:
+            raise LeaseConflict(self.host, fleet)
+        if fleet is not None and fleet.error:
+            raise ConsoleError(
+                self.host,
+                f"the fleet state directory failed: {fleet.error}",
+                hint="check rollout_state_dir in the inventory: the SSH user must be able to "
+                "write it, and flock(1) must be installed on the host",
+            )
+        if not expect_result:
+            if result.exit_status != 0:
+                raise self._failure(result)
+            return {}, fleet
         data = _find_result(result)
         if data is None:
             raise self._failure(result)
         if result.exit_status != 0 and not allow_failure:
             raise self._failure(result)
-        return data
+        return data, fleet
 
-    def _reading(self, data: Mapping[str, object]) -> FlagReading:
+    def _reading(self, data: Mapping[str, object], fleet: HostState | None = None) -> FlagReading:
         node = data.get("node")
         flags = data.get("flags")
         if not isinstance(node, str) or not isinstance(flags, dict):
@@ -205,7 +284,9 @@ class RemoteConsole:
             node_name = base64.b64decode(node, validate=True).decode("utf-8", "replace")
         except (binascii.Error, ValueError):
             raise self._garbage("the node name is not base64") from None
-        return FlagReading(self.host, node_name, {k: _observed(v) for k, v in flags.items()})
+        return FlagReading(
+            self.host, node_name, {k: _observed(v) for k, v in flags.items()}, fleet
+        )
 
     def _failure(self, result: CommandResult) -> ConsoleError:
         tail = result.tail()

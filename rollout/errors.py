@@ -11,6 +11,9 @@ status, so the codes below are part of the public interface (README, "Exit codes
     │   ├── TemplateError                  template name, missing variable
     │   └── UsageError                     a CLI option or combination
     ├── LockBusy                      3  another run holds the inventory's lock
+    │   ├── FleetBusy                      another controller's run holds the fleet lease
+    │   ├── FleetChanged                   another controller changed the fleet (stale ledger)
+    │   └── RightLost                      this run lost its lock or lease: it stopped
     ├── RolledBack                    4  a breach or failure put the fleet back; verified
     ├── HostsUnreachable              5  some hosts could not be reached or verified
     ├── RollbackIncomplete            6  a rollback did not converge every host
@@ -107,6 +110,23 @@ class LockBusy(RolloutError):
     """Another run holds the inventory's lock."""
 
     exit_code = ExitCode.BUSY
+
+
+class FleetBusy(LockBusy):
+    """A host's fleet lease is held by another live run; this run took none (or gave back)."""
+
+
+class FleetChanged(LockBusy):
+    """The hosts' records show a change this ledger does not know; nothing was changed."""
+
+    def __init__(self, message: str, *, hint: str | None = None, paused: bool = False) -> None:
+        super().__init__(message, hint=hint)
+        self.paused = paused
+
+
+class RightLost(LockBusy):
+    """This run's ledger lock or fleet lease was taken over or removed: it stops changing
+    hosts at once (raised through parallel waves, never collected as a host's failure)."""
 
 
 class RolledBack(RolloutError):

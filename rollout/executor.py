@@ -12,27 +12,35 @@ from dataclasses import dataclass, field
 
 from .backend import Backend
 from .cancel import Cancel
-from .console import ApplyResult, FlagReading
+from .console import ApplyResult, Change, FlagReading
 from .errors import (
     CommandTimeout,
     DeployFailed,
+    FleetBusy,
     HostError,
     HostsUnreachable,
     InputError,
     Interrupted,
+    LockBusy,
     Refused,
+    RightLost,
     RollbackIncomplete,
     TransportError,
 )
 from .events import Emit, Event, Kind
 from .fleet import Outcome, run_parallel
-from .ledger import Ledger, RunRecord
+from .fleetstate import FleetSide, HostState, LeaseConflict, Op, new_lease_id, shown
+from .ledger import Ledger, LockRecord, RunRecord
+from .lock import Liveness, describe, pid_liveness, utc
 from .models import FlagState, Observed, Phase, Playbook, Risk, format_value
 from .plan import Action, Plan, batch_failed, build_plan
 
 #: First pause between rollback retries (doubling), and its cap, in seconds.
 RETRY_PAUSE = 1.0
 RETRY_PAUSE_MAX = 8.0
+
+#: How long a claim keeps retrying hosts held by a racing run that yields to it (seconds).
+RACE_WAIT = 10.0
 
 #: Asked before a high-risk phase; returns True to go on. None: no terminal to ask on.
 Confirm = Callable[[str], bool]
@@ -100,7 +108,47 @@ class Executor:
         self.retry_deadline = retry_deadline
         self.sleep = sleep
         self.cancel = cancel or Cancel()
+        #: the ledger lock this run holds (set by ``commands.running``): checked before changes
+        self.lock: LockRecord | None = None
+        #: this run's side of the hosts' records and leases (None: a backend without them)
+        self.side: FleetSide | None = getattr(backend, "side", None)
 
+    # -- the right to change hosts -------------------------------------------------------
+
+    def check_right(self, *, heartbeat: bool = False) -> None:
+        """Raise RightLost unless this run still holds its ledger lock and fleet leases.
+
+        Called before every change to a host (and, with ``heartbeat``, at every soak poll,
+        which also refreshes the lock's heartbeat): a run whose lock was taken over, removed
+        by `invoke unlock`, or whose lease on any host is gone, stops and changes nothing more.
+        """
+        lock = self.lock
+        if lock is not None:
+            try:
+                if heartbeat:
+                    self.ledger.heartbeat(lock)
+                else:
+                    holder = self.ledger.holder(lock.inventory)
+                    if holder is None or holder.id != lock.id:
+                        raise LockBusy(_lost_lock(self.ledger, lock, holder))
+            except RightLost:
+                raise
+            except LockBusy as exc:
+                raise RightLost(
+                    f"this run ({self.run.id}) lost its lock {lock.id} and stopped changing "
+                    f"hosts: {exc.message}",
+                    hint="see who took it with `invoke status` and `invoke history`; "
+                    "nothing more was changed by this run",
+                ) from None
+        side = self.side
+        if side is not None and side.lost:
+            host, state = next(iter(side.lost.items()))
+            raise RightLost(
+                f"this run ({self.run.id}) lost its fleet lease on {host} and stopped changing "
+                f"hosts: {_holder_text(state)}",
+                hint="`invoke status` shows who changed each host; nothing more was changed "
+                "by this run",
+            )
     # -- events --------------------------------------------------------------------------
 
     def emit(
@@ -166,13 +214,15 @@ class Executor:
         except HostError as exc:
             return _Preflight(None, Outcome(name, error=exc))
 
-    def preflight(self) -> dict[str, Mapping[str, Observed]]:
+    def preflight(self, *, force: bool = False) -> dict[str, Mapping[str, Observed]]:
         """Connect to and read every host; any failure stops the run before a change.
 
         Each host is read as soon as its own connection is up, so the slowest handshake does
         not hold back every other host's read; the events come out as before (every
-        connection, then every read).
+        connection, then every read). The read also takes this run's fleet lease on the
+        host (all or nothing: see :meth:`_settle_claims`).
         """
+        self._begin_claim(force)
         done = run_parallel(self.hosts, self._connect_and_read)
         for outcome in done.values():
             if outcome.value is not None and outcome.value.bad_input is not None:
@@ -184,17 +234,29 @@ class Executor:
             self._connected(name, error)
             if error is not None:
                 failed[name] = error
-        readings: dict[str, Mapping[str, Observed]] = {}
+        reads: dict[str, Outcome[FlagReading]] = {}
+        conflicts: dict[str, LeaseConflict] = {}
         for name in self.hosts:
             step = done[name].value
             if name in failed or step is None or step.read is None:
                 continue
-            self._emit_read(name, step.read)
-            if step.read.error is not None:
-                failed[name] = step.read.error
+            if isinstance(step.read.error, LeaseConflict):
+                conflicts[name] = step.read.error
             else:
-                assert step.read.value is not None
-                readings[name] = step.read.value.flags
+                reads[name] = step.read
+        reads.update(self._settle_claims(conflicts))
+        readings: dict[str, Mapping[str, Observed]] = {}
+        for name in self.hosts:
+            if name not in reads:
+                continue
+            self._emit_read(name, reads[name])
+            if reads[name].error is not None:
+                failed[name] = reads[name].error  # type: ignore[assignment]
+            else:
+                value = reads[name].value
+                assert value is not None
+                readings[name] = value.flags
+        self._announce_takeovers()
         if failed:
             lines = "; ".join(f"{h}: {e.detail}" for h, e in failed.items())
             raise HostsUnreachable(
@@ -203,6 +265,159 @@ class Executor:
                 hint="fix the hosts, or leave them out with --limit, then re-run",
             )
         return readings
+
+    def claim(self, *, force: bool = False) -> tuple[dict[str, HostError], dict[str, FlagReading]]:
+        """Connect, read and lease every reachable host (rollback, monitor, advance).
+
+        Unreachable hosts come back as errors (the caller goes on without them); a host held
+        by another live run ends the claim (FleetBusy), unless ``force`` (an emergency).
+        """
+        self._begin_claim(force)
+        unreachable = self.connect_all()
+        reachable = [h for h in self.hosts if h not in unreachable]
+        outcomes = run_parallel(reachable, lambda n: self.backend.console(n).read_flags())
+        conflicts: dict[str, LeaseConflict] = {}
+        for name, outcome in outcomes.items():
+            if isinstance(outcome.error, LeaseConflict):
+                conflicts[name] = outcome.error
+        outcomes.update(self._settle_claims(conflicts))
+        readings: dict[str, FlagReading] = {}
+        for name in reachable:
+            outcome = outcomes[name]
+            if outcome.error is not None:
+                self._forget_if_broken(name, outcome.error)
+                unreachable[name] = outcome.error
+            elif outcome.value is not None:
+                readings[name] = outcome.value
+        self._announce_takeovers()
+        if self.side is not None:
+            self.side.op_read = Op.RENEW if self.side.lease_id else Op.PEEK
+        return unreachable, readings
+
+    # -- the fleet lease -----------------------------------------------------------------
+
+    def _begin_claim(self, force: bool) -> None:
+        side = self.side
+        if side is None or side.holder is None:
+            return
+        if side.lease_id is None:
+            side.lease_id = new_lease_id()
+        side.op_read = Op.TAKE
+        if force:
+            side.replace = {h: "*" for h in self.hosts}
+
+    def _settle_claims(
+        self, conflicts: Mapping[str, LeaseConflict]
+    ) -> dict[str, Outcome[FlagReading]]:
+        """Resolve hosts whose lease another run holds: all or nothing.
+
+        A holder on this machine whose process is gone is replaced; a racing run whose claim
+        is newer than ours (its start time, then its lease id) yields to us, so we retry its
+        hosts for up to RACE_WAIT seconds while it gives them back; an older live holder
+        wins, and this run takes nothing (what it took is released when it ends).
+        """
+        side = self.side
+        out: dict[str, Outcome[FlagReading]] = {}
+        if not conflicts or side is None or side.holder is None:
+            if side is not None and side.holder is not None:
+                side.op_read = Op.RENEW
+            return out
+        mine = (side.holder.claimed, side.lease_id or "")
+        deadline = self.clock() + RACE_WAIT
+        pending = dict(conflicts)
+        while pending:
+            retry: list[str] = []
+            for host, err in pending.items():
+                lease = err.state.lease
+                holder = lease.holder if lease else None
+                if lease is None or holder is None or lease.id is None:
+                    raise self._busy(host, err.state)
+                alive = pid_liveness(holder.where, holder.pid, holder.pid_start,
+                                     here=self.ledger.where, probe=self.ledger._probe)  # fmt: skip
+                if alive in (Liveness.GONE, Liveness.REUSED):
+                    side.replace[host] = lease.id  # a dead holder on this machine
+                    retry.append(host)
+                elif (holder.claimed, lease.id) > mine and self.clock() < deadline:
+                    retry.append(host)  # a racing run that yields to this one
+                else:
+                    raise self._busy(host, err.state)
+            if any(h not in side.replace for h in retry):
+                self.sleep(0.3)
+            outcomes = run_parallel(retry, lambda n: self.backend.console(n).read_flags())
+            pending = {}
+            for host, outcome in outcomes.items():
+                if isinstance(outcome.error, LeaseConflict):
+                    pending[host] = outcome.error
+                else:
+                    out[host] = outcome
+        side.op_read = Op.RENEW
+        return out
+
+    def _busy(self, host: str, state: HostState) -> FleetBusy:
+        return FleetBusy(
+            f"{host}: {_holder_text(state)}; this run takes no lease and changes nothing",
+            hint="wait for that run to finish (its lease is renewed while it runs), or, if it "
+            "is dead, let its lease expire or clear it with `invoke unlock "
+            f"{state.lease.id if state.lease else 'LEASE_ID'}`; `invoke rollback --emergency` "
+            "takes over a live lease",
+        )
+
+    def _announce_takeovers(self) -> None:
+        side = self.side
+        if side is None:
+            return
+        for host in self.hosts:
+            state = side.states.get(host)
+            lease = state.lease if state else None
+            if lease is None or lease.previous_id is None or lease.status != "taken":
+                continue
+            prev = lease.previous
+            who = prev.describe() if prev else "an unknown holder"
+            expired = lease.previous_expires < lease.now
+            how = (
+                f"expired {lease.now - lease.previous_expires:.0f}s ago"
+                if expired
+                else "taken over"
+            )
+            self.emit(
+                Kind.WARNING,
+                f"took over the fleet lease {lease.previous_id} of {who} ({how})",
+                host=host,
+                previous_lease=lease.previous_id,
+                previous_run=prev.run_id if prev else None,
+                expired=expired,
+            )
+            self.ledger.event(self.run.id, "lease.takeover", {
+                "host": host, "previous": lease.previous_id,
+                "holder": prev.describe() if prev else None, "expired": expired,
+            }, host=host)  # fmt: skip
+
+    def release_lease(self) -> None:
+        """Give back this run's lease on every host that holds it (at the end of the run)."""
+        side = self.side
+        if side is None or side.lease_id is None:
+            return
+        mine = [
+            h
+            for h, st in side.states.items()
+            if st.lease is not None
+            and st.lease.id == side.lease_id
+            and st.lease.status in ("taken", "renewed")
+        ]
+
+        def give_back(name: str) -> HostState:
+            return self.backend.console(name).state_call(Op.RELEASE)  # type: ignore[attr-defined, no-any-return]
+
+        results = run_parallel(mine, give_back)
+        for name, outcome in results.items():
+            if outcome.error is not None:
+                self.emit(
+                    Kind.WARNING,
+                    f"could not give back the fleet lease ({outcome.error.detail}); it expires "
+                    f"within {side.ttl}s",
+                    host=name,
+                )
+        side.forget_lease()
 
     # -- the plan ------------------------------------------------------------------------
 
@@ -265,6 +480,7 @@ class Executor:
         return StepReport(target, tuple(out))
 
     def _converge_one(self, name: str, target: Phase, action: Action) -> HostResult:
+        self.check_right()
         intent = self.ledger.intent(
             self.run.id,
             name,
@@ -272,7 +488,11 @@ class Executor:
             target.number,
             {"state": _jsonable(target.state.as_dict())},
         )
-        result = self._apply_and_verify(name, target.state)
+        try:
+            result = self._apply_and_verify(name, target.state, Change(action.value, target.number))
+        except RightLost as exc:
+            self.ledger.settle(intent.id, False, {"error": exc.message, "changed": False})
+            raise
         self.ledger.settle(
             intent.id,
             result.ok,
@@ -304,10 +524,16 @@ class Executor:
             )
         return result
 
-    def _apply_and_verify(self, name: str, state: FlagState) -> HostResult:
+    def _apply_and_verify(
+        self, name: str, state: FlagState, change: Change | None = None
+    ) -> HostResult:
         """One apply; when its outcome is unknown (timeout, lost connection), read back."""
         try:
-            applied: ApplyResult = self.backend.console(name).apply(state)
+            console = self.backend.console(name)
+            applied: ApplyResult = console.apply(state, change)
+        except LeaseConflict:
+            self.check_right()
+            raise  # check_right raises: the lease was lost
         except (CommandTimeout, TransportError) as exc:
             self._forget_if_broken(name, exc)
             return self._settle_unknown(name, state, exc)
@@ -319,6 +545,9 @@ class Executor:
         """The apply's effect is unknown: read the host back to find out what it holds."""
         try:
             reading = self.backend.console(name).read_flags()
+        except LeaseConflict:
+            self.check_right()
+            raise
         except HostError as exc:
             self._forget_if_broken(name, exc)
             return HostResult(
@@ -470,3 +699,23 @@ def _jsonable(flags: Mapping[str, object]) -> dict[str, object]:
     for name, value in flags.items():
         out[name] = value if isinstance(value, (bool, int)) or value is None else str(value)
     return out
+
+
+def _holder_text(state: HostState) -> str:
+    """Who holds a host's lease now, with its run, command and expiry (shown as data)."""
+    lease = state.lease
+    if lease is None or lease.id is None:
+        return "the lease was removed (`invoke unlock`) and nobody holds it"
+    holder = lease.holder
+    who = holder.describe() if holder else "an unknown holder"
+    ledger = f", ledger {holder.ledger_path}" if holder and holder.ledger_path else ""
+    left = lease.expires - lease.now
+    when = utc(lease.expires) if lease.expires else "?"
+    expiry = f"expires in {left:.0f}s ({when}, host clock)" if left >= 0 else "expired"
+    return f"the fleet lease {shown(lease.id)} is held by {who}{ledger}; it {expiry}"
+
+
+def _lost_lock(ledger: Ledger, lock: LockRecord, holder: LockRecord | None) -> str:
+    if holder is None:
+        return f"the lock {lock.id} was removed (`invoke unlock`)"
+    return f"the lock was taken over: {describe(holder, ledger.lock_liveness(holder), time.time())}"

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from .errors import HostError, InputError, RolloutError
+from .errors import HostError, InputError, RightLost, RolloutError
 from .models import Host
 from .transport.base import Session, Transport
 
@@ -81,6 +81,8 @@ def run_parallel(
     def one(name: str) -> Outcome[T]:
         try:
             return Outcome(name, value=work(name))
+        except RightLost:
+            raise  # the run must stop: never one host's failure
         except HostError as exc:
             return Outcome(name, error=exc)
         except RolloutError as exc:

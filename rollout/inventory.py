@@ -73,7 +73,10 @@ _INI_SECTION_KINDS = ("hosts", "vars", "children")
 _MAX_RANGE_HOSTS = 10_000
 _VARS_DIR_DEPTH = 8
 # Our own variable names, long enough that a near miss is a typo rather than another variable.
-_TYPO_GUARDED = ("release_bin", "release_env", "known_hosts_file", "restart_command", "state_paths")
+_TYPO_GUARDED = (
+    "release_bin", "release_env", "known_hosts_file", "restart_command", "state_paths",
+    "rollout_state_dir",
+)  # fmt: skip
 
 _INI_SECTION_RE = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$")
 _INI_CHILD_RE = re.compile(r"^([^:\]\s]+)\s*(?:#.*)?$")
@@ -897,6 +900,7 @@ class _HostFields(TypedDict, total=False):
     service: str
     state_paths: tuple[str, ...]
     jumps: tuple[Jump, ...]
+    rollout_state_dir: str
 
 
 def _make_host(
@@ -957,6 +961,10 @@ def _make_host(
     value = _pick(merged, "release_bin")
     if value is not None:
         changes["release_bin"] = _remote_path(_text(value, name), value.loc, name)
+
+    value = _pick(merged, "rollout_state_dir")
+    if value is not None:
+        changes["rollout_state_dir"] = _remote_path(_text(value, name), value.loc, name)
 
     value = _pick(merged, "release_env")
     if value is not None:

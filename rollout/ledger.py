@@ -100,6 +100,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             who TEXT NOT NULL, origin TEXT NOT NULL, pid INTEGER NOT NULL, pid_start TEXT,
             command TEXT NOT NULL, started REAL NOT NULL, heartbeat REAL NOT NULL)""",
     ),
+    (  # 2: the ledger's own identity, and the fleet records it has adopted (issue 19)
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "INSERT INTO meta (key, value) VALUES ('ledger_id', 'lg-' || lower(hex(randomblob(8))))",
+        """CREATE TABLE fleet_known (
+            inventory TEXT NOT NULL, host TEXT NOT NULL, generation INTEGER NOT NULL,
+            run_id TEXT, ledger TEXT, adopted REAL NOT NULL,
+            PRIMARY KEY (inventory, host))""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -871,6 +879,43 @@ class Ledger:
                 (inventory, phase),
             ).fetchall()
         return [Approval(*row) for row in rows]
+
+    # -- the fleet's records (rollout.fleetstate) -----------------------------------------
+
+    @property
+    def identity(self) -> str:
+        """This ledger's id, written into every fleet record and lease it makes."""
+        with self._mutex:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = 'ledger_id'").fetchone()
+        return str(row[0])
+
+    def known_generations(self, inventory: str) -> dict[str, int]:
+        """Per host, the newest generation of another ledger's record adopted here."""
+        with self._mutex:
+            rows = self._conn.execute(
+                "SELECT host, generation FROM fleet_known WHERE inventory = ?", (inventory,)
+            ).fetchall()
+        return {str(host): int(gen) for host, gen in rows}
+
+    def adopt(
+        self, inventory: str, records: Mapping[str, tuple[int, str, str]], run_id: str | None
+    ) -> None:
+        """Record that the fleet's records (host -> generation, run, ledger) are known here."""
+        with self._write() as conn:
+            now = self._clock()
+            for host, (generation, their_run, their_ledger) in records.items():
+                conn.execute(
+                    "INSERT INTO fleet_known (inventory, host, generation, run_id, ledger, adopted)"
+                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (inventory, host) DO UPDATE SET"
+                    " generation = excluded.generation, run_id = excluded.run_id,"
+                    " ledger = excluded.ledger, adopted = excluded.adopted",
+                    (inventory, host, generation, their_run, their_ledger, now),
+                )
+            self._add_event(
+                conn, inventory, run_id, "fleet.adopted",
+                {h: {"generation": g, "run": r, "ledger": lg}
+                 for h, (g, r, lg) in records.items()},
+            )  # fmt: skip
 
     # -- the lock -------------------------------------------------------------------------
 

@@ -226,6 +226,8 @@ class RolloutPolicy:
     max_fail_percentage: float = 0.0
     connect_timeout: float = 10.0
     command_timeout: float = 60.0
+    #: how long a run's fleet lease lives on a host without a renewal (rollout.fleetstate)
+    lease_ttl: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -299,9 +301,19 @@ class Host:
     state_paths: tuple[str, ...] = ()
     #: bastions to go through, first hop first (ProxyJump); never bypassed
     jumps: tuple[Jump, ...] = ()
+    #: rollout_state_dir: where the host keeps its fleet record and lease ("" = the default,
+    #: ``<release root>/.rollout-state``; see rollout.fleetstate)
+    rollout_state_dir: str = ""
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def state_dir(self) -> str:
+        if self.rollout_state_dir:
+            return self.rollout_state_dir
+        root = self.release_bin.rsplit("/", 2)[0] if self.release_bin.count("/") >= 2 else ""
+        return (root or "") + "/.rollout-state"
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import Enum
 
-from .commands import Context, _command_text, deploy, make_soak, running
-from .errors import RolloutError
+from .commands import Context, _command_text, check_fleet, deploy, fleet_paused, make_soak, running
+from .errors import FleetChanged, RolloutError
 from .events import Kind
 from .ledger import InventoryState
 from .models import Phase
@@ -98,7 +98,12 @@ def advance(
         return _say(ctx, Outcome.WAITING, f"not advancing to {nxt.title}: " + "; ".join(closed),
                     state.phase)  # fmt: skip
     ctx.options = replace(ctx.options, wait=False, yes=True)
-    deploy(ctx, nxt.number)
+    try:
+        deploy(ctx, nxt.number)
+    except FleetChanged as exc:
+        if not exc.paused:
+            raise
+        return _say(ctx, Outcome.PAUSED, exc.message, state.phase)
     return AdvanceResult(
         Outcome.ADVANCED,
         f"deployed {nxt.title}; its soak ({format_duration(nxt.soak)}) starts now",
@@ -110,8 +115,29 @@ def _sample(ctx: Context, state: InventoryState, max_gap: float) -> AdvanceResul
     assert state.phase is not None
     phase = ctx.playbook.phase(state.phase)
     previous = ctx.playbook.phase(max(0, phase.number - 1))
+    try:
+        return _sample_run(ctx, state, phase, previous, max_gap)
+    except FleetChanged as exc:
+        if not exc.paused:
+            raise
+        return _say(ctx, Outcome.PAUSED, exc.message, state.phase)
+
+
+def _sample_run(
+    ctx: Context, state: InventoryState, phase: Phase, previous: Phase, max_gap: float
+) -> AdvanceResult:
     with running(ctx, _command_text("advance", ctx.options)) as (_run, _lock, ex):
-        ex.connect_all()
+        ex.claim()
+        check_fleet(ctx, ex, what=f"advance of {phase.title}")
+        paused = fleet_paused(ex)
+        if paused is not None:
+            return _say(
+                ctx,
+                Outcome.PAUSED,
+                f"the fleet is paused by {paused.paused_by}: {paused.paused_reason}; "
+                "`invoke resume` (from any controller) to go on",
+                state.phase,
+            )
         soak = make_soak(ctx, ex, phase, previous)
         soak.budget = rebuild_budget(ctx, soak.budget, state)
         # advance runs on a schedule: the gap since the previous healthy sample counts when

@@ -74,7 +74,7 @@ _SOURCE_KEYS: dict[SourceKind, tuple[str, ...]] = {
     SourceKind.PROMETHEUS: ("kind", "timeout", "url_env", "url_file", "queries"),
 }
 _THRESHOLD_KEYS = ("max", "min", "unit")
-_POLICY_KEYS = ("serial", "max_fail_percentage", "connect_timeout", "command_timeout")
+_POLICY_KEYS = ("serial", "max_fail_percentage", "connect_timeout", "command_timeout", "lease_ttl")
 _EMERGENCY_KEYS = ("phase", "restart")
 _PHASE_KEYS = ("phase", "name", "risk", "soak", "set", "validation", "health", "gates")
 _GATE_KEYS = ("backup", "checks", "approval")
@@ -496,9 +496,15 @@ def _policy(node: Node) -> RolloutPolicy:
             )
     timeouts = {
         key: _duration(node, key, f"policy.{key}", positive=True)
-        for key in ("connect_timeout", "command_timeout")
+        for key in ("connect_timeout", "command_timeout", "lease_ttl")
         if key in node
     }
+    if timeouts.get("lease_ttl", 5.0) < 5.0:
+        _fail(
+            node.loc("lease_ttl", "policy.lease_ttl"),
+            f"lease_ttl {timeouts['lease_ttl']:g}s is too short",
+            "use at least 5s, and more than the longest soak poll interval (default 2m)",
+        )
     return RolloutPolicy(serial, max_fail, **timeouts)
 
 

@@ -58,6 +58,7 @@ class Soak:
         wait: Wait,
         max_gap: float | None = None,
         on_rollback: Callable[[str, StepReport], None] | None = None,
+        on_round: Callable[[], None] | None = None,
     ) -> None:
         self.ex = ex
         self.playbook = playbook
@@ -70,6 +71,9 @@ class Soak:
         self.max_gap = max_gap if max_gap is not None else max(2 * policy.interval, 10.0)
         self.budget = Budget(policy)
         self.on_rollback = on_rollback
+        #: called after each round's reads, before any repair: raises to stop the soak
+        #: without touching a host (another controller changed the fleet)
+        self.on_round = on_round
         self.base_dir = Path(playbook.path).parent
 
     @property
@@ -126,9 +130,13 @@ class Soak:
     def poll(self) -> PollStep:
         """One round: sample, repair drift, judge, record; roll back when the budget is spent."""
         thresholds = self.policy.thresholds
+        self.ex.check_right(heartbeat=True)  # a run that lost its lock stops before sampling
         rnd = take_round(
             self.source, self.ex.backend, self.ex.hosts, thresholds, base_dir=self.base_dir
         )
+        self.ex.check_right()  # the round renewed the fleet lease, or found it taken
+        if self.on_round is not None:
+            self.on_round()
         drifted = self._repair_drift(rnd)
         poll = judge(rnd.samples, thresholds)
         decision = self.budget.update(poll)
@@ -242,6 +250,8 @@ class Soak:
             target=target.number,
             reason=decision.reason,
         )
+        if self.ex.side is not None:  # the pause travels with the hosts' records
+            self.ex.side.pause = ("rollout (automatic rollback)", decision.reason)
         report = self.ex.converge_with_retry(self.ex.hosts, target, Action.ROLLBACK)
         failed = [r.host for r in report.failed]
         if self.on_rollback is not None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .console import ApplyResult, FlagReading, HealthReading
+from .console import ApplyResult, Change, FlagReading, HealthReading
 from .errors import CommandTimeout, ConsoleError, TransportError
 from .fleet import Outcome
 from .models import FlagState, FlagValue, Observed, Playbook
@@ -91,7 +91,7 @@ class FakeConsole:
         self._check()
         return self._reading()
 
-    def apply(self, state: FlagState) -> ApplyResult:
+    def apply(self, state: FlagState, change: Change | None = None) -> ApplyResult:
         self._check()
         self.fake.applies += 1
         errors: dict[str, str] = {}
