@@ -533,9 +533,11 @@ def pause(
     ssh_config: str | None = None,
     vault_password_file: str | None = None,
 ) -> None:
-    """Pause unattended rollouts: `advance` does nothing until `invoke resume`."""
+    """Pause unattended rollouts for every controller: `advance` does nothing until resumed."""
+    from rollout import commands
+
     with _engine(json, locals()) as ctx:
-        state = ctx.ledger.set_paused(ctx.inventory.name, True, ctx.ledger.who, reason)
+        state = commands.set_pause(ctx, True, reason)
         ctx.emit(_final_event(f"rollouts of {state.inventory} paused", "paused", state.phase))
 
 
@@ -550,10 +552,31 @@ def resume(
     ssh_config: str | None = None,
     vault_password_file: str | None = None,
 ) -> None:
-    """Resume unattended rollouts after a pause or an automatic/emergency rollback."""
+    """Resume unattended rollouts (for every controller) after a pause or a rollback."""
+    from rollout import commands
+
     with _engine(json, locals()) as ctx:
-        state = ctx.ledger.set_paused(ctx.inventory.name, False, ctx.ledger.who, None)
+        state = commands.set_pause(ctx, False, None)
         ctx.emit(_final_event(f"rollouts of {state.inventory} resumed", "resumed", state.phase))
+
+
+@task(help=_help(*_LEDGER_ONLY))
+def adopt(
+    c: Any,
+    inventory: str | None = None,
+    playbook: str | None = None,
+    json: bool = False,
+    ledger: str | None = None,
+    accept_new_host_keys: bool = False,
+) -> None:
+    """Take the fleet's record (another controller's change) into this ledger."""
+    from rollout import commands
+
+    with _engine(json, locals()) as ctx:
+        records = commands.adopt(ctx)
+        state = ctx.ledger.state(ctx.inventory.name)
+        ctx.emit(_final_event(f"adopted the records of {len(records)} host(s); recorded phase "
+                              f"{state.phase}", "adopted", state.phase))  # fmt: skip
 
 
 @task(
@@ -633,10 +656,13 @@ def report(
 
 
 @task(help=_help(*_LEDGER_ONLY,
-                 lock_id="The exact lock id, as the busy error or status prints it"))  # fmt: skip
+                 lock_id="The exact lock id (lk-...) or fleet lease id (fl-...), as the busy "
+                 "error or status prints it",
+                 force="Also remove the lock of a run that is alive on this machine"))  # fmt: skip
 def unlock(
     c: Any,
     lock_id: str,
+    force: bool = False,
     inventory: str | None = None,
     playbook: str | None = None,
     json: bool = False,
@@ -645,8 +671,29 @@ def unlock(
     ssh_config: str | None = None,
     vault_password_file: str | None = None,
 ) -> None:
-    """Remove a lock left by a dead run; needs the exact lock id."""
+    """Remove a dead run's lock (lk-...) or fleet lease (fl-...); needs the exact id."""
+    from rollout import commands
+    from rollout.errors import Refused
+    from rollout.lock import Liveness, describe
+
     with _engine(json, locals()) as ctx:
+        if lock_id.startswith("fl-"):
+            hosts = commands.clear_lease(ctx, lock_id)
+            ctx.emit(_final_event(f"cleared the fleet lease {lock_id} on {len(hosts)} host(s)",
+                                  "unlocked", None))  # fmt: skip
+            return
+        held = ctx.ledger.holder(ctx.inventory.name)
+        if held is not None and held.id == lock_id and not force:
+            alive = ctx.ledger.lock_liveness(held)
+            if alive is Liveness.ALIVE:
+                import time
+
+                raise Refused(
+                    f"refusing to unlock a live run on this machine: "
+                    f"{describe(held, alive, time.time())}",
+                    hint=f"let it finish, or stop it; to remove its lock anyway (it stops at its "
+                    f"next change): invoke unlock {lock_id} --force",
+                )
         old = ctx.ledger.unlock(ctx.inventory.name, lock_id)
         ctx.emit(
             _final_event(
@@ -797,7 +844,7 @@ lab.add_task(lab_status, name="status")
 
 ns = Collection()
 for t in (deploy, plan, rollback, monitor, status, check, backup, restore, backups, restart,
-          advance, pause, resume, approve, history, report, unlock, runbook,
+          advance, pause, resume, adopt, approve, history, report, unlock, runbook,
           inventory_):  # fmt: skip
     ns.add_task(t)
 ns.add_collection(lab)

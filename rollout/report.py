@@ -121,6 +121,15 @@ def render_status(report: Any, playbook: Playbook, *, as_json: bool = False) -> 
                             for k, v in h.flags.items()
                         },
                         "drifted": h.flags is not None and h.matches != recorded,
+                        "last_change": None if h.record is None else {
+                            "run": h.record.run_id, "who": h.record.who,
+                            "where": h.record.where, "when": h.record.changed,
+                            "phase": h.record.phase, "command": h.record.command,
+                            "generation": h.record.generation, "paused": h.record.paused,
+                            "reason": h.record.reason,
+                        },
+                        "ledger_behind": h.behind,
+                        "fleet_lease": h.lease,
                     }
                     for h in report.hosts
                 ],
@@ -143,6 +152,12 @@ def render_status(report: Any, playbook: Playbook, *, as_json: bool = False) -> 
         f"Inventory {report.inventory}: recorded phase {recorded if recorded is not None else '-'}"
         f" ({title})"
     ]
+    behind = [h.host for h in report.hosts if h.behind]
+    if behind:
+        lines.append(
+            f"! this ledger is behind the fleet on {len(behind)} host(s) ({', '.join(behind)}): "
+            "another controller changed them; `invoke adopt` takes the fleet's record"
+        )
     want = None if recorded is None else playbook.phase(recorded).state
     width = max([len(h.host) for h in report.hosts] + [4])
     for h in report.hosts:
@@ -152,6 +167,11 @@ def render_status(report: Any, playbook: Playbook, *, as_json: bool = False) -> 
         state = "drifted" if h.matches is None else f"phase {h.matches}"
         mark = "  " if recorded is None or h.matches == recorded else "! "
         lines.append(f"{mark}{h.host:<{width}}  {state:<11}  {flags_line(h.flags)}")
+        if h.record is not None:
+            late = "  (this ledger is BEHIND: another controller)" if h.behind else ""
+            lines.append(" " * (width + 4) + "last change: " + h.record.story() + late)
+        if h.lease is not None:
+            lines.append(" " * (width + 4) + "fleet lease: " + h.lease)
         if want is not None and h.matches != recorded:
             diffs = want.changes_from(h.flags)
             lines.append(

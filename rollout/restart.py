@@ -217,6 +217,7 @@ def _restart_and_wait(
 ) -> HostRestart:
     """Run the restart command, then poll the console until it answers or time runs out."""
     shown = shlex.join(argv)
+    ex.check_right()  # a run that lost its lock or lease restarts nothing more
     intent = ex.ledger.intent(ex.run.id, name, "restart", None, {"command": shown})
     ex.emit(Kind.RESTART, f"restarting: {shown}", host=name, command=shown)
     started = clock()

@@ -18,6 +18,7 @@ node and sshd running and every host reset (flags off, healthy metrics, no delay
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import tempfile
 from collections.abc import Callable, Iterator
@@ -103,6 +104,9 @@ def reset(lab: Lab) -> None:
         else:
             control.signal_node(host, signal.SIGCONT)
         control.reset_host(host)
+        # the fleet-side record and lease (rollout.fleetstate) outlive a node restart by
+        # design; a clean host has none, so each test's controllers start from a fresh fleet
+        shutil.rmtree(host.release_bin.parent.parent / ".rollout-state", ignore_errors=True)
 
 
 @pytest.fixture(scope="module", name="lab")
