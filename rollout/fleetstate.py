@@ -348,9 +348,10 @@ def header(op: Op, lease_id: str | None, ttl: int, replace_id: str | None,
     if replace_id not in (None, "*") and not LEASE_ID_RE.match(replace_id or ""):
         raise ValueError(f"bad lease id to replace {replace_id!r}")
     first = f"{op.value} {lease_id or '-'} {int(ttl)} {replace_id or '-'}"
-    return "\n".join(
-        (first, holder.to_json() if holder else "-", record.to_json() if record else "-")
-    ) + "\n"
+    return (
+        "\n".join((first, holder.to_json() if holder else "-", record.to_json() if record else "-"))
+        + "\n"
+    )
 
 
 class LeaseConflict(HostError):

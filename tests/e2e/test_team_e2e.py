@@ -26,8 +26,8 @@ def phases(lab: Lab) -> list[int | None]:
     out: list[int | None] = []
     for host in lab.hosts:
         flags = control.read_flags(host)
-        out.append(next((p for p, s in STATES.items() if all(flags.get(k) == v
-                                                               for k, v in s.items())), None))  # fmt: skip
+        matching = [p for p, s in STATES.items() if all(flags.get(k) == v for k, v in s.items())]
+        out.append(matching[0] if matching else None)
     return out
 
 
@@ -49,9 +49,13 @@ def wait_for(proc: subprocess.Popen[str], needle: str, timeout: float = 60) -> s
 def team(clean_lab: Lab, tmp_path: Path) -> tuple[CLI, CLI, CLI, Path]:
     """Three controllers (pipeline, operator, onlooker), each with its own ledger."""
     playbook = fast_playbook(tmp_path / "fast.yml")
-    data = playbook.read_text().replace("command_timeout: 20s", "command_timeout: 20s\n  lease_ttl: 6s")
+    data = playbook.read_text().replace(
+        "command_timeout: 20s", "command_timeout: 20s\n  lease_ttl: 6s"
+    )
     playbook.write_text(data)
-    ctl = [CLI(clean_lab.inventory, tmp_path / name / "ledger.db") for name in ("ci", "op", "third")]
+    ctl = [
+        CLI(clean_lab.inventory, tmp_path / name / "ledger.db") for name in ("ci", "op", "third")
+    ]
     return ctl[0], ctl[1], ctl[2], playbook
 
 
@@ -96,8 +100,12 @@ def test_second_controller_is_refused_during_a_soak(
                     playbook=playbook)  # fmt: skip
     try:
         wait_for(proc, "soaking Phase 1")
-        for args in (("deploy", "--phase", "1", "--yes", "--no-wait"),
-                     ("rollback", "--to", "0", "--force", "--reason", "x"), ("restart",)):  # fmt: skip
+        attempts = (
+            ("deploy", "--phase", "1", "--yes", "--no-wait"),
+            ("rollback", "--to", "0", "--force", "--reason", "x"),
+            ("restart",),
+        )
+        for args in attempts:
             ran = op(*args, playbook=playbook)
             assert ran.code == 3, (args, ran.stdout, ran.stderr)
             assert "fleet lease" in ran.stderr and "invoke deploy" in ran.stderr
