@@ -1,0 +1,61 @@
+"""`invoke unlock` of a live run's lock on this machine, and a run that lost its lock."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from rollout.errors import RightLost
+from rollout.ledger import Ledger
+from rollout.testing import fake_context, fake_fleet
+
+REPO = Path(__file__).resolve().parents[2]
+INVOKE = str(Path(sys.executable).parent / "invoke")
+
+
+def test_unlock_of_a_live_local_holder_needs_force(tmp_path: Path) -> None:
+    """The lock of a live process on this machine is refused (exit 8, naming its run) unless
+    --force; with --force it is removed."""
+    inventory = tmp_path / "fleet.yml"
+    inventory.write_text("all:\n  hosts:\n    h1:\n      ansible_host: 127.0.0.1\n")
+    ledger_path = tmp_path / "ledger.db"
+    with Ledger(ledger_path, pid=os.getpid()) as ledger:
+        run = ledger.start_run("fleet", "invoke deploy --phase 1", ())
+        lock = ledger.acquire_lock("fleet", "invoke deploy --phase 1", run.id)
+
+    def unlock(*extra: str) -> subprocess.CompletedProcess[str]:
+        argv = [INVOKE, "unlock", lock.id, "--inventory", str(inventory), "--ledger",
+                str(ledger_path), *extra]  # fmt: skip
+        return subprocess.run(argv, cwd=REPO, text=True, capture_output=True, timeout=60)
+
+    refused = unlock()
+    assert refused.returncode == 8, refused.stderr
+    assert "live run" in refused.stderr and run.id in refused.stderr and "--force" in refused.stderr
+    with Ledger(ledger_path) as ledger:
+        assert ledger.holder("fleet") is not None
+    forced = unlock("--force")
+    assert forced.returncode == 0, forced.stderr
+    with Ledger(ledger_path) as ledger:
+        assert ledger.holder("fleet") is None
+
+
+def test_run_whose_lock_was_removed_changes_nothing_more(tmp_path: Path) -> None:
+    """Once its lock is gone, a run's next change raises RightLost and no host is touched."""
+    from rollout.commands import running
+    from rollout.plan import Action
+    from rollout.playbook import load_playbook
+
+    playbook = load_playbook(str(REPO / "playbooks" / "otp_refactor.yml"))
+    fleet = fake_fleet(["h1", "h2"], playbook.flags)
+    ctx = fake_context(tmp_path, playbook, fleet)
+    with running(ctx, "invoke deploy --phase 1") as (_run, lock, ex):
+        ctx.ledger.unlock(ctx.inventory.name, lock.id)
+        try:
+            ex.converge(["h1", "h2"], playbook.phase(1), Action.DEPLOY)
+        except RightLost as exc:
+            assert "was removed" in exc.message
+        else:
+            raise AssertionError("the run went on without its lock")
+    assert all(fake.applies == 0 for fake in fleet.fakes.values())
