@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 
-from .errors import HostError
+from .errors import HostError, UsageError
 
 STATE_MARKER = "ROLLOUT-STATE/1"
 #: The script's exit status when the lease is not ours (nothing was changed or run).
@@ -149,7 +149,10 @@ def dumps(data: Mapping[str, object]) -> str:
     """One line of ASCII JSON (json escapes every control character), at most MAX_DOC long."""
     text = json.dumps(data, ensure_ascii=True, separators=(",", ":"), sort_keys=True)
     if len(text) > MAX_DOC:
-        raise ValueError(f"fleet state document too long ({len(text)} > {MAX_DOC})")
+        raise UsageError(
+            f"the fleet record would be {len(text)} bytes (at most {MAX_DOC})",
+            hint="use a shorter --reason",
+        )
     return text
 
 
@@ -308,12 +311,12 @@ def parse_state(stdout: str) -> HostState | None:
     if "lease" in fields:
         parts = fields["lease"].split(" ")
         status = parts[0]
-        lease_id = parts[1] if len(parts) > 1 and parts[1] not in ("", "-") else None
+        lease_id = shown(parts[1], 40) if len(parts) > 1 and parts[1] not in ("", "-") else None
         expires = _float(parts[2]) if len(parts) > 2 else 0.0
         prev_id = prev_exp = None
         if "previous" in fields:
             prev = fields["previous"].split(" ")
-            prev_id = prev[0] or None
+            prev_id = shown(prev[0], 40) if prev[0] else None
             prev_exp = _float(prev[1]) if len(prev) > 1 else 0.0
         lease = Lease(
             status=status,
@@ -424,8 +427,8 @@ class FleetSide:
             changed=_wall(),
             paused=self.pause is not None,
             paused_by=paused_by,
-            paused_reason=paused_reason,
-            reason=self.reason,
+            paused_reason=paused_reason[:500] if paused_reason else None,
+            reason=self.reason[:500] if self.reason else None,
         )
 
     def forget_lease(self) -> None:
