@@ -885,11 +885,12 @@ def adopt(ctx: Context) -> dict[str, Record]:
         raise UsageError("adopt takes the whole fleet's record; drop --limit")
     inv = ctx.inventory.name
     with running(ctx, _command_text("adopt", ctx.options), lease=False) as (run, _lock, ex):
-        unreachable, _readings = ex.claim()
-        if unreachable:
+        _unreachable, readings = ex.claim()
+        unread = [h for h in ex.hosts if h not in readings]
+        if unread:
             raise HostsUnreachable(
-                f"cannot adopt the fleet's record: {len(unreachable)} host(s) unreadable: "
-                + ", ".join(unreachable),
+                f"cannot adopt the fleet's record: {len(unread)} host(s) unreadable: "
+                + ", ".join(unread),
                 hint="bring them back, then re-run `invoke adopt`",
             )
         states = ex.side.states if ex.side is not None else {}

@@ -24,7 +24,7 @@ from . import resources
 from .errors import CommandTimeout, ConsoleError, TemplateError, UsageError
 from .fleetstate import (
     CONFLICT_STATUS,
-    STATE_SCRIPT,
+    LOADER,
     FleetSide,
     HostState,
     LeaseConflict,
@@ -32,6 +32,7 @@ from .fleetstate import (
     Record,
     header,
     parse_state,
+    script_stdin,
 )
 from .models import (
     FLAG_NAME_RE,
@@ -240,8 +241,8 @@ class RemoteConsole:
                 replace_id = None
         head = header(op, lease_id, side.ttl if side else 0, replace_id,
                       side.holder if side else None, record)  # fmt: skip
-        stdin = (env + "\n" + head + body).encode("utf-8")
-        argv = ["sh", "-c", STATE_SCRIPT, host.release_bin, self.state_dir]
+        stdin = (script_stdin() + env + "\n" + head + body).encode("utf-8")
+        argv = ["sh", "-c", LOADER, host.release_bin, self.state_dir]
         deadline = timeout or self.timeout
         result = self.session.run(argv, stdin=stdin, timeout=deadline)
         if result.timed_out:

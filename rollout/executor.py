@@ -285,8 +285,10 @@ class Executor:
         for name in reachable:
             outcome = outcomes[name]
             if outcome.error is not None:
+                # a host that answers SSH but not its console stays in the run (a rollback
+                # still tries it, and reports it); the script took its lease before the console
                 self._forget_if_broken(name, outcome.error)
-                unreachable[name] = outcome.error
+                self.emit(Kind.READ, outcome.error.detail, host=name, ok=False)
             elif outcome.value is not None:
                 readings[name] = outcome.value
         self._announce_takeovers()

@@ -14,7 +14,9 @@ fixed script :data:`STATE_SCRIPT` runs around the release's ``rpc`` in the same 
 The header (operation, lease id, time to live) and both JSON documents travel on stdin,
 never on the command line; the script only copies them into files with
 write-temp-then-rename and prints them back, so a value is never code. Every call prints
-``ROLLOUT-STATE/1 ...`` lines that :func:`parse_state` turns into a :class:`HostState`.
+``ROLLOUT-STATE/1 ...`` lines that :func:`parse_state` turns into a :class:`HostState`,
+after the console's own output: the first bytes a call sends back come from the console, so
+a connection lost before them means the change ran or did not, as without the state.
 
 Operations (:class:`Op`): ``peek`` reads; ``take`` takes the lease when it is free, expired,
 already ours, or held by the exact id the caller may replace (``*``: any, for an emergency);
@@ -57,10 +59,13 @@ IFS= read -r rec || exit 70
 case $ttl in ''|*[!0-9]*) exit 70;; esac
 [ "$op" = none ] && exec "$0" rpc "$(cat)"
 d=$1
-say() { printf 'ROLLOUT-STATE/1 %s\n' "$1"; }
-[ -d "$d" ] || mkdir -p "$d" || { say "error cannot create the state directory $d"; exit 71; }
-exec 9>>"$d/lock" || { say "error cannot open $d/lock"; exit 71; }
-flock -w WAIT 9 || { say "error the state lock $d/lock stayed busy"; exit 72; }
+st=
+say() { st="${st}ROLLOUT-STATE/1 $1
+"; }
+out() { printf '%s' "$st"; }
+[ -d "$d" ] || mkdir -p "$d" || { say "error cannot create the state directory $d"; out; exit 71; }
+exec 9>>"$d/lock" || { say "error cannot open $d/lock"; out; exit 71; }
+flock -w WAIT 9 || { say "error the state lock $d/lock stayed busy"; out; exit 72; }
 now=$(date +%s)
 cur= exp=0 curh=
 [ -f "$d/lease" ] && { IFS=' ' read -r cur exp; IFS= read -r curh; } < "$d/lease"
@@ -69,7 +74,7 @@ say "now $now"
 mine=0; [ -n "$cur" ] && [ "$cur" = "$lid" ] && mine=1
 put() {
   printf '%s %s\n%s\n' "$lid" "$((now + ttl))" "$holder" > "$d/lease.tmp" &&
-  mv -f "$d/lease.tmp" "$d/lease" || { say "error cannot write $d/lease"; exit 71; }
+  mv -f "$d/lease.tmp" "$d/lease" || { say "error cannot write $d/lease"; out; exit 71; }
 }
 status=ok
 case $op in
@@ -93,14 +98,17 @@ peek) say "lease peek ${cur:--} $exp"; say "holder $curh";;
 esac
 if [ $status = ok ] && { [ "$op" = apply ] || [ "$op" = note ]; }; then
   printf '%s\n' "$rec" > "$d/record.tmp" && mv -f "$d/record.tmp" "$d/record" ||
-    { say "error cannot write $d/record"; exit 71; }
+    { say "error cannot write $d/record"; out; exit 71; }
 fi
 r=
 [ -f "$d/record" ] && IFS= read -r r < "$d/record"
 say "record $r"
-[ $status = conflict ] && exit 75
-case $op in release|note|clear) exit 0;; esac
+[ $status = conflict ] && { out; exit 75; }
+case $op in release|note|clear) out; exit 0;; esac
 "$0" rpc "$(cat)" 9>&-
+rc=$?
+out
+exit $rc
 """.replace("WAIT", str(STATE_LOCK_WAIT))
 
 
@@ -341,6 +349,21 @@ def _float(text: str) -> float:
 
 def new_lease_id() -> str:
     return "fl-" + secrets.token_hex(6)
+
+
+#: The SSH command line's fixed script: it reads exactly the fixed :data:`STATE_SCRIPT`'s
+#: bytes from stdin (GNU dd, one read with ``iflag=fullblock``, never past them) and runs it,
+#: so the command line stays as short as the console call's was, while the script itself
+#: never changes and holds no value; everything after it on stdin is read by the script.
+LOADER = (
+    f's=$(dd bs={len(STATE_SCRIPT.encode("ascii"))} count=1 iflag=fullblock 2>/dev/null) '
+    '&& eval "$s"'
+)
+
+
+def script_stdin() -> str:
+    """What a state call's stdin starts with: the fixed script, exactly as LOADER reads it."""
+    return STATE_SCRIPT
 
 
 def header(op: Op, lease_id: str | None, ttl: int, replace_id: str | None,

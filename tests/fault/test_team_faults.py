@@ -39,7 +39,7 @@ def lease_files(lab: Lab) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for host in lab.hosts:
         path = host.release_bin.parent.parent / ".rollout-state" / "lease"
-        out[host.name] = path.read_text().splitlines()[0] if path.exists() else None
+        out[host.name] = path.read_text().split()[0] if path.exists() else None
     return out
 
 
@@ -74,8 +74,9 @@ def test_racing_controllers_exactly_one_proceeds(setup: tuple[Lab, CLI, CLI, Pat
 
 @pytest.mark.scenario("a controller SIGKILLed while holding leases")
 def test_killed_holder_re_run_takes_its_lease_back(setup: tuple[Lab, CLI, CLI, Path]) -> None:
-    """A deploy SIGKILLed mid-soak: another ledger is refused (its ledger is behind) and changes
-    nothing; the dead controller's own re-run replaces the lease at once and converges."""
+    """A deploy SIGKILLed mid-soak: its lease is replaced at once from this machine, but another
+    ledger is then refused (it is behind the fleet), changes nothing and keeps no lease; the
+    dead controller's own re-run converges."""
     lab, a, b, playbook = setup
     run = Watched(a, "deploy", "--phase", "1", *SOAK, playbook=playbook)
     run.wait_for(kind("soak"))
@@ -83,10 +84,12 @@ def test_killed_holder_re_run_takes_its_lease_back(setup: tuple[Lab, CLI, CLI, P
     run.finish(timeout=30)
     other = b("deploy", "--phase", "2", "--yes", "--no-wait", "--force", playbook=playbook)
     assert other.code == 3, other.stdout + other.stderr
+    assert "took over the fleet lease" in other.stdout  # the dead holder's, on this machine
+    assert "another controller" in other.stderr  # then: its ledger is behind the fleet
     assert set(phases(lab).values()) == {1}
+    assert set(lease_files(lab).values()) == {None}  # and it gave every lease back
     again = a("deploy", "--phase", "2", "--yes", "--no-wait", playbook=playbook)
     assert again.code == 0, again.stdout + again.stderr
-    assert "took over the fleet lease" in again.stdout
     assert set(phases(lab).values()) == {2}
     assert set(lease_files(lab).values()) == {None}
 

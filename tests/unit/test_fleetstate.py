@@ -10,13 +10,14 @@ import pytest
 
 from rollout.fleetstate import (
     CONFLICT_STATUS,
-    STATE_SCRIPT,
+    LOADER,
     Holder,
     Op,
     Record,
     header,
     new_lease_id,
     parse_state,
+    script_stdin,
     shown,
 )
 
@@ -37,8 +38,9 @@ def host(tmp_path: Path) -> tuple[Path, Path]:
 def call(host: tuple[Path, Path], op: Op, lease: str | None, *, ttl: int = 30,
          replace: str | None = None, record: Record | None = None) -> tuple[int, str]:  # fmt: skip
     release, state = host
-    stdin = "RELEASE_COOKIE=x\n\n" + header(op, lease, ttl, replace, HOLDER, record) + "body"
-    done = subprocess.run(["sh", "-c", STATE_SCRIPT, str(release), str(state)], input=stdin,
+    stdin = script_stdin() + "RELEASE_COOKIE=x\n\n"
+    stdin += header(op, lease, ttl, replace, HOLDER, record) + "body"
+    done = subprocess.run(["sh", "-c", LOADER, str(release), str(state)], input=stdin,
                           text=True, capture_output=True, timeout=30)  # fmt: skip
     return done.returncode, done.stdout
 
