@@ -261,7 +261,7 @@ def _fleet_side(
         pid=ledger.pid,
         pid_start=process_start(ledger.pid) or None,
         run_id=run.id,
-        command=command,
+        command=command if len(command) <= 300 else command[:299] + "…",  # a document cap
         ledger=ledger.identity,
         ledger_path=str(ledger.path.resolve()),
         claimed=ctx.wall(),

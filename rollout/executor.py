@@ -112,6 +112,7 @@ class Executor:
         self.lock: LockRecord | None = None
         #: this run's side of the hosts' records and leases (None: a backend without them)
         self.side: FleetSide | None = getattr(backend, "side", None)
+        self._announced: set[tuple[str, str]] = set()  # lease takeovers already announced
 
     # -- the right to change hosts -------------------------------------------------------
 
@@ -244,6 +245,7 @@ class Executor:
                 conflicts[name] = step.read.error
             else:
                 reads[name] = step.read
+        self._announce_takeovers()
         reads.update(self._settle_claims(conflicts))
         readings: dict[str, Mapping[str, Observed]] = {}
         for name in self.hosts:
@@ -280,6 +282,7 @@ class Executor:
         for name, outcome in outcomes.items():
             if isinstance(outcome.error, LeaseConflict):
                 conflicts[name] = outcome.error
+        self._announce_takeovers()
         outcomes.update(self._settle_claims(conflicts))
         readings: dict[str, FlagReading] = {}
         for name in reachable:
@@ -373,6 +376,9 @@ class Executor:
             lease = state.lease if state else None
             if lease is None or lease.previous_id is None or lease.status != "taken":
                 continue
+            if (host, lease.previous_id) in self._announced:
+                continue
+            self._announced.add((host, lease.previous_id))
             prev = lease.previous
             who = prev.describe() if prev else "an unknown holder"
             expired = lease.previous_expires < lease.now
