@@ -140,6 +140,7 @@ def test_run_whose_lease_or_lock_is_taken_by_an_emergency_stops(
         proc.kill()
     assert proc.returncode == 3, out + err
     assert "lost its" in err and "stopped changing hosts" in err
+    assert "rollback --emergency" in err  # who took it: the emergency's run and command
     assert "re-applying" not in out
     time.sleep(2)
     assert phases(clean_lab) == [1, 1, 1]

@@ -59,3 +59,34 @@ def test_run_whose_lock_was_removed_changes_nothing_more(tmp_path: Path) -> None
         else:
             raise AssertionError("the run went on without its lock")
     assert all(fake.applies == 0 for fake in fleet.fakes.values())
+
+
+def test_soak_polls_beat_the_lock_and_stop_once_it_is_taken(tmp_path: Path) -> None:
+    """Every soak poll refreshes the ledger lock's heartbeat; once another run takes the lock
+    over, the next poll raises RightLost before sampling or repairing any host."""
+    from rollout.commands import make_soak, running
+    from rollout.playbook import load_playbook
+
+    now = [1_000_000.0]
+    playbook = load_playbook(str(REPO / "playbooks" / "otp_refactor.yml"))
+    fleet = fake_fleet(["h1", "h2"], playbook.flags)
+    ctx = fake_context(tmp_path, playbook, fleet, clock=lambda: now[0])
+    with running(ctx, "invoke monitor") as (run, lock, ex):
+        ctx.ledger.set_phase("inv", 1, run.id, soak_required=60.0)
+        soak = make_soak(ctx, ex, playbook.phase(1), playbook.phase(0))
+        now[0] += 5
+        soak.poll()
+        holder = ctx.ledger.holder("inv")
+        assert holder is not None and holder.heartbeat == now[0] > lock.started
+        other = Ledger(ctx.ledger.path, clock=lambda: now[0])
+        other.acquire_lock("inv", "invoke rollback --emergency", takeover=True)
+        for fake in fleet.fakes.values():
+            fake.restart()  # drift a repair would re-apply
+        before = {name: fake.applies for name, fake in fleet.fakes.items()}
+        try:
+            soak.poll()
+        except RightLost as exc:
+            assert "rollback --emergency" in exc.message
+        else:
+            raise AssertionError("the soak went on without its lock")
+        assert {name: fake.applies for name, fake in fleet.fakes.items()} == before
