@@ -302,7 +302,8 @@ class Host:
     #: bastions to go through, first hop first (ProxyJump); never bypassed
     jumps: tuple[Jump, ...] = ()
     #: rollout_state_dir: where the host keeps its fleet record and lease ("" = the default,
-    #: ``<release root>/.rollout-state``; see rollout.fleetstate)
+    #: ``<release root>/.rollout-state`` for ``<release root>/bin/<name>``, else
+    #: ``<dir of release_bin>/.rollout-state-<name>``; see rollout.fleetstate)
     rollout_state_dir: str = ""
 
     def __str__(self) -> str:
@@ -312,8 +313,11 @@ class Host:
     def state_dir(self) -> str:
         if self.rollout_state_dir:
             return self.rollout_state_dir
-        root = self.release_bin.rsplit("/", 2)[0] if self.release_bin.count("/") >= 2 else ""
-        return (root or "") + "/.rollout-state"
+        parent, _, name = self.release_bin.rpartition("/")
+        if parent.endswith("/bin") and parent.count("/") >= 2:  # <root>/bin/<release>
+            return parent.removesuffix("/bin") + "/.rollout-state"
+        # another layout: beside the script, named after it, so two releases never share one
+        return f"{parent}/.rollout-state-{name}"
 
 
 @dataclass(frozen=True)

@@ -295,6 +295,8 @@ def test_canary_secret_never_leaks(clean: Lab, tmp_path: Path, webhook: Webhook)
                 h.name: {
                     "release_bin": str(bins[h.name]),
                     "release_env": {"RELEASE_COOKIE": cookies[h.name], "ROLLOUT_CANARY": canary},
+                    # the wrapper lives in a root-owned dir: keep the fleet state by the release
+                    "rollout_state_dir": str(h.release_bin.parent.parent / ".rollout-state"),
                 }
                 for h in clean.hosts
             },
