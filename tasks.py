@@ -568,6 +568,8 @@ def adopt(
     json: bool = False,
     ledger: str | None = None,
     accept_new_host_keys: bool = False,
+    ssh_config: str | None = None,
+    vault_password_file: str | None = None,
 ) -> None:
     """Take the fleet's record (another controller's change) into this ledger."""
     from rollout import commands
