@@ -19,7 +19,6 @@ import json
 import os
 import secrets
 import socket
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -29,7 +28,15 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
 
-from .errors import LockBusy, RolloutError, UsageError
+from . import schema
+from .database import (
+    Database,
+    LedgerError,
+    LedgerUnavailable,
+    SQLiteDatabase,
+    open_database,
+)
+from .errors import LockBusy, UsageError
 from .lock import (
     Liveness,
     LockHeld,
@@ -59,57 +66,13 @@ __all__ = [
     "migrate",
 ]
 
-BUSY_TIMEOUT = 10.0  # seconds a writer waits for another process's transaction
-
 _T = TypeVar("_T")
-_Op = Callable[[sqlite3.Connection], _T]
+_Op = Callable[[Database], _T]
+migrate = schema.migrate
 
-#: Schema migrations: entry ``i`` takes the file from version ``i`` to ``i + 1``.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE runs (
-            id TEXT PRIMARY KEY, inventory TEXT NOT NULL, command TEXT NOT NULL,
-            argv TEXT NOT NULL, who TEXT NOT NULL, origin TEXT NOT NULL, pid INTEGER NOT NULL,
-            pid_start TEXT, started REAL NOT NULL, finished REAL, status TEXT NOT NULL,
-            reason TEXT, summary TEXT)""",
-        "CREATE INDEX runs_by_inventory ON runs (inventory, started)",
-        """CREATE TABLE events (
-            id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT REFERENCES runs (id),
-            inventory TEXT NOT NULL, ts REAL NOT NULL, kind TEXT NOT NULL, host TEXT,
-            data TEXT NOT NULL)""",
-        "CREATE INDEX events_by_run ON events (run_id, id)",
-        "CREATE INDEX events_by_inventory ON events (inventory, id)",
-        """CREATE TABLE intents (
-            id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL REFERENCES runs (id),
-            host TEXT NOT NULL, action TEXT NOT NULL, target_phase INTEGER,
-            detail TEXT NOT NULL, started REAL NOT NULL, finished REAL, ok INTEGER,
-            result TEXT)""",
-        "CREATE INDEX intents_by_run ON intents (run_id, id)",
-        """CREATE TABLE inventories (
-            inventory TEXT PRIMARY KEY, phase INTEGER, phase_run_id TEXT, phase_changed REAL,
-            phase_epoch INTEGER NOT NULL DEFAULT 0, soak_phase INTEGER,
-            soak_required REAL NOT NULL DEFAULT 0, soak_counted REAL NOT NULL DEFAULT 0,
-            soak_updated REAL, paused INTEGER NOT NULL DEFAULT 0, paused_by TEXT,
-            paused_reason TEXT, paused_at REAL)""",
-        """CREATE TABLE approvals (
-            id INTEGER PRIMARY KEY AUTOINCREMENT, inventory TEXT NOT NULL,
-            phase INTEGER NOT NULL, epoch INTEGER NOT NULL, who TEXT NOT NULL, note TEXT,
-            ts REAL NOT NULL)""",
-        """CREATE TABLE locks (
-            inventory TEXT PRIMARY KEY, id TEXT NOT NULL UNIQUE, run_id TEXT,
-            who TEXT NOT NULL, origin TEXT NOT NULL, pid INTEGER NOT NULL, pid_start TEXT,
-            command TEXT NOT NULL, started REAL NOT NULL, heartbeat REAL NOT NULL)""",
-    ),
-    (  # 2: the ledger's own identity, and the fleet records it has adopted (issue 19)
-        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-        "INSERT INTO meta (key, value) VALUES ('ledger_id', 'lg-' || lower(hex(randomblob(8))))",
-        """CREATE TABLE fleet_known (
-            inventory TEXT NOT NULL, host TEXT NOT NULL, generation INTEGER NOT NULL,
-            run_id TEXT, ledger TEXT, adopted REAL NOT NULL,
-            PRIMARY KEY (inventory, host))""",
-    ),
-)
-SCHEMA_VERSION = len(MIGRATIONS)
+#: The SQLite schema's migrations (PostgreSQL's are in :mod:`rollout.schema`).
+MIGRATIONS = schema.SQLITE
+SCHEMA_VERSION = schema.VERSION
 
 
 class RunStatus(Enum):
@@ -199,32 +162,6 @@ class Approval:
     ts: float
 
 
-def migrate(conn: sqlite3.Connection, migrations: Sequence[Sequence[str]] = MIGRATIONS) -> int:
-    """Bring the schema up to ``len(migrations)`` in one transaction; return that version."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        row = conn.execute("SELECT version FROM schema_version").fetchone()
-        current = 0 if row is None else int(row[0])
-        if row is None:
-            conn.execute("INSERT INTO schema_version (version) VALUES (0)")
-        if current > len(migrations):
-            raise RolloutError(
-                f"ledger schema version {current} is newer than this tool understands "
-                f"(version {len(migrations)})",
-                hint="upgrade rollout on this machine; do not edit the ledger by hand",
-            )
-        for version in range(current, len(migrations)):
-            for statement in migrations[version]:
-                conn.execute(statement)
-        conn.execute("UPDATE schema_version SET version = ?", (len(migrations),))
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return len(migrations)
-
-
 def _default_user() -> str:
     try:
         return getpass.getuser()
@@ -309,12 +246,12 @@ class _Ticket(Generic[_T]):
         self.error: BaseException | None = None
         self.done = False
 
-    def run(self, conn: sqlite3.Connection) -> None:
+    def run(self, conn: Database) -> None:
         """Apply the operation in its own savepoint; if it raises, undo it and keep the error."""
         conn.execute("SAVEPOINT op")
         try:
             self.value = self.op(conn)
-        except sqlite3.Error:
+        except LedgerError:
             raise  # the transaction itself is in doubt: the whole batch fails
         except Exception as exc:
             conn.execute("ROLLBACK TO op")
@@ -328,11 +265,15 @@ class _Ticket(Generic[_T]):
 
 
 class Ledger:
-    """The journal, phase, soak window and lock of every inventory, in one SQLite file."""
+    """The journal, phase, soak window and lock of every inventory, in one store.
+
+    ``target`` is a SQLite file path or a ``postgresql://`` URI (see :func:`open_ledger`);
+    everything above the :class:`~rollout.database.Database` seam is the same for both.
+    """
 
     def __init__(
         self,
-        path: str | Path,
+        target: str | Path,
         *,
         clock: Callable[[], float] = time.time,
         who: str | None = None,
@@ -341,8 +282,7 @@ class Ledger:
         probe: Probe = process_start,
         group_commit: bool = True,
     ) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.target = target  # as given (a URI may hold a password: never print it)
         self._clock = clock
         self._probe = probe
         self.who = who if who is not None else _default_user()
@@ -355,29 +295,27 @@ class Ledger:
         self._leading = False  # a thread is committing a batch
         self._inventories: dict[str, str] = {}  # run id -> inventory (never changes)
         self._commits = 0  # transactions committed by _write (a test and bench observable)
-        self._conn = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
-        )
+        self._db = open_database(target)
+        #: Where the ledger is, for messages: the file, or the URI without its password.
+        self.location = self._db.location
         try:
-            self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = FULL")
-            self._conn.execute("PRAGMA foreign_keys = ON")
-            self.schema_version = migrate(self._conn)
-        except BaseException as exc:
-            self._conn.close()
-            if not isinstance(exc, sqlite3.DatabaseError):
-                raise
-            raise RolloutError(
-                f"cannot open the ledger {self.path}: {exc}",
-                hint="check the path and its permissions; it must be a local file, not on NFS",
-            ) from exc
+            self.schema_version = migrate(self._db, self._db.migrations)
+        except BaseException:
+            self._db.close()
+            raise
+
+    @property
+    def path(self) -> Path:
+        """The SQLite file (UsageError for a PostgreSQL ledger, which has none)."""
+        if not isinstance(self._db, SQLiteDatabase):
+            raise UsageError(f"the ledger {self.location} is a database server, not a file")
+        return self._db.path
 
     # -- plumbing -------------------------------------------------------------------------
 
     def close(self) -> None:
         with self._mutex:
-            self._conn.close()
+            self._db.close()
 
     def __enter__(self) -> Ledger:
         return self
@@ -386,39 +324,29 @@ class Ledger:
         self.close()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One ``BEGIN IMMEDIATE`` transaction, committed before the caller returns."""
+    def _write(self) -> Iterator[Database]:
+        """One write transaction, serialised against every other controller's, committed
+        before the caller returns."""
         with self._mutex:
+            self._db.begin(write=True)
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise RolloutError(
-                    f"the ledger {self.path} stayed busy for {BUSY_TIMEOUT:g}s: {exc}",
-                    hint=f"retry; if it persists, find the process holding it (fuser {self.path})",
-                ) from exc
-            try:
-                yield self._conn
-                self._conn.execute("COMMIT")
+                yield self._db
+                self._db.commit()
                 self._commits += 1
-            except BaseException as exc:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise RolloutError(
-                        f"writing the ledger {self.path} failed: {exc}",
-                        hint=f"check free disk space and the permissions of {self.path.parent}",
-                    ) from exc
+            except BaseException:
+                self._db.rollback()
                 raise
 
     @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
+    def _read(self) -> Iterator[Database]:
         """A consistent snapshot across several SELECTs."""
         with self._mutex:
-            self._conn.execute("BEGIN")
+            self._db.begin(write=False)
             try:
-                yield self._conn
+                yield self._db
             finally:
-                self._conn.execute("COMMIT")
+                if self._db.in_transaction:
+                    self._db.commit()
 
     def _grouped(self, op: _Op[_T]) -> _T:
         """Run ``op`` in a write committed before return, sharing the commit with other threads.
@@ -462,7 +390,7 @@ class Ledger:
 
     def _add_event(
         self,
-        conn: sqlite3.Connection,
+        conn: Database,
         inventory: str,
         run_id: str | None,
         kind: str,
@@ -471,29 +399,30 @@ class Ledger:
     ) -> EventRecord:
         ts = self._clock()
         text = _dump(data)
-        cur = conn.execute(
-            "INSERT INTO events (run_id, inventory, ts, kind, host, data) VALUES (?,?,?,?,?,?)",
+        row = conn.execute(
+            "INSERT INTO events (run_id, inventory, ts, kind, host, data) VALUES (?,?,?,?,?,?)"
+            " RETURNING id",
             (run_id, inventory, ts, kind, host, text),
-        )
-        return EventRecord(cast(int, cur.lastrowid), run_id, ts, kind, host, _load(text), inventory)
+        ).fetchone()
+        return EventRecord(int(row[0]), run_id, ts, kind, host, _load(text), inventory)
 
-    def _get_run(self, conn: sqlite3.Connection, run_id: str) -> RunRecord:
+    def _get_run(self, conn: Database, run_id: str) -> RunRecord:
         row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise UsageError(
-                f"no run {run_id!r} in the ledger {self.path}",
+                f"no run {run_id!r} in the ledger {self.location}",
                 hint="list recent runs and their ids with `invoke history`",
             )
         return _run(row)
 
-    def _inventory_of(self, conn: sqlite3.Connection, run_id: str) -> str:
+    def _inventory_of(self, conn: Database, run_id: str) -> str:
         """``run_id``'s inventory, cached since a run never changes it; UsageError if unknown."""
         inventory = self._inventories.get(run_id)
         if inventory is None:
             inventory = self._inventories[run_id] = self._get_run(conn, run_id).inventory
         return inventory
 
-    def _run_exists(self, conn: sqlite3.Connection, run_id: str) -> bool:
+    def _run_exists(self, conn: Database, run_id: str) -> bool:
         return conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
 
     # -- runs and events ------------------------------------------------------------------
@@ -563,7 +492,7 @@ class Ledger:
     def events(self, run_id: str) -> list[EventRecord]:
         """A run's events, oldest first."""
         with self._mutex:
-            rows = self._conn.execute(
+            rows = self._db.execute(
                 f"SELECT {_EVENT_COLUMNS} FROM events WHERE run_id = ? ORDER BY id", (run_id,)
             ).fetchall()
         return [_event(row) for row in rows]
@@ -575,16 +504,16 @@ class Ledger:
         if kind is not None:
             sql, args = sql + " AND kind = ?", (inventory, kind)
         with self._mutex:
-            rows = self._conn.execute(sql + " ORDER BY id", args).fetchall()
+            rows = self._db.execute(sql + " ORDER BY id", args).fetchall()
         return [_event(row) for row in rows]
 
     def runs(self, inventory: str | None = None, limit: int = 20) -> list[RunRecord]:
         """Recent runs, newest first."""
         where, args = ("WHERE inventory = ?", (inventory, limit)) if inventory else ("", (limit,))
         with self._mutex:
-            rows = self._conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY started DESC, rowid DESC"
-                " LIMIT ?",
+            rows = self._db.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs {where}"
+                f" ORDER BY started DESC, {self._db.order_column} DESC LIMIT ?",
                 args,
             ).fetchall()
         return [_run(row) for row in rows]
@@ -592,7 +521,7 @@ class Ledger:
     def run(self, run_id: str) -> RunRecord:
         """One run by id; UsageError naming the id if there is none."""
         with self._mutex:
-            return self._get_run(self._conn, run_id)
+            return self._get_run(self._db, run_id)
 
     # -- intents --------------------------------------------------------------------------
 
@@ -605,7 +534,18 @@ class Ledger:
         detail: Mapping[str, object],
     ) -> Intent:
         """Announce a remote change; call BEFORE making it (it is durable on return), then
-        :meth:`settle` after. Group-committed like :meth:`event`."""
+        :meth:`settle` after. Group-committed like :meth:`event`.
+
+        Refused (:class:`LedgerUnavailable`) once the store was lost during this session
+        (connection cut, file deleted): no new change may start that the ledger cannot
+        vouch for, even if a reconnect succeeded meanwhile.
+        """
+        if self._db.lost is not None:
+            raise LedgerUnavailable(
+                f"{self._db.lost}; {action} on {host} is not started",
+                hint="the hosts keep their last verified state; `invoke status` compares them"
+                " with the ledger once it is back",
+            )
         text = _dump(detail)
         return self._grouped(
             lambda conn: self._insert_intent(conn, run_id, host, action, target_phase, text)
@@ -613,7 +553,7 @@ class Ledger:
 
     def _insert_intent(
         self,
-        conn: sqlite3.Connection,
+        conn: Database,
         run_id: str,
         host: str,
         action: str,
@@ -622,13 +562,13 @@ class Ledger:
     ) -> Intent:
         self._inventory_of(conn, run_id)
         now = self._clock()
-        cur = conn.execute(
+        row = conn.execute(
             "INSERT INTO intents (run_id, host, action, target_phase, detail, started)"
-            " VALUES (?,?,?,?,?,?)",
+            " VALUES (?,?,?,?,?,?) RETURNING id",
             (run_id, host, action, target_phase, text, now),
-        )
+        ).fetchone()
         return Intent(
-            cast(int, cur.lastrowid), run_id, host, action, target_phase, _load(text), now,
+            int(row[0]), run_id, host, action, target_phase, _load(text), now,
             None, None,
         )  # fmt: skip
 
@@ -642,12 +582,12 @@ class Ledger:
         text = _dump(detail)
         return self._grouped(lambda conn: self._settle(conn, intent_id, ok, text))
 
-    def _settle(self, conn: sqlite3.Connection, intent_id: int, ok: bool, text: str) -> Intent:
+    def _settle(self, conn: Database, intent_id: int, ok: bool, text: str) -> Intent:
         row = conn.execute(
             f"SELECT {_INTENT_COLUMNS} FROM intents WHERE id = ?", (intent_id,)
         ).fetchone()
         if row is None:
-            raise UsageError(f"no intent #{intent_id} in the ledger {self.path}")
+            raise UsageError(f"no intent #{intent_id} in the ledger {self.location}")
         intent = _intent(row)
         if intent.finished is not None:
             raise UsageError(
@@ -665,7 +605,7 @@ class Ledger:
     def open_intents(self, inventory: str) -> list[Intent]:
         """Changes announced but never settled: what a crashed run may have left half-done."""
         with self._mutex:
-            rows = self._conn.execute(
+            rows = self._db.execute(
                 f"SELECT {', '.join('i.' + c for c in _INTENT_COLUMNS.split(', '))}"
                 " FROM intents i JOIN runs r ON r.id = i.run_id"
                 " WHERE r.inventory = ? AND i.finished IS NULL ORDER BY i.id",
@@ -676,18 +616,18 @@ class Ledger:
     def intents(self, run_id: str) -> list[Intent]:
         """A run's intents, settled or not, oldest first."""
         with self._mutex:
-            rows = self._conn.execute(
+            rows = self._db.execute(
                 f"SELECT {_INTENT_COLUMNS} FROM intents WHERE run_id = ? ORDER BY id", (run_id,)
             ).fetchall()
         return [_intent(row) for row in rows]
 
     # -- crashed runs ---------------------------------------------------------------------
 
-    def _vanished(self, conn: sqlite3.Connection, inventory: str) -> list[tuple[RunRecord, str]]:
+    def _vanished(self, conn: Database, inventory: str) -> list[tuple[RunRecord, str]]:
         holder = read_holder(conn, inventory)
         rows = conn.execute(
             f"SELECT {_RUN_COLUMNS}, pid_start FROM runs WHERE inventory = ? AND status = ?"
-            " ORDER BY started, rowid",
+            f" ORDER BY started, {self._db.order_column}",
             (inventory, RunStatus.RUNNING.value),
         ).fetchall()
         found = []
@@ -700,6 +640,12 @@ class Ledger:
                 found.append((run, f"pid {run.pid} on {run.where} now belongs to another process"))
             elif state is Liveness.UNKNOWN and (holder is None or holder.run_id != run.id):
                 found.append((run, f"run on {run.where} holds no lock on {inventory!r}"))
+            elif (
+                state is Liveness.UNKNOWN
+                and holder is not None
+                and self._db.claimed(holder.id) is False
+            ):
+                found.append((run, f"run on {run.where} lost its database session"))
         return found
 
     def interrupted_runs(self, inventory: str) -> list[RunRecord]:
@@ -732,7 +678,7 @@ class Ledger:
         " soak_updated, paused, paused_by, paused_reason"
     )
 
-    def _state(self, conn: sqlite3.Connection, inventory: str) -> InventoryState:
+    def _state(self, conn: Database, inventory: str) -> InventoryState:
         row = conn.execute(
             f"SELECT {self._STATE_COLUMNS} FROM inventories WHERE inventory = ?", (inventory,)
         ).fetchone()
@@ -755,13 +701,15 @@ class Ledger:
             paused_reason=row[9],
         )
 
-    def _ensure_inventory(self, conn: sqlite3.Connection, inventory: str) -> None:
-        conn.execute("INSERT OR IGNORE INTO inventories (inventory) VALUES (?)", (inventory,))
+    def _ensure_inventory(self, conn: Database, inventory: str) -> None:
+        conn.execute(
+            "INSERT INTO inventories (inventory) VALUES (?) ON CONFLICT DO NOTHING", (inventory,)
+        )
 
     def state(self, inventory: str) -> InventoryState:
         """The recorded phase, soak window and pause of ``inventory`` (defaults if unknown)."""
         with self._mutex:
-            return self._state(self._conn, inventory)
+            return self._state(self._db, inventory)
 
     def set_phase(
         self, inventory: str, phase: int, run_id: str, *, soak_required: float
@@ -800,8 +748,9 @@ class Ledger:
                 raise UsageError(f"inventory {inventory!r} has no deployed phase to soak")
             conn.execute(
                 "UPDATE inventories SET soak_required = ?,"
-                " soak_counted = MIN(soak_counted, ?) WHERE inventory = ?",
-                (float(seconds), float(seconds), inventory),
+                " soak_counted = CASE WHEN soak_counted < ? THEN soak_counted ELSE ? END"
+                " WHERE inventory = ?",
+                (float(seconds), float(seconds), float(seconds), inventory),
             )
             self._add_event(
                 conn, inventory, run_id, "soak.required",
@@ -872,7 +821,7 @@ class Ledger:
     def approvals(self, inventory: str, phase: int) -> list[Approval]:
         """Approvals of ``phase`` recorded since the inventory's latest phase change."""
         with self._mutex:
-            rows = self._conn.execute(
+            rows = self._db.execute(
                 "SELECT a.id, a.inventory, a.phase, a.who, a.note, a.ts FROM approvals a"
                 " JOIN inventories i ON i.inventory = a.inventory AND i.phase_epoch = a.epoch"
                 " WHERE a.inventory = ? AND a.phase = ? ORDER BY a.id",
@@ -886,13 +835,13 @@ class Ledger:
     def identity(self) -> str:
         """This ledger's id, written into every fleet record and lease it makes."""
         with self._mutex:
-            row = self._conn.execute("SELECT value FROM meta WHERE key = 'ledger_id'").fetchone()
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'ledger_id'").fetchone()
         return str(row[0])
 
     def known_generations(self, inventory: str) -> dict[str, int]:
         """Per host, the newest generation of another ledger's record adopted here."""
         with self._mutex:
-            rows = self._conn.execute(
+            rows = self._db.execute(
                 "SELECT host, generation FROM fleet_known WHERE inventory = ?", (inventory,)
             ).fetchall()
         return {str(host): int(gen) for host, gen in rows}
@@ -920,8 +869,22 @@ class Ledger:
     # -- the lock -------------------------------------------------------------------------
 
     def lock_liveness(self, lock: LockRecord) -> Liveness:
-        """Whether ``lock``'s holder still runs, as far as this host can tell."""
-        return liveness(lock, here=self.where, probe=self._probe)
+        """Whether ``lock``'s holder still runs, as far as this host and the store can tell.
+
+        On this host the pid decides (gone or reused: dead). Where the store keeps the
+        holder's session (PostgreSQL), a session the server has dropped is ENDED and a live
+        one on another host is ALIVE; on SQLite another host's holder stays UNKNOWN.
+        """
+        with self._mutex:
+            state = liveness(lock, here=self.where, probe=self._probe)
+            if state in (Liveness.GONE, Liveness.REUSED):
+                return state
+            claimed = self._db.claimed(lock.id)
+        if claimed is False:
+            return Liveness.ENDED
+        if claimed is True:
+            return Liveness.ALIVE
+        return state
 
     def holder_alive(self, lock: LockRecord) -> bool | None:
         """True/False for a holder on this host (pid and start time), None for another host."""
@@ -930,7 +893,7 @@ class Ledger:
     def holder(self, inventory: str) -> LockRecord | None:
         """Who holds ``inventory``'s lock now, if anyone."""
         with self._mutex:
-            return read_holder(self._conn, inventory)
+            return read_holder(self._db, inventory)
 
     def acquire_lock(
         self,
@@ -980,16 +943,18 @@ class Ledger:
             held = read_holder(conn, inventory)
             if held is None:
                 insert_holder(conn, mine)
+                conn.claim(mine.id)
                 return mine
             state = self.lock_liveness(held)
             if takeover:
                 why = Takeover.FORCED
-            elif state in (Liveness.GONE, Liveness.REUSED):
+            elif state in (Liveness.GONE, Liveness.REUSED, Liveness.ENDED):
                 why = Takeover.STALE
             else:
                 raise LockHeld(inventory, held, state, now)
             delete_holder(conn, inventory, held.id)
             insert_holder(conn, mine)
+            conn.claim(mine.id)
             data: dict[str, object] = {
                 "reason": why.value,
                 "liveness": state.value,
@@ -1002,7 +967,7 @@ class Ledger:
             return replace(mine, takeover=why, previous=held)
 
     def _note_lost(
-        self, conn: sqlite3.Connection, held: LockRecord, data: dict[str, object]
+        self, conn: Database, held: LockRecord, data: dict[str, object]
     ) -> None:
         """Tell the previous holder's run (if journaled) that it lost the lock."""
         if held.run_id is not None and self._run_exists(conn, held.run_id):
@@ -1010,15 +975,30 @@ class Ledger:
 
     def release_lock(self, lock: LockRecord) -> None:
         """Give the lock back; a no-op if it was taken over or unlocked meanwhile."""
-        with self._write() as conn:
-            delete_holder(conn, lock.inventory, lock.id)
+        try:
+            with self._write() as conn:
+                delete_holder(conn, lock.inventory, lock.id)
+        finally:
+            self._db.unclaim(lock.id)
 
     def heartbeat(self, lock: LockRecord) -> None:
-        """Show the lock's holder is alive; raises LockBusy if the lock was lost."""
-        with self._write() as conn:
-            if touch_holder(conn, lock.inventory, lock.id, self._clock()):
-                return
-            now_holder = read_holder(conn, lock.inventory)
+        """Show the lock's holder is alive; raises LockBusy if the lock was lost (taken
+        over, unlocked, or the database connection that proved it alive was lost)."""
+        try:
+            with self._write() as conn:
+                if not conn.holds(lock.id):
+                    raise LedgerUnavailable(
+                        conn.lost or f"the ledger {self.location} no longer sees this session"
+                    )
+                if touch_holder(conn, lock.inventory, lock.id, self._clock()):
+                    return
+                now_holder = read_holder(conn, lock.inventory)
+        except LedgerUnavailable as exc:
+            raise LockBusy(
+                f"lost the lock {lock.id} on inventory {lock.inventory!r}: {exc.message}",
+                hint="stop changing hosts; once the ledger is back, `invoke status` shows the"
+                " fleet and `invoke history` who holds the lock",
+            ) from exc
         taken = (
             f"taken over: {describe(now_holder, self.lock_liveness(now_holder), self._clock())}"
             if now_holder

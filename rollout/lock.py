@@ -2,24 +2,27 @@
 
 The lock is a row in the ledger's ``locks`` table (one row per inventory, so the primary key
 makes "exactly one holder" a database fact). :class:`~rollout.ledger.Ledger` takes and breaks it
-inside ``BEGIN IMMEDIATE`` transactions; this module holds the record, the row mapping, the
+inside serialised write transactions; this module holds the record, the row mapping, the
 liveness probe and the error an operator sees when the inventory is busy.
 
-Liveness is only decidable on the holder's own host: a pid is dead when ``/proc/PID`` is gone
-(or a zombie), and *reused* when its start time (``/proc/PID/stat`` field 22) differs from the
-one recorded at acquisition. A holder on another host is :attr:`Liveness.UNKNOWN` and is never
-broken automatically.
+On the holder's own host a pid is dead when ``/proc/PID`` is gone (or a zombie), and *reused*
+when its start time (``/proc/PID/stat`` field 22) differs from the one recorded at acquisition.
+On a SQLite ledger a holder on another host is :attr:`Liveness.UNKNOWN` and is never broken
+automatically. On a PostgreSQL ledger the holder's database session proves it alive from
+anywhere (see :mod:`rollout.postgres`): :attr:`Liveness.ALIVE` while it lasts,
+:attr:`Liveness.ENDED` once the server has dropped it.
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import Protocol
 
+from .database import Cursor
 from .errors import LockBusy
 
 #: Returns a process's start time (opaque, comparable for equality) or None if it is not running.
@@ -39,7 +42,8 @@ class Liveness(Enum):
     ALIVE = "alive"
     GONE = "gone"  # no such pid on this host (or a zombie)
     REUSED = "reused"  # the pid runs, but started at another time: a different process
-    UNKNOWN = "unknown"  # the holder is on another host
+    UNKNOWN = "unknown"  # the holder is on another host (and the store cannot tell)
+    ENDED = "ended"  # the holder's database session is gone: it died or lost the database
 
     @property
     def alive(self) -> bool | None:
@@ -158,6 +162,8 @@ def describe(lock: LockRecord, state: Liveness, now: float) -> str:
         verdict = f"holder is dead (pid {lock.pid} is gone)"
     elif state is Liveness.REUSED:
         verdict = f"holder is dead (pid {lock.pid} now belongs to another process)"
+    elif state is Liveness.ENDED:
+        verdict = "holder is dead (its database session ended: killed, or cut off)"
     else:
         verdict = f"holder is on another host ({lock.where}); cannot tell whether it is alive"
     return (
@@ -191,10 +197,17 @@ class LockHeld(LockBusy):
 
 # Row mapping. The ``locks`` table itself is created by the ledger's schema migrations.
 
+
+class Executes(Protocol):
+    """Anything that runs a ``?``-placeholder statement (a :class:`~rollout.database.Database`)."""
+
+    def execute(self, sql: str, params: Sequence[object] = ...) -> Cursor: ...
+
+
 _COLUMNS = "id, inventory, run_id, who, origin, pid, pid_start, command, started, heartbeat"
 
 
-def read_holder(conn: sqlite3.Connection, inventory: str) -> LockRecord | None:
+def read_holder(conn: Executes, inventory: str) -> LockRecord | None:
     """The current holder of ``inventory``'s lock, or None."""
     row = conn.execute(f"SELECT {_COLUMNS} FROM locks WHERE inventory = ?", (inventory,)).fetchone()
     if row is None:
@@ -213,7 +226,7 @@ def read_holder(conn: sqlite3.Connection, inventory: str) -> LockRecord | None:
     )
 
 
-def insert_holder(conn: sqlite3.Connection, lock: LockRecord) -> None:
+def insert_holder(conn: Executes, lock: LockRecord) -> None:
     """Record ``lock`` as the holder; fails (IntegrityError) if the inventory is held."""
     conn.execute(
         f"INSERT INTO locks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -232,13 +245,13 @@ def insert_holder(conn: sqlite3.Connection, lock: LockRecord) -> None:
     )
 
 
-def delete_holder(conn: sqlite3.Connection, inventory: str, lock_id: str) -> bool:
+def delete_holder(conn: Executes, inventory: str, lock_id: str) -> bool:
     """Remove the holder if its id is still ``lock_id``; True if a row went."""
     cur = conn.execute("DELETE FROM locks WHERE inventory = ? AND id = ?", (inventory, lock_id))
     return cur.rowcount > 0
 
 
-def touch_holder(conn: sqlite3.Connection, inventory: str, lock_id: str, now: float) -> bool:
+def touch_holder(conn: Executes, inventory: str, lock_id: str, now: float) -> bool:
     """Refresh the heartbeat if ``lock_id`` still holds; True if it does."""
     cur = conn.execute(
         "UPDATE locks SET heartbeat = ? WHERE inventory = ? AND id = ?", (now, inventory, lock_id)
