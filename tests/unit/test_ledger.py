@@ -1,4 +1,8 @@
-"""The ledger: runs, events, intents, crash evidence, phase and soak, pause, approvals, schema."""
+"""The ledger: runs, events, intents, crash evidence, phase and soak, pause, approvals, schema.
+
+The contract runs on both stores (``ledger_target``: a SQLite file, a PostgreSQL database);
+the few tests about the SQLite file itself pin ``backend`` to ``sqlite``.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from rollout.database import open_database
 from rollout.errors import RolloutError, UsageError
 from rollout.ledger import MIGRATIONS, SCHEMA_VERSION, Ledger, RunStatus, migrate
 
@@ -44,12 +49,12 @@ def procs() -> dict[int, str]:
 
 
 @pytest.fixture
-def make(tmp_path: Path, clock: FakeClock, procs: dict[int, str]) -> Iterator[MakeLedger]:
+def make(ledger_target: str, clock: FakeClock, procs: dict[int, str]) -> Iterator[MakeLedger]:
     opened: list[Ledger] = []
 
     def factory(who: str = "alice", where: str = "deploy-1", pid: int = 100) -> Ledger:
         ledger = Ledger(
-            tmp_path / "state" / "ledger.db",
+            ledger_target,
             clock=clock, who=who, where=where, pid=pid, probe=procs.get,
         )  # fmt: skip
         opened.append(ledger)
@@ -223,9 +228,9 @@ def test_crashed_run_may_still_finish(make: MakeLedger) -> None:
     assert remote.finish_run(run.id, RunStatus.SUCCEEDED).status is RunStatus.SUCCEEDED
 
 
-def test_sigkill_leaves_the_in_flight_change_on_record(tmp_path: Path) -> None:
+def test_sigkill_leaves_the_in_flight_change_on_record(ledger_target: str) -> None:
     """SIGKILL between intent and settle leaves an open intent, a dead run and a stale lock."""
-    path = tmp_path / "ledger.db"
+    path = ledger_target
     script = textwrap.dedent(
         """
         import os, signal, sys
@@ -350,9 +355,11 @@ def test_approval_before_any_deploy_counts(ledger: Ledger) -> None:
 # -- the file ---------------------------------------------------------------------------------
 
 
-def test_everything_persists_across_reopen(tmp_path: Path, clock: FakeClock) -> None:
-    """Runs, events, intents, phase, soak and lock survive closing and reopening the file."""
-    path = tmp_path / "deep" / "dir" / "ledger.db"
+def test_everything_persists_across_reopen(
+    tmp_path: Path, clock: FakeClock, backend: str, ledger_target: str
+) -> None:
+    """Runs, events, intents, phase, soak and lock survive closing and reopening the ledger."""
+    path = str(tmp_path / "deep" / "dir" / "ledger.db") if backend == "sqlite" else ledger_target
     with Ledger(path, clock=clock, who="alice", where="h", pid=1, probe=lambda pid: "s") as a:
         run = a.start_run("prod", "deploy", ["deploy"])
         a.event(run.id, "note", {"x": 1})
@@ -368,6 +375,7 @@ def test_everything_persists_across_reopen(tmp_path: Path, clock: FakeClock) -> 
         assert b.holder("prod") == lock
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
 def test_schema_version_and_wal(ledger: Ledger) -> None:
     """A new file is at the current schema version and in WAL mode."""
     conn = sqlite3.connect(ledger.path)
@@ -393,13 +401,16 @@ def test_migration_applies_only_missing_steps(tmp_path: Path) -> None:
         conn.close()
 
 
-def test_newer_schema_is_refused(tmp_path: Path) -> None:
-    """A file written by a newer tool is refused with advice to upgrade, not altered."""
-    path = tmp_path / "ledger.db"
+def test_newer_schema_is_refused(ledger_target: str) -> None:
+    """A store written by a newer tool is refused with advice to upgrade, not altered."""
+    path = ledger_target
     Ledger(path).close()
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
-    conn.close()
+    raw = open_database(path)
+    raw.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    raw.close()
     with pytest.raises(RolloutError, match="newer than this tool") as caught:
         Ledger(path)
     assert caught.value.hint is not None and "upgrade" in caught.value.hint
+    raw = open_database(path)
+    assert raw.execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION + 1,)
+    raw.close()

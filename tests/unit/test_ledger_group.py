@@ -1,24 +1,25 @@
-"""Group commit of event/intent/settle: real SQLite files, real threads, no mocks."""
+"""Group commit of event/intent/settle: real SQLite files and a real PostgreSQL server (every
+test runs on both), real threads, no mocks."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
+from rollout.database import open_database
 from rollout.errors import UsageError
 from rollout.ledger import EventRecord, Intent, Ledger
 
-THREADS, ROUNDS = 32, 20  # each round: intent, event, settle
+THREADS, ROUNDS = 50, 20  # each round: intent, event, settle
 
 
 @pytest.fixture
-def path(tmp_path: Path) -> Path:
-    return tmp_path / "ledger.db"
+def path(ledger_target: str) -> str:
+    """The ledger under test: a SQLite file or a PostgreSQL database (``ledger_target``)."""
+    return ledger_target
 
 
 def disk_clock() -> float:
@@ -34,14 +35,14 @@ def disk_clock() -> float:
 
 
 @pytest.fixture(params=[True, False], ids=["grouped", "one-by-one"])
-def ledger(path: Path, request: pytest.FixtureRequest) -> Iterator[Ledger]:
+def ledger(path: str, request: pytest.FixtureRequest) -> Iterator[Ledger]:
     grouping = bool(request.param)
     with Ledger(path, clock=disk_clock, who="alice", group_commit=grouping) as book:
         yield book
 
 
 @pytest.fixture
-def grouped(path: Path) -> Iterator[Ledger]:
+def grouped(path: str) -> Iterator[Ledger]:
     with Ledger(path, who="alice", where="deploy-1") as book:
         yield book
 
@@ -75,7 +76,7 @@ def _wait_until(condition: Callable[[], bool]) -> None:
 
 
 def test_concurrent_writes_all_land_in_few_transactions(ledger: Ledger) -> None:
-    """32 threads x 20 rounds of intent/event/settle: every row lands, ids are unique, each
+    """50 threads x 20 rounds of intent/event/settle: every row lands, ids are unique, each
     intent is settled, each thread's events keep its call order; grouped, the commits are far
     fewer than the calls (one by one, exactly one commit per call: fewer rounds, as each
     costs an fsync)."""
@@ -157,14 +158,14 @@ def test_a_failing_write_fails_only_its_caller(grouped: Ledger) -> None:
     assert len(grouped.events(run.id)) + len(grouped.intents(run.id)[1:]) == good
 
 
-def test_intent_is_on_disk_when_it_returns(grouped: Ledger, path: Path) -> None:
+def test_intent_is_on_disk_when_it_returns(grouped: Ledger, path: str) -> None:
     """Under concurrency, a second, independent connection sees each intent and event as soon
     as the call returns: the caller may now touch the host."""
     run = grouped.start_run("prod", "deploy", ["deploy"])
     missing: list[str] = []
 
     def work(i: int) -> None:
-        other = sqlite3.connect(path)
+        other = open_database(path)
         try:
             for n in range(5):
                 intent = grouped.intent(run.id, f"h{i}", "set_flags", 1, {"n": n})
@@ -181,7 +182,7 @@ def test_intent_is_on_disk_when_it_returns(grouped: Ledger, path: Path) -> None:
     assert missing == []
 
 
-def test_a_write_while_holding_the_mutex_does_not_wait_for_the_batch(path: Path) -> None:
+def test_a_write_while_holding_the_mutex_does_not_wait_for_the_batch(path: str) -> None:
     """A thread already holding the ledger's mutex writes directly, even while another thread
     leads a batch that is waiting for that very mutex (a deadlock fails, it does not hang)."""
     ledger = Ledger(path)
@@ -205,7 +206,7 @@ def test_a_write_while_holding_the_mutex_does_not_wait_for_the_batch(path: Path)
     ledger.close()
 
 
-def test_a_lone_caller_commits_each_write_at_once(grouped: Ledger, path: Path) -> None:
+def test_a_lone_caller_commits_each_write_at_once(grouped: Ledger, path: str) -> None:
     """Without concurrency each call is a batch of one: one commit per call, nothing pending."""
     run = grouped.start_run("prod", "deploy", ["deploy"])
     before = grouped._commits
@@ -215,5 +216,8 @@ def test_a_lone_caller_commits_each_write_at_once(grouped: Ledger, path: Path) -
     assert grouped._commits - before == 3 and not grouped._leading and grouped._queue == []
     with pytest.raises(UsageError, match="r-x"):
         grouped.event("r-x", "oops")
-    with sqlite3.connect(path) as other:
+    other = open_database(path)
+    try:
         assert other.execute("SELECT ok FROM intents WHERE id = ?", (intent.id,)).fetchone() == (1,)
+    finally:
+        other.close()

@@ -1,11 +1,16 @@
-"""The one-run-per-inventory lock: exclusivity, liveness, takeover and exact-id unlock."""
+"""The one-run-per-inventory lock: exclusivity, liveness, takeover and exact-id unlock.
+
+Every test that opens a ledger runs on both stores (``ledger_target``: SQLite, PostgreSQL).
+"""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -52,12 +57,12 @@ def procs() -> dict[int, str]:
 
 
 @pytest.fixture
-def make(tmp_path: Path, clock: FakeClock, procs: dict[int, str]) -> Iterator[MakeLedger]:
+def make(ledger_target: str, clock: FakeClock, procs: dict[int, str]) -> Iterator[MakeLedger]:
     opened: list[Ledger] = []
 
     def factory(who: str = "alice", where: str = "deploy-1", pid: int = 100) -> Ledger:
         ledger = Ledger(
-            tmp_path / "ledger.db", clock=clock, who=who, where=where, pid=pid, probe=procs.get
+            ledger_target, clock=clock, who=who, where=where, pid=pid, probe=procs.get
         )
         opened.append(ledger)
         return ledger
@@ -160,13 +165,20 @@ def test_reused_pid_counts_as_dead(make: MakeLedger, procs: dict[int, str]) -> N
 
 
 def test_holder_on_another_host_is_never_auto_broken(
-    make: MakeLedger, procs: dict[int, str]
+    make: MakeLedger, procs: dict[int, str], backend: str
 ) -> None:
-    """A holder elsewhere is of unknown liveness and blocks even if its pid is free here."""
+    """A holder elsewhere blocks even if its pid is free here: of unknown liveness on SQLite,
+    provably alive (its database session lasts) on PostgreSQL."""
     remote = make(where="deploy-2", pid=4242)
     lock = remote.acquire_lock("prod", "deploy")
     here = make(who="bob", pid=200)
     assert 4242 not in procs
+    if backend == "postgresql":
+        assert here.holder_alive(lock) is True
+        with pytest.raises(LockHeld, match=r"holder is alive") as caught:
+            here.acquire_lock("prod", "deploy")
+        assert caught.value.liveness is Liveness.ALIVE
+        return
     assert here.holder_alive(lock) is None
     with pytest.raises(LockHeld, match=r"on another host \(deploy-2\); cannot tell"):
         here.acquire_lock("prod", "deploy")
@@ -247,14 +259,14 @@ def test_acquire_with_unknown_run_is_refused(make: MakeLedger) -> None:
     assert ledger.holder("prod") is None
 
 
-def test_real_dead_process_is_detected_and_taken_over(tmp_path: Path) -> None:
+def test_real_dead_process_is_detected_and_taken_over(ledger_target: str) -> None:
     """With the real /proc probe, a lock left by an exited process is taken over as stale."""
     child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True,
                            capture_output=True, text=True)  # fmt: skip
     dead_pid = int(child.stdout)
-    with Ledger(tmp_path / "l.db", pid=dead_pid) as ghost:
+    with Ledger(ledger_target, pid=dead_pid) as ghost:
         ghost.acquire_lock("prod", "deploy")
-    with Ledger(tmp_path / "l.db") as ledger:
+    with Ledger(ledger_target) as ledger:
         lock = ledger.acquire_lock("prod", "deploy")
     assert lock.stale and lock.previous is not None and lock.previous.pid == dead_pid
 
@@ -284,12 +296,12 @@ def _racer(path: str, n: int, start: Barrier, done: Barrier, results: Any) -> No
     ledger.close()
 
 
-def test_racing_processes_get_exactly_one_lock(tmp_path: Path) -> None:
-    """Several real processes acquiring at the same moment: exactly one wins, the rest see it."""
+def test_racing_processes_get_exactly_one_lock(ledger_target: str) -> None:
+    """Ten real processes acquiring at the same moment: exactly one wins, the rest see it."""
     ctx = multiprocessing.get_context("fork")
-    count = 4
+    count = 10
     start, done, results = ctx.Barrier(count), ctx.Barrier(count), ctx.Queue()
-    path = str(tmp_path / "race.db")
+    path = ledger_target
     procs = [ctx.Process(target=_racer, args=(path, n, start, done, results)) for n in range(count)]
     for proc in procs:
         proc.start()
@@ -303,3 +315,65 @@ def test_racing_processes_get_exactly_one_lock(tmp_path: Path) -> None:
     with Ledger(path) as ledger:
         held = ledger.holder("prod")
     assert held is not None and held.id == winners[0][2]
+
+
+_HOLD_AND_DIE = textwrap.dedent(
+    """
+    import os, signal, sys
+    from rollout.ledger import Ledger
+    ledger = Ledger(sys.argv[1], where=sys.argv[2])
+    run = ledger.start_run("prod", "deploy --phase 1", ["deploy", "--phase", "1"])
+    lock = ledger.acquire_lock("prod", "deploy --phase 1", run.id)
+    print(lock.id, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+@pytest.mark.parametrize("elsewhere", [False, True], ids=["same-host", "other-host"])
+def test_a_controller_killed_holding_the_lock(
+    ledger_target: str, backend: str, elsewhere: bool
+) -> None:
+    """A SIGKILLed holder's lock is taken over without `unlock` where its death is provable:
+    on this host (its pid is gone) on both stores, and from another host on PostgreSQL (its
+    session ended); on SQLite another host's dead holder still needs `unlock`."""
+    where = "ci-runner-7" if elsewhere else None
+    here = Ledger(ledger_target)
+    proc = subprocess.run(
+        [sys.executable, "-c", _HOLD_AND_DIE, ledger_target, where or here.where],
+        capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    dead = proc.stdout.strip()
+    with here:
+        held = here.holder("prod")
+        assert held is not None and held.id == dead
+        if elsewhere and backend == "sqlite":
+            with pytest.raises(LockHeld, match="cannot tell"):
+                here.acquire_lock("prod", "deploy")
+            return
+        deadline = time.monotonic() + 10  # the server notices the closed socket at once
+        while here.lock_liveness(held) is Liveness.ALIVE and time.monotonic() < deadline:
+            time.sleep(0.05)
+        lock = here.acquire_lock("prod", "deploy")
+        assert lock.stale and lock.previous is not None and lock.previous.id == dead
+        [crashed] = here.reap("prod")
+        assert crashed.where == (where or here.where)
+
+
+def test_a_live_holders_session_is_what_proves_it_alive(make: MakeLedger, backend: str) -> None:
+    """On PostgreSQL a holder elsewhere stays unbreakable exactly as long as its connection
+    lives; once it is closed (the process died) the next acquire takes the lock as stale."""
+    if backend != "postgresql":
+        pytest.skip("SQLite cannot see another host's holder")
+    remote = make(where="deploy-2", pid=4242)
+    lock = remote.acquire_lock("prod", "deploy")
+    here = make(who="bob", pid=200)
+    with pytest.raises(LockHeld):
+        here.acquire_lock("prod", "deploy")
+    remote.close()
+    assert here.lock_liveness(lock) is Liveness.ENDED
+    taken = here.acquire_lock("prod", "deploy")
+    assert taken.stale and taken.previous == lock
+    [event] = here.inventory_events("prod", "lock.takeover")
+    assert event.data["liveness"] == "ended"
