@@ -26,7 +26,8 @@ COMMON_HELP = {
     "yes": "Do not ask for confirmation (a high-risk phase asks on a terminal, "
     "and refuses without one)",
     "json": "Print JSON lines (one event per line) instead of text",
-    "ledger": "Ledger file. Default: $ROLLOUT_LEDGER or .rollout/ledger.db",
+    "ledger": "Ledger: a file, or a postgresql://USER@HOST:PORT/DB URI (docs/ledger.md)."
+    " Default: $ROLLOUT_LEDGER or .rollout/ledger.db",
     "accept_new_host_keys": "Pin unknown host keys on first contact (like OpenSSH "
     "accept-new); changed keys are still refused",
     "skip_checks": "Deploy without running the readiness checklist (recorded in the ledger)",
@@ -747,6 +748,40 @@ def _page_after(ctx: Context, path: str | None, as_json: bool) -> Iterator[None]
                 print(f"warning: could not write the report page {path}: {exc}",
                       file=sys.stderr, flush=True)  # fmt: skip
 
+@task(
+    help={
+        "src": "The ledger to copy from (a file, or a URI)",
+        "dest": "The ledger to copy into. Default: $ROLLOUT_LEDGER",
+        "json": "Print the result as one JSON line",
+    }
+)
+def ledger_copy(c: Any, src: str, dest: str | None = None, json: bool = False) -> None:
+    """Copy a ledger's history (runs with their ids, events, intents, phases, approvals) into
+    another, e.g. a SQLite file into the team's PostgreSQL ledger; safe to run again."""
+    import os
+
+    from rollout.errors import RolloutError, UsageError
+    from rollout.ledger import open_ledger
+    from rollout.ledgercopy import copy_history
+
+    try:
+        target = dest or os.environ.get("ROLLOUT_LEDGER")
+        if not target:
+            raise UsageError(
+                "no destination ledger", hint="pass --dest postgresql://USER@HOST/DB"
+            )
+        with open_ledger(src) as source, open_ledger(target) as destination:
+            report = copy_history(source, destination)
+    except RolloutError as exc:
+        raise Exit(f"error: {exc}", code=int(exc.exit_code)) from None
+    if json:
+        import json as _json
+        from dataclasses import asdict
+
+        print(_json.dumps({"event": "ledger.copied", "ok": True, **asdict(report)}))
+    else:
+        print(f"✓ {report.summary()}")
+
 
 # -- the inventory, as ansible-inventory shows it ----------------------------------------------
 
@@ -844,9 +879,13 @@ lab.add_task(lab_up, name="up", default=False)
 lab.add_task(lab_down, name="down")
 lab.add_task(lab_status, name="status")
 
+ledger_tasks = Collection("ledger")
+ledger_tasks.add_task(ledger_copy, name="copy")
+
 ns = Collection()
 for t in (deploy, plan, rollback, monitor, status, check, backup, restore, backups, restart,
           advance, pause, resume, adopt, approve, history, report, unlock, runbook,
           inventory_):  # fmt: skip
     ns.add_task(t)
 ns.add_collection(lab)
+ns.add_collection(ledger_tasks)

@@ -31,7 +31,7 @@ from .events import Emit, Event, Kind
 from .executor import Confirm, Executor, StepReport
 from .fleetstate import FleetSide, Holder, HostState, Record
 from .inventory import load_inventory, select_hosts
-from .ledger import InventoryState, Ledger, LockRecord, RunRecord, RunStatus
+from .ledger import InventoryState, Ledger, LockRecord, RunRecord, RunStatus, open_ledger
 from .models import Host, Inventory, NotifyKind, Observed, Phase, Playbook
 from .plan import Action, Plan, resolve_target
 from .playbook import load_playbook
@@ -75,8 +75,13 @@ class Options:
     vault_password_file: str | None = None  # --vault-password-file (else the environment's)
     argv: tuple[str, ...] = ()
 
+    def ledger_target(self) -> str:
+        """``--ledger``, else ``$ROLLOUT_LEDGER``, else the default file: a path or a URI."""
+        return self.ledger or os.environ.get("ROLLOUT_LEDGER") or DEFAULT_LEDGER
+
     def ledger_path(self) -> Path:
-        return Path(self.ledger or os.environ.get("ROLLOUT_LEDGER") or DEFAULT_LEDGER)
+        """The ledger as a file path (meaningful for a SQLite ledger only)."""
+        return Path(self.ledger_target())
 
 
 @dataclass
@@ -119,7 +124,7 @@ def load_context(
         vault=Vault(vault_password_file(options.vault_password_file)),
     )
     hosts = select_hosts(inventory, options.limit)
-    ledger = Ledger(options.ledger_path())
+    ledger = open_ledger(options.ledger_target())
     pinned: list[str] = []
 
     def ssh_backend(selected: Sequence[Host], pb: Playbook) -> Backend:

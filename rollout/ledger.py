@@ -64,6 +64,7 @@ __all__ = [
     "RunRecord",
     "RunStatus",
     "migrate",
+    "open_ledger",
 ]
 
 _T = TypeVar("_T")
@@ -1031,3 +1032,21 @@ class Ledger:
             self._add_event(conn, inventory, None, "lock.unlocked", data)
             self._note_lost(conn, held, data)
         return held
+
+
+def open_ledger(
+    target: str | Path,
+    *,
+    clock: Callable[[], float] = time.time,
+    who: str | None = None,
+    where: str | None = None,
+    pid: int | None = None,
+    probe: Probe = process_start,
+    group_commit: bool = True,
+) -> Ledger:
+    """The ledger ``target`` names: a ``postgresql://`` (or ``postgres://``) libpq URI for a
+    team's shared server, anything else a SQLite file path. Every command opens it here."""
+    return Ledger(
+        target, clock=clock, who=who, where=where, pid=pid, probe=probe,
+        group_commit=group_commit,
+    )  # fmt: skip

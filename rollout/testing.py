@@ -178,7 +178,7 @@ def fake_context(
     under ``root`` and no sleeping; ``options`` override :class:`~rollout.commands.Options`."""
     from .commands import Context, Options
     from .events import Collector
-    from .ledger import Ledger
+    from .ledger import open_ledger
     from .models import Host, Inventory
 
     names = tuple(backend.fakes)
@@ -186,7 +186,8 @@ def fake_context(
     inventory = Inventory(str(root / "inv.yml"), "inv", hosts, {"all": frozenset(names)})
     defaults: dict[str, Any] = {"yes": True, "wait": False, "skip_checks": True,
                                 "retry_deadline": 3.0}  # fmt: skip
-    ledger = Ledger(root / "ledger.db", clock=clock) if clock else Ledger(root / "ledger.db")
+    path = root / "ledger.db"
+    ledger = open_ledger(path, clock=clock) if clock else open_ledger(path)
     ctx = Context(Options(**{**defaults, **options}), playbook, inventory, hosts, ledger,
                   Collector(), lambda _h, _p: backend, sleep=lambda _s: None)  # fmt: skip
     if clock is not None:

@@ -19,6 +19,9 @@ if [ "${ROLLOUT_SKIP_BROWSER:-0}" != 1 ]; then
   command -v chromium >/dev/null 2>&1 || command -v chromium-headless-shell >/dev/null 2>&1 \
     || need_pkgs+=(chromium)
 fi
+# The PostgreSQL ledger: server binaries for the test suite's throwaway cluster, libpq for psycopg.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
+[ -e /usr/lib/x86_64-linux-gnu/libpq.so.5 ] || ldconfig -p 2>/dev/null | grep -q "libpq.so.5 " || need_pkgs+=(libpq5)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "bootstrap: missing Debian packages: ${need_pkgs[*]} (run as root, or install them)" >&2

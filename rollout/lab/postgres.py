@@ -8,7 +8,8 @@ Debian package; created here if missing). Local socket connections are trusted; 
 the superuser's password (scram-sha-256), so both libpq password paths are exercised.
 
     with Cluster.started() as pg:
-        uri = pg.create_database()      # postgresql://rollout@127.0.0.1:PORT/t_ab12...
+        uri = pg.create_database()      # postgresql://rollout@/t_ab12...?host=/tmp/...
+        uri = pg.create_schema()        # a fresh schema (search_path) in one database
 """
 
 from __future__ import annotations
@@ -174,6 +175,16 @@ class Cluster:
         """A libpq URI over 127.0.0.1; with ``password`` it carries the password itself."""
         secret = f":{self.password}" if password else ""
         return f"postgresql://{SUPERUSER}{secret}@127.0.0.1:{self.port}/{dbname}"
+
+    def create_schema(self, name: str | None = None) -> str:
+        """A fresh, empty schema in the ``postgres`` database; return a socket URI whose
+        ``search_path`` is that schema (instant, unlike CREATE DATABASE: one per test)."""
+        import psycopg
+
+        name = name or f"t_{secrets.token_hex(6)}"
+        with psycopg.connect(self.socket_uri("postgres"), autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{name}"')
+        return f"{self.socket_uri('postgres')}&options=-csearch_path%3D{name}"
 
     def create_database(self, name: str | None = None) -> str:
         """CREATE DATABASE (fresh name unless given); return its socket URI."""
