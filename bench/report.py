@@ -178,9 +178,13 @@ def ledger_table(data: Data) -> str:
     rows = [
         (f"deploy N={n}, ledger on {where}", f"{_med(ab[where]):.3f}",
          f"{min(ab[where]):.3f}", f"{max(ab[where]):.3f}")
-        for where in ("disk", "tmpfs")
+        for where in ("disk", "tmpfs", "postgresql") if ab.get(where)
     ]  # fmt: skip
-    return _table(("run", "median s", "min s", "max s"), rows)
+    table = _table(("run", "median s", "min s", "max s"), rows)
+    if ab.get("postgresql"):
+        ratio = _med(ab["postgresql"]) / _med(ab["disk"])
+        table += f"\nPostgreSQL / SQLite-on-disk (medians): {ratio:.2f}x\n"
+    return table
 
 
 def erl_tables(data: Data) -> str:
@@ -248,7 +252,7 @@ def render(data: Data) -> str:
         "### Where one tool deploy spends its time",
         profile_table(data),
         "",
-        "### Ledger on disk vs tmpfs",
+        "### Ledger: SQLite on disk, on tmpfs, PostgreSQL",
         ledger_table(data),
     ]
     if any(r["part"] == "release" for r in data["records"]):

@@ -301,19 +301,32 @@ def profile_deploy(
 def ledger_ab(
     fleet: StubFleet, inventory: Path, ledgers: dict[str, Path], work: Path, reps: int
 ) -> dict[str, list[float]]:
-    """The same deploy with the ledger on disk and on tmpfs (where fsync costs nothing)."""
+    """The same deploy with the SQLite ledger on disk and on tmpfs (where fsync costs
+    nothing), and on a local PostgreSQL server (fsync on, Unix socket), rounds interleaved."""
+    from rollout.lab.postgres import Cluster
+
     shm = Path(tempfile.mkdtemp(prefix="rollout-bench-", dir="/dev/shm"))
-    out: dict[str, list[float]] = {"disk": [], "tmpfs": []}
+    out: dict[str, list[float]] = {"disk": [], "tmpfs": [], "postgresql": []}
     try:
-        for rep in range(reps):
-            places = [("disk", work), ("tmpfs", shm)]
-            for name, where in places if rep % 2 == 0 else places[::-1]:
-                fleet.set_phase(0)
-                ledger = where / "ab-ledger.db"
-                snapshot(ledgers["empty"], ledger)
-                argv = [str(INVOKE), *deploy_args(1), "--inventory", str(inventory)]
-                log = work / f"ab-{name}-{rep}.log"
-                out[name].append(run(argv, cwd=REPO, env=tool_env(ledger), stdout=log).seconds)
+        with Cluster.started() as pg:
+            for rep in range(reps):
+                places: list[tuple[str, Path | None]] = [
+                    ("disk", work), ("tmpfs", shm), ("postgresql", None)
+                ]  # fmt: skip
+                k = rep % len(places)
+                for name, where in [*places[k:], *places[:k]]:
+                    fleet.set_phase(0)
+                    if where is None:
+                        target = pg.create_database()
+                        Ledger(target).close()  # the schema, as an existing team ledger has
+                    else:
+                        target = str(where / "ab-ledger.db")
+                        snapshot(ledgers["empty"], Path(target))
+                    argv = [str(INVOKE), *deploy_args(1), "--inventory", str(inventory)]
+                    log = work / f"ab-{name}-{rep}.log"
+                    env = {**tool_env(Path("unused")), "ROLLOUT_LEDGER": target}
+                    out[name].append(run(argv, cwd=REPO, env=env, stdout=log).seconds)
+                    fleet.check(1)
     finally:
         for path in shm.iterdir():
             path.unlink()
