@@ -26,6 +26,7 @@ import stat
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -94,6 +95,12 @@ class Database(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def pipelined(self) -> AbstractContextManager[object]:
+        """Within this block, statements whose results nobody fetched yet may be sent without
+        waiting for the server (PostgreSQL's pipeline mode; a no-op for SQLite). Errors may
+        surface at a later fetch or at the block's end, as :class:`LedgerError`."""
+        return contextlib.nullcontext()
 
     # -- lock holders' liveness --------------------------------------------------------------
 

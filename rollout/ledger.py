@@ -376,7 +376,7 @@ class Ledger:
         transaction fails (BEGIN, COMMIT, a database error), every caller in it gets that error.
         """
         try:
-            with self._write() as conn:
+            with self._write() as conn, conn.pipelined():
                 for ticket in batch:
                     ticket.run(conn)
         except BaseException as exc:  # delivered to (and re-raised by) each caller

@@ -27,7 +27,7 @@ lock's key, so the lock's heartbeat reports it lost.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -161,9 +161,8 @@ class PostgresDatabase(Database):
             raise self._failed(exc) from exc
 
     def begin(self, *, write: bool) -> None:
-        if write:
-            self.execute("BEGIN")
-            self.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_KEY,))
+        if write:  # one round trip: a parameterless query may hold two statements
+            self.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_KEY:d})")
         else:
             self.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
 
@@ -185,6 +184,17 @@ class PostgresDatabase(Database):
 
     def close(self) -> None:
         self._conn.close()
+
+    @contextlib.contextmanager
+    def pipelined(self) -> Iterator[object]:
+        """Pipeline mode: a batch's savepoints and releases ride along with its statements,
+        so a group commit costs about one round trip per write instead of three."""
+        conn = self._live()
+        try:
+            with conn.pipeline() as pipeline:
+                yield pipeline
+        except psycopg.Error as exc:
+            raise self._failed(exc) from exc
 
     # -- lock holders' liveness --------------------------------------------------------------
 
