@@ -110,3 +110,28 @@ def test_a_stopped_ledger_server_mid_soak_fails_the_run_and_keeps_the_fleet(
     again = cli("deploy", "--phase", "1", "--yes", "--no-wait", "--skip-checks", playbook=playbook)
     assert again.code == 0, again.stdout + again.stderr
     assert "died without finishing" in again.stdout + again.stderr
+
+
+def _delete_ledger(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+@pytest.mark.scenario("SQLite ledger deleted mid-soak")
+def test_a_deleted_sqlite_ledger_mid_soak_fails_loudly(clean_lab: Lab, tmp_path: Path) -> None:
+    """The ledger file is deleted while phase 1 soaks: the run fails loudly, saying the file
+    was deleted, instead of reporting success into an unlinked inode; no host changes after,
+    and the fleet stays at the verified phase 1."""
+    ledger = tmp_path / "state" / "ledger.db"
+    cli = CLI(clean_lab.inventory, ledger)
+    playbook = _soaking(tmp_path)
+    run = Watched(cli, "deploy", "--phase", "1", "--yes", "--skip-checks", playbook=playbook)
+    run.when(kind("sample"), lambda _e: _delete_ledger(ledger))
+    done = run.finish(timeout=120)
+    assert done.code not in (0, 3), done.text
+    assert "was deleted during this run" in done.stderr, done.text
+    assert not [e for e in done.of("run.finish") if e.get("ok")]
+    assert not [e for e in done.events if e.get("event") in ("host.apply", "rollback", "undo")
+                and e["ts"] > done.of("sample")[0]["ts"]]  # fmt: skip
+    assert assert_consistent(clean_lab, {1}) == {h.name: 1 for h in clean_lab.hosts}
+    assert not ledger.exists()
