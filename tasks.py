@@ -80,6 +80,7 @@ def _duration(value: str | None, option: str) -> float | None:
 def _options(given: dict[str, Any]) -> Options:
     """Options from a task's arguments; unknown names are the task's own and ignored here."""
     from rollout.commands import DEFAULT_INVENTORY, Options
+    from rollout.database import redact_argv
     from rollout.resources import default_playbook
 
     opts = {k: given[k] for k in _OPTION_KEYS if k in given}
@@ -100,7 +101,7 @@ def _options(given: dict[str, Any]) -> Options:
         junit=opts.get("junit"),
         ssh_config=opts.get("ssh_config"),
         vault_password_file=opts.get("vault_password_file"),
-        argv=tuple(sys.argv[1:]),
+        argv=redact_argv(sys.argv[1:]),
     )
 
 

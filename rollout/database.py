@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
 import stat
 import tempfile
@@ -289,6 +290,21 @@ class SQLiteDatabase(Database):
 
     def close(self) -> None:
         self._conn.close()
+
+
+_URI_PASSWORD = re.compile(r"(postgres(?:ql)?://[^:/@\s]*):[^@\s]*@")
+_PARAM_PASSWORD = re.compile(r"((?:^|[?&\s])password=)[^&\s]*")
+
+
+def redact_argv(argv: Sequence[str]) -> tuple[str, ...]:
+    """``argv`` with the password of any PostgreSQL URI (``user:PW@`` or ``password=PW``)
+    replaced by ``***``: command lines are recorded in the ledger and shown in lock errors."""
+    return tuple(
+        _PARAM_PASSWORD.sub(r"\1***", _URI_PASSWORD.sub(r"\1:***@", arg))
+        if "postgres" in arg or "password=" in arg
+        else arg
+        for arg in argv
+    )
 
 
 def is_postgres(target: str | Path) -> bool:
