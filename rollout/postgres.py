@@ -111,6 +111,8 @@ class PostgresDatabase(Database):
         )  # fmt: skip
         for statement in SESSION:
             conn.execute(statement)
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+        self._backend_pid = int(row[0]) if row else 0  # a new session, a new pid
         return conn
 
     def _failed(self, exc: psycopg.Error) -> LedgerError:
@@ -224,8 +226,8 @@ class PostgresDatabase(Database):
     def holds(self, lock_id: str) -> bool:
         if self._conn.broken or self._conn.closed:
             return False
-        mine = int(self.execute("SELECT pg_backend_pid()").fetchone()[0])
-        return mine in self._holders(lock_id)
+        holders = self._holders(lock_id)  # may reconnect: then the pid is the new session's
+        return self._backend_pid in holders
 
 
 def _reason(exc: psycopg.Error) -> str:
