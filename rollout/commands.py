@@ -268,7 +268,7 @@ def _fleet_side(
         run_id=run.id,
         command=command if len(command) <= 300 else command[:299] + "…",  # a document cap
         ledger=ledger.identity,
-        ledger_path=str(ledger.path.resolve()),
+        ledger_path=ledger.location,  # a file's absolute path, or a server URI without password
         claimed=ctx.wall(),
     )
     ttl = max(5, int(ctx.playbook.policy.lease_ttl))

@@ -134,7 +134,7 @@ class SQLiteDatabase(Database):
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.location = str(self.path)
+        self.location = str(self.path.resolve())  # the same text from any working directory
         created = self._prepare()
         try:
             self._conn = sqlite3.connect(

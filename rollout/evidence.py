@@ -546,7 +546,7 @@ def gather(ledger: Ledger, run_id: str | None = None, inventory: str | None = No
         latest = ledger.runs(inventory, 1)
         if not latest:
             raise UsageError(
-                f"no runs recorded for inventory {inventory!r} in the ledger {ledger.path}",
+                f"no runs recorded for inventory {inventory!r} in the ledger {ledger.location}",
                 hint="run a command first, or pass --ledger to point at the right file",
             )
         run_id = latest[0].id
