@@ -14,6 +14,7 @@ from .errors import TransportError
 from .fleet import Fleet, Outcome
 from .fleetstate import FleetSide
 from .models import FlagState, Host, Playbook
+from .output import MAX_COMMAND_OUTPUT_BYTES
 from .transport.base import CommandResult, Session, Transport
 
 
@@ -82,7 +83,9 @@ class SSHBackend:
 
     def run(self, name: str, argv: Sequence[str], *, timeout: float) -> CommandResult:
         try:
-            return self._session(name).run(argv, timeout=timeout)
+            return self._session(name).run(
+                argv, timeout=timeout, max_output=MAX_COMMAND_OUTPUT_BYTES
+            )
         except TransportError:
             self.reset(name)
             raise

@@ -225,7 +225,7 @@ def take_backup(
     """
     if not hosts:
         raise UsageError("no hosts selected: nothing to back up")
-    inv_dir = root / _dir_name(inventory_name, "inventory name")
+    inv_dir = root / _fleet_dir(inventory_name)
     for host in hosts:
         _dir_name(host.name, "host name")
     relative = {h.name: tuple(_relative(p, h.name) for p in h.state_paths) for h in hosts}
@@ -464,7 +464,7 @@ def load_backup(root: Path, inventory: str, backup_id: str, *, verify: bool = Tr
             f"{backup_id!r} is not a backup id (like 20261123T034512Z)",
             hint="`invoke backups` lists the backups of this inventory",
         )
-    path = root / _dir_name(inventory, "inventory name") / backup_id
+    path = root / _fleet_dir(inventory) / backup_id
     m = _Manifest(path / MANIFEST)
     try:
         data = json.loads(m.path.read_text(encoding="utf-8"))
@@ -571,7 +571,7 @@ def list_backups(root: Path, inventory: str) -> list[BackupInfo]:
 
     Only manifests are read here (archives are checked by :func:`load_backup`).
     """
-    inv_dir = root / _dir_name(inventory, "inventory name")
+    inv_dir = root / _fleet_dir(inventory)
     if not inv_dir.is_dir():
         return []
     out = []
@@ -943,6 +943,15 @@ def _parse_sums(text: str) -> dict[str, str]:
             name = re.sub(r"\\(.)", lambda m: {"n": "\n", "r": "\r"}.get(m[1], m[1]), name)
         out[name] = digest
     return out
+
+
+def _fleet_dir(fleet: str) -> str:
+    """The directory of a fleet's backups: its name when that is a plain name, else (a path
+    such as ``inventory/eu/prod.yml``) a readable tail and a hash, so fleets never share one."""
+    if _DIR_NAME_RE.match(fleet) and len(fleet) <= 64:
+        return fleet
+    tail = re.sub(r"[^A-Za-z0-9._-]+", "_", fleet).strip("._-")[-40:] or "fleet"
+    return f"{tail}-{hashlib.sha256(fleet.encode('utf-8')).hexdigest()[:12]}"
 
 
 def _dir_name(text: str, what: str) -> str:

@@ -1,8 +1,15 @@
-"""Cancellation: SIGINT/SIGTERM stop new changes; the current step is finished or undone.
+"""Cancellation: SIGINT, SIGTERM, SIGHUP and SIGQUIT stop new changes; the current step is
+finished or undone.
 
 The first signal sets the token: the engine notices between steps (and at once while it
 waits), settles what it was doing, records it and raises :class:`Interrupted`. A second
-signal raises KeyboardInterrupt for an operator who really means "stop now".
+signal raises KeyboardInterrupt for an operator who really means "stop now"; even then the
+host calls under way finish and are recorded (``fleet.run_parallel`` waits for them), and a
+rollback has recorded its target and paused the rollout before it changed the first host.
+
+SIGTERM is what CI runners send on cancel, SIGHUP what a closed terminal or SSH session
+sends, SIGQUIT what Ctrl-\\ sends: none of them is a hard kill any more. Only SIGKILL is, and
+the ledger's intents cover it (docs/safety.md, "Crash safety").
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ class Cancel:
             raise Interrupted(f"{self.signal_name or 'cancelled'}: stopped before {what}")
 
     def install(self) -> None:
-        """Route SIGINT and SIGTERM (what CI runners send on cancel) to this token."""
+        """Route SIGINT, SIGTERM, SIGHUP and SIGQUIT to this token."""
         if threading.current_thread() is not threading.main_thread():
             return
 
@@ -46,5 +53,9 @@ class Cancel:
                 raise KeyboardInterrupt
             self.set(signal.Signals(signum).name)
 
-        signal.signal(signal.SIGINT, handler)
-        signal.signal(signal.SIGTERM, handler)
+        for signum in SIGNALS:
+            signal.signal(signum, handler)
+
+
+#: The signals that cancel a run (the first settles, a second stops at once).
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)

@@ -7,6 +7,7 @@ outcome (``tasks.py`` turns that into the exit code) or by returning a summary.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -22,6 +23,7 @@ from .cancel import Cancel
 from .errors import (
     FleetChanged,
     HostsUnreachable,
+    Interrupted,
     Refused,
     RollbackIncomplete,
     RolloutError,
@@ -33,6 +35,7 @@ from .fleetstate import FleetSide, Holder, HostState, Record
 from .inventory import load_inventory, select_hosts
 from .ledger import InventoryState, Ledger, LockRecord, RunRecord, RunStatus, open_ledger
 from .models import Host, Inventory, NotifyKind, Observed, Phase, Playbook
+from .output import Redactor
 from .plan import Action, Plan, resolve_target
 from .playbook import load_playbook
 from .sshopts import client_config_path
@@ -103,6 +106,8 @@ class Context:
     #: Restarts services on hosts, then re-applies ``phase`` and verifies (emergency rollback).
     restart: Callable[[Executor, Phase, Sequence[str]], StepReport] | None = None
     wall: Callable[[], float] = time.time
+    #: Durations inside a run (soak time) come from this clock, never from ``wall``.
+    mono: Callable[[], float] = time.monotonic
 
     @property
     def limited(self) -> bool:
@@ -125,6 +130,7 @@ def load_context(
     )
     hosts = select_hosts(inventory, options.limit)
     ledger = open_ledger(options.ledger_target())
+    _check_legacy_records(inventory, ledger)
     pinned: list[str] = []
 
     def ssh_backend(selected: Sequence[Host], pb: Playbook) -> Backend:
@@ -145,6 +151,7 @@ def load_context(
             connect_timeout=pb.policy.connect_timeout,
             accept_new_host_keys=options.accept_new_host_keys,
             on_pin=on_pin,
+            redact=Redactor(known_secrets(inventory, pb)),
         )
         return SSHBackend(selected, transport, pb)
 
@@ -164,6 +171,53 @@ def load_context(
 
         context.restart = emergency_restarter(hosts)
     return context
+
+
+def known_secrets(inventory: Inventory, playbook: Playbook) -> list[str]:
+    """Every secret value this run knows, to redact from host output: each host's
+    ``release_env`` values, and the webhook and Prometheus URLs (from their variable or file)."""
+    from .yamlsrc import read_input
+
+    found = [value.reveal() for host in inventory.hosts for _name, value in host.release_env]
+    sources: list[tuple[str | None, str | None]] = [
+        (playbook.source.url_env, playbook.source.url_file)
+    ]
+    if playbook.notify.webhook is not None:
+        sources.append((playbook.notify.webhook.url_env, playbook.notify.webhook.url_file))
+    for env, path in sources:
+        if env:
+            found.append(os.environ.get(env, "").strip())
+        if path:
+            with contextlib.suppress(RolloutError):
+                found.append(read_input(path, 65536).strip())
+    return [f for f in found if f]
+
+
+def _check_legacy_records(inventory: Inventory, ledger: Ledger) -> None:
+    """Refuse to guess when the ledger holds records under the inventory's old key.
+
+    Older rollouts keyed an inventory by its file's stem, so ``eu/prod.yml`` and
+    ``us/prod.yml`` shared ``prod``. Those records may be this fleet's or another's; only the
+    operator knows, and says so with ``rollout_fleet`` (docs/inventory.md).
+    """
+    old = inventory.legacy_name
+    if old is None:
+        return
+    if ledger.runs(inventory.name, 1) or ledger.state(inventory.name).phase is not None:
+        return
+    if not ledger.runs(old, 1) and ledger.state(old).phase is None:
+        return
+    from .errors import InventoryError, SourceLocation
+    from .inventory import FLEET_VAR
+
+    raise InventoryError(
+        f"the ledger holds records under {old!r}, the key older rollouts gave every inventory "
+        f"named {old}.*; they may belong to this fleet or to another inventory of that name, "
+        f"and this inventory ({inventory.name}) has none of its own yet",
+        location=SourceLocation(inventory.path, None, FLEET_VAR),
+        hint=f"set `{FLEET_VAR}: {old}` under all: vars to continue that record, or "
+        f"`{FLEET_VAR}: <new name>` to start a new one",
+    )
 
 
 @contextmanager
@@ -447,7 +501,14 @@ def notify(
             )
         )
     except RolloutError as exc:
-        ex.emit(Kind.WARNING, f"notification not sent: {exc.message}")
+        _side_warning(ex, f"notification not sent: {exc.message}")
+    except Exception as exc:  # a side output never aborts a run nor keeps it from recording
+        _side_warning(ex, f"notification not sent: {type(exc).__name__}: {exc}")
+
+
+def _side_warning(ex: Executor, message: str) -> None:
+    with contextlib.suppress(Exception):  # even a warning about a side output must not abort
+        ex.emit(Kind.WARNING, message)
 
 
 def _deploy_body(
@@ -502,6 +563,7 @@ def make_soak(ctx: Context, ex: Executor, phase: Phase, previous: Phase) -> Soak
         policy=policy,
         source=ctx.playbook.source,
         wall=ctx.wall,
+        mono=ctx.mono,
         wait=ctx.cancel.wait,
         on_rollback=on_rollback,
         on_round=lambda: check_fleet(ctx, ex, what=f"soak of {phase.title}"),
@@ -518,12 +580,14 @@ def monitor(ctx: Context) -> InventoryState:
             "no phase is recorded for this inventory; deploy one first",
             hint="invoke deploy --phase 1",
         )
-    phase = ctx.playbook.phase(state.phase)
+    phase = recorded_phase(ctx, state.phase)
     previous = ctx.playbook.phase(max(0, phase.number - 1))
     with running(ctx, _command_text("monitor", ctx.options)) as (run, _lock, ex):
         if ctx.options.soak is not None and ctx.options.soak != state.soak_required:
             state = ctx.ledger.set_soak_required(ctx.inventory.name, ctx.options.soak, run.id)
-        if state.soak_complete:
+        from .soak import soak_done
+
+        if soak_done(ctx.ledger, state):
             ex.emit(
                 Kind.SOAK,
                 f"soak of {phase.title} is already complete",
@@ -540,6 +604,18 @@ def monitor(ctx: Context) -> InventoryState:
                 f"{len(failed)} host(s) unreachable; their samples count as inconclusive",
             )
         return make_soak(ctx, ex, phase, previous).run()
+
+
+def recorded_phase(ctx: Context, number: int) -> Phase:
+    """The recorded phase in this playbook; a clear UsageError when the playbook lacks it."""
+    if 0 <= number <= ctx.playbook.last:
+        return ctx.playbook.phase(number)
+    raise UsageError(
+        f"the ledger records phase {number} for {ctx.inventory.name}, but "
+        f"{ctx.playbook.path} has phases 0..{ctx.playbook.last}",
+        hint="use the playbook that deployed it (--playbook), or bring the fleet into this one "
+        f"with `invoke rollback --to {ctx.playbook.last} --reason ...`",
+    )
 
 
 def make_plan(ctx: Context, phase: int, *, force: bool = False) -> Plan:
@@ -595,10 +671,27 @@ def rollback(
             target=target.number,
             reason=reason,
         )
-        unreachable, _readings = ex.claim()
+        unreachable, readings = ex.claim()
         check_fleet(ctx, ex, what=f"rollback to {target.title}")
         reachable = [h for h in ex.hosts if h not in unreachable]
-        report = ex.converge_with_retry(reachable, target, Action.ROLLBACK)
+        behind = _behind(ctx, ex, reachable, target, {n: r.flags for n, r in readings.items()})
+        if behind:
+            shown = ", ".join(f"{h} (at phase {p})" for h, p in behind.items())
+            lowest = min(behind.values())
+            raise Refused(
+                f"rollback to {target.title} would move {len(behind)} host(s) forward: {shown}; "
+                "a rollback never moves a host past the phase it is at; nothing was changed",
+                hint=f"`invoke rollback --to {lowest} --reason ...` (the lowest phase a host "
+                "is at), or `invoke status` to see every host",
+            )
+        try:
+            report = ex.converge_with_retry(reachable, target, Action.ROLLBACK)
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"rollback to {target.title} interrupted; the recorded phase is unchanged",
+                hint=f"`invoke status` shows each host; finish with `invoke rollback --to "
+                f"{target.number} --reason ...`",
+            ) from None
         return _finish_rollback(
             ctx,
             ex,
@@ -627,54 +720,148 @@ def emergency(ctx: Context, to: int | None = None, *, reason: str | None = None)
         ctx.options = dataclasses.replace(ctx.options, retry_deadline=EMERGENCY_RETRY)
     command = _command_text("rollback", ctx.options)
     with running(ctx, command, reason, takeover=True) as (run, lock, ex):
-        if lock.previous is not None:
-            old = lock.previous
-            ex.emit(
-                Kind.WARNING,
-                f"took over the lock of {old.who}@{old.where} pid {old.pid} "
-                f"({old.command}); that run must stop changing hosts",
-                previous_lock=old.id,
-                previous_run=old.run_id,
-            )
+        try:
+            return _emergency_body(ctx, ex, run, lock, target, recorded, reason)
+        except KeyboardInterrupt:  # a second signal: what was verified is in the ledger
+            state = ctx.ledger.state(ctx.inventory.name)
+            if not state.paused:
+                ctx.ledger.set_paused(ctx.inventory.name, True, run.who, "emergency rollback "
+                                      "interrupted")  # fmt: skip
+            raise Interrupted(
+                f"emergency rollback to {target.title} interrupted; the ledger records phase "
+                f"{state.phase} and rollouts are paused",
+                hint=f"finish it with `invoke rollback --emergency --to {target.number} "
+                "--reason ...`; `invoke status` shows each host",
+            ) from None
+
+
+def _emergency_body(
+    ctx: Context,
+    ex: Executor,
+    run: RunRecord,
+    lock: LockRecord,
+    target: Phase,
+    recorded: int | None,
+    reason: str | None,
+) -> StepReport:
+    """The emergency after its lock: pause, read, record the target, converge, restart."""
+    # paused first: whatever happens next, no scheduled advance acts on this fleet
+    ctx.ledger.set_paused(
+        ctx.inventory.name, True, run.who, f"emergency rollback: {reason or 'no reason given'}"
+    )
+    if lock.previous is not None:
+        old = lock.previous
         ex.emit(
-            Kind.ROLLBACK,
-            f"EMERGENCY ROLLBACK to {target.title}" + (f": {reason}" if reason else ""),
-            ok=False,
-            target=target.number,
-            reason=reason,
-            emergency=True,
+            Kind.WARNING,
+            f"took over the lock of {old.who}@{old.where} pid {old.pid} "
+            f"({old.command}); that run must stop changing hosts",
+            previous_lock=old.id,
+            previous_run=old.run_id,
         )
-        why = f"emergency rollback: {reason or 'no reason given'}"
-        ctx.ledger.set_paused(ctx.inventory.name, True, run.who, why)
-        if ex.side is not None:
-            ex.side.pause = (f"{run.who}@{run.where}", why)  # written on every host it changes
-        unreachable_first, _readings = ex.claim(force=True)
-        for host, state in (ex.side.states.items() if ex.side else ()):
-            rec = state.record
-            if rec is not None and rec.ledger != ctx.ledger.identity:
-                ex.emit(Kind.WARNING, f"overriding another controller's change: {rec.story()}",
-                        host=host)  # fmt: skip
-        if ex.side is not None:  # hosts leased now may be taken by a later emergency; the
-            # others (unreachable now) are taken over by the apply itself if they come back
-            ex.side.replace = {h: "*" for h in unreachable_first}
-        report = ex.converge_with_retry(ex.hosts, target, Action.EMERGENCY)
-        if ctx.playbook.emergency.restart and ctx.restart is not None:
-            verified = [r.host for r in report.results if r.ok]
-            report = _merge(report, ctx.restart(ex, target, verified))
-        unreachable = {r.host: r.error for r in report.results if r.unreachable}
-        remaining = StepReport(target, tuple(r for r in report.results if not r.unreachable))
-        return _finish_rollback(
-            ctx,
-            ex,
-            run,
-            remaining,
-            unreachable,
-            target.number,
-            target.soak,
-            emergency=True,
-            recorded=recorded,
-            reason=reason,
+    why = f"emergency rollback: {reason or 'no reason given'}"
+    if ex.side is not None:
+        ex.side.pause = (f"{run.who}@{run.where}", why)  # written on every host it changes
+    ex.emit(
+        Kind.ROLLBACK,
+        f"EMERGENCY ROLLBACK to {target.title}" + (f": {reason}" if reason else ""),
+        ok=False,
+        target=target.number,
+        reason=reason,
+        emergency=True,
+    )
+    unreachable_first, readings = ex.claim(force=True)
+    for host, state in (ex.side.states.items() if ex.side else ()):
+        rec = state.record
+        if rec is not None and rec.ledger != ctx.ledger.identity:
+            ex.emit(Kind.WARNING, f"overriding another controller's change: {rec.story()}",
+                    host=host)  # fmt: skip
+    if ex.side is not None:  # hosts leased now may be taken by a later emergency; the
+        # others (unreachable now) are taken over by the apply itself if they come back
+        ex.side.replace = {h: "*" for h in unreachable_first}
+    behind = _behind(ctx, ex, ex.hosts, target, {n: r.flags for n, r in readings.items()})
+    for host, at in behind.items():
+        ex.emit(
+            Kind.WARNING,
+            f"already at phase {at}, behind {target.title}: left as it is "
+            "(an emergency only goes back)",
+            host=host,
+            phase=at,
         )
+    if behind and len(behind) == len(ex.hosts):
+        raise Refused(
+            f"every host is already behind {target.title}: an emergency only goes back; "
+            "nothing was changed",
+            hint="`invoke status` shows each host's phase",
+        )
+    ahead = [h for h in ex.hosts if h not in behind]
+    # hosts left behind hold an earlier phase: record the lowest, so that no later drift
+    # repair moves them forward (status shows the hosts that are ahead of it). Recorded
+    # before the first change, so that an interrupted emergency still records it.
+    floor = ctx.playbook.phase(min([target.number, *behind.values()]))
+    _record_phase(ctx, ex, run, floor.number, floor.soak)
+    report = ex.converge_with_retry(ahead, target, Action.EMERGENCY)
+    if ctx.playbook.emergency.restart and ctx.restart is not None:
+        verified = [r.host for r in report.results if r.ok]
+        report = _merge(report, ctx.restart(ex, target, verified))
+    unreachable = {r.host: r.error for r in report.results if r.unreachable}
+    remaining = StepReport(target, tuple(r for r in report.results if not r.unreachable))
+    return _finish_rollback(
+        ctx,
+        ex,
+        run,
+        remaining,
+        unreachable,
+        floor.number,
+        floor.soak,
+        emergency=True,
+        recorded=recorded,
+        reason=reason,
+        already_recorded=True,
+    )
+
+
+def _behind(
+    ctx: Context,
+    ex: Executor,
+    names: Sequence[str],
+    target: Phase,
+    known: Mapping[str, Mapping[str, Observed]] | None = None,
+) -> dict[str, int]:
+    """The hosts that read back at a phase below ``target`` and that this fleet's record never
+    verified at ``target`` or beyond, with the phase they are at.
+
+    A rollback reads before it writes: converging those hosts would move them forward, past
+    where they have ever been in this fleet. A host that was verified at or beyond the target
+    and reads back lower has lost its flags (a restarted node holds its defaults): putting it
+    at the target restores the fleet's state, so it is not "behind". A host that cannot be
+    read, or whose flags match no phase, is not judged here (the converge settles it).
+    """
+    from .fleet import run_parallel
+
+    if known is None:  # read now (``known``: what the run's claim has just read)
+        outcomes = run_parallel(list(names), lambda n: ex.backend.console(n).read_flags())
+        known = {n: o.value.flags for n, o in outcomes.items() if o.value is not None}
+    reached = _highest_verified(ctx)
+    behind: dict[str, int] = {}
+    for name in names:
+        flags = known.get(name)
+        if flags is None:
+            continue
+        at = ctx.playbook.match(flags)
+        if at is not None and at < target.number and reached.get(name, -1) < target.number:
+            behind[name] = at
+    return behind
+
+
+def _highest_verified(ctx: Context) -> dict[str, int]:
+    """Per host, the highest phase this fleet's ledger shows it verified at (read back)."""
+    reached: dict[str, int] = {}
+    for event in ctx.ledger.inventory_events(ctx.inventory.name, Kind.VERIFY.value):
+        inner = event.data.get("data")
+        phase = inner.get("phase") if isinstance(inner, dict) else None
+        if event.host and event.data.get("ok") is True and isinstance(phase, int):
+            reached[event.host] = max(phase, reached.get(event.host, -1))
+    return reached
 
 
 def _merge(first: StepReport, second: StepReport) -> StepReport:
@@ -695,10 +882,16 @@ def _finish_rollback(
     emergency: bool = False,
     recorded: int | None = None,
     reason: str | None = None,
+    already_recorded: bool = False,
 ) -> StepReport:
     failed = [r.host for r in report.failed]
     kind = NotifyKind.ROLLBACK_EMERGENCY if emergency else NotifyKind.ROLLBACK_MANUAL
     verified = len(report.results) - len(failed)
+    if ((not failed and not unreachable) or emergency) and not already_recorded:
+        # An emergency records its target even when incomplete: that is the state the fleet
+        # must be in, and `status` then shows every host that still differs from it.
+        # Recorded before anything is announced: no side output can keep it from the ledger.
+        _record_phase(ctx, ex, run, phase, soak)
     notify(
         ctx,
         ex,
@@ -710,10 +903,6 @@ def _finish_rollback(
         reason=reason,
         failed=[*failed, *unreachable],
     )
-    if (not failed and not unreachable) or emergency:
-        # An emergency records its target even when incomplete: that is the state the fleet
-        # must be in, and `status` then shows every host that still differs from it.
-        _record_phase(ctx, ex, run, phase, soak)
     if not failed and not unreachable:
         return report
     parts = []
@@ -868,7 +1057,7 @@ def restart(ctx: Context, *, service: str | None = None, batch: int = 1,
     from .restart import rolling_restart
 
     recorded = ctx.ledger.state(ctx.inventory.name).phase
-    phase = ctx.playbook.phase(recorded) if recorded is not None else None
+    phase = recorded_phase(ctx, recorded) if recorded is not None else None
     with running(ctx, _command_text("restart", ctx.options)) as (_run, _lock, ex):
         if ex.side is not None:
             ex.claim()

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from .output import clip, clip_data
+
 
 class Kind(Enum):
     RUN_START = "run.start"
@@ -46,6 +48,13 @@ class Event:
     ok: bool | None = None
     data: Mapping[str, Any] = field(default_factory=dict)
     ts: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        # host output reaches events (errors, opaque flag values): every string is bounded
+        # here, so the terminal, --json and the ledger rows made from events are bounded too
+        object.__setattr__(self, "message", clip(self.message))
+        if self.data:
+            object.__setattr__(self, "data", clip_data(self.data))
 
     def to_json(self, run_id: str | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"ts": round(self.ts, 3), "event": self.kind.value}

@@ -6,6 +6,7 @@ sleeps on its own clock or exits. Every success it reports was read back from th
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,9 +23,11 @@ from .errors import (
     InputError,
     Interrupted,
     LockBusy,
+    PlaybookError,
     Refused,
     RightLost,
     RollbackIncomplete,
+    SourceLocation,
     TransportError,
 )
 from .events import Emit, Event, Kind
@@ -33,6 +36,7 @@ from .fleetstate import FleetSide, HostState, LeaseConflict, Op, new_lease_id, s
 from .ledger import Ledger, LockRecord, RunRecord
 from .lock import Liveness, describe, pid_liveness, utc
 from .models import FlagState, Observed, Phase, Playbook, Risk, format_value
+from .output import clip
 from .plan import Action, Plan, batch_failed, build_plan
 
 #: First pause between rollback retries (doubling), and its cap, in seconds.
@@ -56,6 +60,8 @@ class HostResult:
     mismatched: tuple[str, ...] = ()
     error: str | None = None
     unreachable: bool = False
+    #: the node refused in a way retrying cannot fix (a flag it does not know)
+    permanent: bool = False
 
 
 @dataclass(frozen=True)
@@ -163,7 +169,10 @@ class Executor:
     ) -> None:
         event = Event(kind, message, host=host, ok=ok, data=data)
         self.ledger.event(self.run.id, kind.value, event.to_json(), host=host)
-        self.emit_raw(event)
+        # the terminal is a side output (a closed pipe, a full disk): it must never stop a
+        # change from being verified and recorded
+        with contextlib.suppress(Exception):
+            self.emit_raw(event)
 
     # -- pre-flight ----------------------------------------------------------------------
 
@@ -266,6 +275,7 @@ class Executor:
                 f"nothing was changed: {lines}",
                 hint="fix the hosts, or leave them out with --limit, then re-run",
             )
+        self._refuse_unknown_flags(readings)
         return readings
 
     def claim(self, *, force: bool = False) -> tuple[dict[str, HostError], dict[str, FlagReading]]:
@@ -427,6 +437,33 @@ class Executor:
                 )
         side.forget_lease()
 
+    def _refuse_unknown_flags(self, readings: Mapping[str, Mapping[str, Observed]]) -> None:
+        """A declared flag that a node answers ``absent`` is one its service does not know:
+        every change would fail on it and no undo could verify, so stop before any change."""
+        unknown: dict[str, list[str]] = {}
+        for name in self.hosts:
+            flags = readings.get(name, {})
+            for flag in self.playbook.flags:
+                if flags.get(flag) is None:
+                    unknown.setdefault(flag, []).append(name)
+        if not unknown:
+            return
+        first = next(iter(unknown))
+        lines = self.playbook.flag_lines
+        shown = "; ".join(
+            f"`{flag}` (line {lines.get(flag, '?')}) on {', '.join(hosts)}"
+            for flag, hosts in unknown.items()
+        )
+        self.emit(Kind.WARNING, f"flags the service does not know: {shown}",
+                  unknown={f: h for f, h in unknown.items()})  # fmt: skip
+        raise PlaybookError(
+            f"the playbook declares flag(s) the service does not know (read back absent): "
+            f"{shown}; nothing was changed",
+            location=SourceLocation(self.playbook.path, lines.get(first), f"flags.{first}"),
+            hint="deploy a release of the service that defines those flags, or remove them "
+            "from the playbook's flags: and phases",
+        )
+
     # -- the plan ------------------------------------------------------------------------
 
     def plan(
@@ -582,7 +619,8 @@ class Executor:
         done = {r.host: r for r in report.results}
         attempt = 1
         while True:
-            pending = [r.host for r in done.values() if not r.ok]
+            # a node that refused a flag it does not know refuses it again: no retry
+            pending = [r.host for r in done.values() if not r.ok and not r.permanent]
             pause = min(RETRY_PAUSE_MAX, RETRY_PAUSE * 2 ** (attempt - 1))
             if not pending or self.clock() + pause >= deadline:
                 break
@@ -682,7 +720,9 @@ def _verify(
     error = None
     if errors:
         error = "; ".join(f"{flag} replied {reply}" for flag, reply in errors.items())
-    return HostResult(name, not mismatched and not errors, flags, mismatched, error)
+    permanent = any("unknown_flag" in reply for reply in errors.values())
+    return HostResult(name, not mismatched and not errors, flags, mismatched, error,
+                      permanent=permanent)  # fmt: skip
 
 
 def _failure_text(result: HostResult, target: Phase) -> str:
@@ -705,7 +745,8 @@ def _describe_match(match: int | None) -> str:
 def _jsonable(flags: Mapping[str, object]) -> dict[str, object]:
     out: dict[str, object] = {}
     for name, value in flags.items():
-        out[name] = value if isinstance(value, (bool, int)) or value is None else str(value)
+        # an opaque value is the node's own text: bounded like any host output
+        out[name] = value if isinstance(value, (bool, int)) or value is None else clip(str(value))
     return out
 
 

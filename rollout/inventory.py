@@ -46,7 +46,7 @@ from .sshopts import (
 )
 from .templating import TemplateRefused, has_template, render
 from .vault import Vault, is_vault_text
-from .yamlsrc import Node, NodeList, VaultText, load_text
+from .yamlsrc import Node, NodeList, VaultText, load_text, read_input
 
 __all__ = ["load_inventory", "select_hosts"]
 
@@ -71,12 +71,23 @@ _DIR_SKIPPED_NAMES = ("group_vars", "host_vars", "vars_plugins")
 _STRUCTURE_KEYS = ("hosts", "vars", "children")
 _INI_SECTION_KINDS = ("hosts", "vars", "children")
 _MAX_RANGE_HOSTS = 10_000
+#: Size caps: an inventory file (a few thousand hosts fit in well under this), a vars file.
+MAX_INVENTORY_BYTES = 10_000_000
+MAX_VARS_BYTES = 1_000_000
+#: The inventory variable (under ``all: vars``) that names the fleet in the ledger.
+FLEET_VAR = "rollout_fleet"
+#: A plain name, or a path-like key (a moved inventory keeps its record by naming its old
+#: derived key, e.g. ``inventory/eu/prod.yml``).
+FLEET_NAME_RE = re.compile(r"[A-Za-z0-9/][A-Za-z0-9._/-]{0,255}")
 _VARS_DIR_DEPTH = 8
 # Our own variable names, long enough that a near miss is a typo rather than another variable.
 _TYPO_GUARDED = (
     "release_bin", "release_env", "known_hosts_file", "restart_command", "state_paths",
     "rollout_state_dir",
+    FLEET_VAR,
 )  # fmt: skip
+#: What marks a project root, for the path-derived fleet identity (see :func:`fleet_identity`).
+_ROOT_MARKERS = ("tasks.py", ".git")
 
 _INI_SECTION_RE = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$")
 _INI_CHILD_RE = re.compile(r"^([^:\]\s]+)\s*(?:#.*)?$")
@@ -514,13 +525,15 @@ def _looks_like_yaml(text: str) -> bool:
     return False
 
 
-def _read(path: Path) -> str:
+def _read(path: Path, max_bytes: int = MAX_INVENTORY_BYTES) -> str:
+    """A regular file's text, capped at ``max_bytes`` (FIFOs and devices are refused)."""
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        _fail("no such file", SourceLocation(str(path)), "check the inventory path")
-    except (OSError, UnicodeDecodeError) as exc:
-        _fail(f"cannot read: {exc}", SourceLocation(str(path)), "check the file's permissions")
+        return read_input(path, max_bytes)
+    except InputError as exc:
+        message = exc.message.removeprefix(f"{path}: ")
+        if message == "no such file":
+            _fail(message, SourceLocation(str(path)), "check the inventory path")
+        _fail(message, SourceLocation(str(path)), exc.hint or "check the file's permissions")
 
 
 def _parse_source(path: Path, builder: _Builder) -> None:
@@ -613,7 +626,7 @@ def _walk_vars_dir(directory: Path, depth: int) -> list[Path]:
 def _load_vars_files(root: Path, name: str, vault: Vault) -> _Vars:
     merged: _Vars = {}
     for path in _vars_files(root, name):
-        text = _read(path)
+        text = _read(path, MAX_VARS_BYTES)
         secret = is_vault_text(text)
         if secret:  # decrypted whole, as Ansible does, even if no value of it is used
             text = vault.decrypt(text, SourceLocation(str(path), 1))
@@ -1181,6 +1194,16 @@ def load_inventory(
     group_files = {
         name: _load_vars_files(base / "group_vars", name, vault) for name in builder.groups
     }
+    fleet = _pick({**builder.groups["all"].vars, **group_files["all"]}, FLEET_VAR)
+    for layer in (*(g.vars for n, g in builder.groups.items() if n != "all"),
+                  *(v for n, v in group_files.items() if n != "all"),
+                  *(h.vars for h in builder.hosts.values())):  # fmt: skip
+        if FLEET_VAR in layer:
+            _fail(
+                f"{FLEET_VAR} names the whole inventory, not a group or a host",
+                layer[FLEET_VAR].loc,
+                "set it once under all: vars (or [all:vars], or group_vars/all.yml)",
+            )
     priority = {name: _group_priority(group) for name, group in builder.groups.items()}
     hosts: list[Host] = []
     for name, host in builder.hosts.items():
@@ -1188,32 +1211,47 @@ def load_inventory(
         ordered = sorted(
             (g for g in member_of if g != "all"), key=lambda g: (graph.depth[g], priority[g], g)
         )
+        host_files = _load_vars_files(base / "host_vars", name, vault)
         layers: Iterable[_Vars] = [
             builder.groups["all"].vars,
             *(builder.groups[g].vars for g in ordered),
             group_files["all"],
             *(group_files[g] for g in ordered),
             host.vars,
-            _load_vars_files(base / "host_vars", name, vault),
+            host_files,
         ]
         merged: _Vars = {}
         for layer in layers:
             merged.update(layer)
+        if FLEET_VAR in host_files:
+            _fail(
+                f"{FLEET_VAR} names the whole inventory, not a host",
+                host_files[FLEET_VAR].loc,
+                "set it once under all: vars (or [all:vars], or group_vars/all.yml)",
+            )
         rendered = _Rendered(name, member_of, merged, vault)
         hosts.append(_make_host(name, member_of, rendered, base, client))
 
     groups = {name: graph.members[name] for name in builder.groups}
     order = _group_order(builder)
     position = {name: i for i, name in enumerate(order["all"])}
+    stem = resolved.stem if resolved.is_file() else resolved.name
+    if fleet is not None:
+        name = _fleet_name(fleet)
+        legacy = None
+    else:
+        name = fleet_identity(resolved)
+        legacy = stem if stem != name else None
     return Inventory(
         path=str(resolved),
-        name=resolved.stem if resolved.is_file() else resolved.name,
+        name=name,
         hosts=tuple(sorted(hosts, key=lambda h: position[h.name])),
         groups=MappingProxyType(groups),
         group_order=MappingProxyType(order),
         group_children=MappingProxyType(
             {name: tuple(group.children) for name, group in builder.groups.items()}
         ),
+        legacy_name=legacy,
     )
 
 
@@ -1242,3 +1280,25 @@ def _group_order(builder: _Builder) -> dict[str, tuple[str, ...]]:
             hosts.update(dict.fromkeys(groups[group].hosts))
         out[name] = tuple(hosts)
     return out
+
+def _fleet_name(value: _Value) -> str:
+    text = value.value
+    if not isinstance(text, str) or not FLEET_NAME_RE.fullmatch(text) or ".." in text:
+        _fail(
+            f"{FLEET_VAR} must be a name of letters, digits and '._/-' (at most 256, no '..'), "
+            f"got {_show(text)}",
+            value.loc,
+            "e.g. rollout_fleet: eu-prod",
+        )
+    return text
+
+
+def fleet_identity(path: Path) -> str:
+    """The ledger key of an inventory without ``rollout_fleet``: its path relative to the
+    project root (the nearest directory above it holding ``tasks.py`` or ``.git``), so two
+    checkouts of one project agree; outside any project, its absolute path."""
+    resolved = path.resolve()
+    for parent in resolved.parents:
+        if any((parent / marker).exists() for marker in _ROOT_MARKERS):
+            return resolved.relative_to(parent).as_posix()
+    return resolved.as_posix()

@@ -249,6 +249,8 @@ class Playbook:
     emergency: EmergencyPolicy
     checks: ChecksConfig = field(default_factory=lambda: ChecksConfig())
     notify: NotifyConfig = field(default_factory=lambda: NotifyConfig())
+    #: flag name -> the playbook line that declares it (for errors that name the line)
+    flag_lines: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def flags(self) -> tuple[str, ...]:
@@ -337,7 +339,9 @@ class Jump:
 @dataclass(frozen=True)
 class Inventory:
     path: str
-    name: str  # a stable key for the ledger (the inventory file's stem)
+    #: The fleet's identity, its key in the ledger and for backups: ``rollout_fleet`` when
+    #: the inventory sets it, else its path relative to the project root (docs/inventory.md)
+    name: str
     hosts: tuple[Host, ...]
     groups: Mapping[str, frozenset[str]]  # group -> host names (children resolved)
     #: group -> host names in Ansible's group order (what ``web[0]`` indexes); empty: none known
@@ -346,6 +350,9 @@ class Inventory:
     group_children: Mapping[str, tuple[str, ...]] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    #: The key an older rollout used for this inventory (its file's stem), when it differs
+    #: from ``name`` and ``name`` was derived from the path: records under it need a decision
+    legacy_name: str | None = None
 
     def host(self, name: str) -> Host:
         for host in self.hosts:

@@ -32,9 +32,10 @@ from typing import Any
 import jinja2
 
 from . import resources
-from .errors import TemplateError
+from .errors import InputError, TemplateError
 from .events import Emit, Event, Kind
 from .models import NotifyConfig, NotifyKind, Secret, WebhookConfig
+from .yamlsrc import read_input
 
 __all__ = [
     "Delivery",
@@ -210,18 +211,37 @@ def _environment(templates: Path) -> jinja2.Environment:
 def render_notification(
     notification: Notification, template: str, *, templates: Path = TEMPLATES
 ) -> bytes:
-    """The webhook body for ``notification``; TemplateError if the template or its JSON is bad."""
+    """The webhook body for ``notification``; TemplateError if the template or its JSON is bad.
+
+    Any failure inside the template (a syntax error, an undefined name, a ``TypeError`` from
+    an expression such as ``n.hosts + 1``) is a TemplateError naming the file and line.
+    """
+    path = templates / template
+    try:
+        read_input(path, MAX_TEMPLATE_BYTES)  # a regular file: never a FIFO or a device
+    except InputError as exc:
+        if exc.message.endswith("no such file"):
+            raise TemplateError(
+                f"notification template {path} not found",
+                hint="check notify.webhook.template in the playbook (relative to templates/)",
+            ) from None
+        raise TemplateError(exc.message, hint=exc.hint) from None
     try:
         text = _environment(templates).get_template(template).render(n=notification.as_data())
     except jinja2.TemplateNotFound:
         raise TemplateError(
-            f"notification template {templates / template} not found",
+            f"notification template {path} not found",
             hint="check notify.webhook.template in the playbook (relative to templates/)",
         ) from None
     except jinja2.UndefinedError as exc:
-        raise TemplateError(f"template {template}: {exc.message}") from None
+        raise TemplateError(f"template {_where(exc, path)}: {exc.message}") from None
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"template {exc.filename}:{exc.lineno}: {exc.message}") from None
+    except Exception as exc:  # an expression failed while rendering: the template's bug
+        raise TemplateError(
+            f"template {_where(exc, path)}: {type(exc).__name__}: {exc}",
+            hint="fix the expression at that line; values are in `n` (see docs/notifications.md)",
+        ) from None
     try:
         json.loads(text)
     except ValueError as exc:
@@ -230,6 +250,27 @@ def render_notification(
             hint="pass every value through `| tojson`; never build JSON by hand",
         ) from None
     return text.encode("utf-8")
+
+
+#: The largest notification template read.
+MAX_TEMPLATE_BYTES = 1_000_000
+
+
+def _where(exc: BaseException, path: Path) -> str:
+    """``path:line`` of the template line that raised ``exc`` (Jinja maps its frames back to
+    template lines), or ``path`` alone."""
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == str(path):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return f"{path}:{line}" if line is not None else str(path)
+
+
+def check_template(template: str, *, templates: Path = TEMPLATES) -> None:
+    """Render a sample notification through ``template``: TemplateError when it is broken."""
+    render_notification(_SAMPLE, template, templates=templates)
 
 
 _SAMPLE = Notification(

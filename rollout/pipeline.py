@@ -13,12 +13,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import Enum
 
-from .commands import Context, _command_text, check_fleet, deploy, fleet_paused, make_soak, running
+from .commands import (
+    Context,
+    _command_text,
+    check_fleet,
+    deploy,
+    fleet_paused,
+    make_soak,
+    recorded_phase,
+    running,
+)
 from .errors import FleetChanged, RolloutError
 from .events import Kind
 from .ledger import InventoryState
 from .models import Phase
 from .monitor import Budget
+from .soak import soak_done
 from .yamlsrc import format_duration
 
 
@@ -49,9 +59,11 @@ def approval_gate(ctx: Context, phase: Phase, state: InventoryState) -> str | No
     return f"{phase.title} needs a recorded approval: `invoke approve --phase {phase.number}`"
 
 
-def soak_gate(_ctx: Context, _phase: Phase, state: InventoryState) -> str | None:
-    if state.phase is None or state.phase == 0 or state.soak_complete:
+def soak_gate(ctx: Context, _phase: Phase, state: InventoryState) -> str | None:
+    if state.phase is None or state.phase == 0 or soak_done(ctx.ledger, state):
         return None
+    if state.soak_complete:
+        return f"the soak of phase {state.phase} has no healthy sampled round yet"
     left = max(0.0, state.soak_required - state.soak_counted)
     return f"the soak of phase {state.phase} has {format_duration(round(left))} left"
 
@@ -75,8 +87,15 @@ def advance(
             f"{state.paused_reason or 'no reason given'}; `invoke resume` to go on",
             state.phase,
         )
-    if state.phase is not None and not state.soak_complete:
-        return _sample(ctx, state, max_gap)
+    if state.phase is not None:
+        recorded_phase(ctx, state.phase)  # a phase this playbook lacks: a clear usage error
+    if state.phase is not None and state.phase > 0 and not soak_done(ctx.ledger, state):
+        sampled = _sample(ctx, state, max_gap)
+        state = ctx.ledger.state(inv)
+        if not soak_done(ctx.ledger, state) or state.paused:
+            return sampled
+        # the round that completed the soak: move on now when the gates hold, rather than
+        # wasting a scheduler period
     if state.phase is not None and state.phase >= last:
         return _say(
             ctx,
@@ -145,8 +164,8 @@ def _sample_run(
         soak.max_gap = max(soak.max_gap, max_gap)
         step = soak.poll()
     left = max(0.0, step.state.soak_required - step.state.soak_counted)
-    if step.state.soak_complete:
-        message = f"the soak of {phase.title} is complete; the next advance moves on"
+    if soak_done(ctx.ledger, step.state):
+        message = f"the soak of {phase.title} is complete"
     else:
         message = (
             f"soaking {phase.title}: {step.poll.verdict.value}, {format_duration(round(left))} left"

@@ -106,7 +106,20 @@ def resolve_target(
     """Which phase a command converges to, with the rules that protect the fleet."""
     last = playbook.last
     if action is Action.EMERGENCY:
-        return playbook.phase(requested if requested is not None else playbook.emergency.phase)
+        number = requested if requested is not None else playbook.emergency.phase
+        _check_range(number, last)
+        if recorded is not None and number > recorded:
+            # an emergency only goes back: a phase ahead of the fleet is a deploy, with its
+            # checks, confirmation, backup gate and soak (a broken ledger: fix it by hand)
+            raise Refused(
+                f"rollback --emergency --to {number} is ahead of the recorded phase {recorded}: "
+                "an emergency only goes back",
+                hint=f"`invoke rollback --emergency --to {recorded}`, or no --to for the "
+                "playbook's emergency phase"
+                if recorded > 0
+                else "nothing to roll back: the ledger records the baseline",
+            )
+        return playbook.phase(number)
     if action is Action.REAPPLY:
         if recorded is None:
             raise UsageError("no phase is recorded for this inventory yet; nothing to re-apply")
@@ -116,14 +129,15 @@ def resolve_target(
             if recorded is None or recorded == 0:
                 raise UsageError(
                     "no earlier phase to roll back to (the ledger records none)",
-                    hint="name the phase: `invoke rollback --to N`",
+                    hint="`invoke status` shows each host; `invoke rollback --to 0 --reason ...` "
+                    "puts every host at the baseline",
                 )
             requested = recorded - 1
         _check_range(requested, last)
         if recorded is not None and requested > recorded and not force:
             raise Refused(
                 f"rollback --to {requested} is ahead of the recorded phase {recorded}",
-                hint="use `invoke deploy --phase N` to move forward",
+                hint=f"moving forward is a deploy: `invoke deploy --phase {recorded + 1}`",
             )
         return playbook.phase(requested)
     if requested is None:

@@ -19,6 +19,7 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import NoReturn
 
 from .errors import InputError, PlaybookError, SourceLocation
@@ -104,7 +105,7 @@ def load_playbook(path: str | Path) -> Playbook:
     if size > MAX_FILE_BYTES:
         _fail(SourceLocation(str(p)), f"file is {size} bytes", "a playbook is at most 1 MB")
     try:
-        data = load_file(p)
+        data = load_file(p, MAX_FILE_BYTES)  # a regular file only, capped as it is read
     except InputError as exc:
         raise _as_playbook_error(exc) from None
     return _playbook(data, str(p), p.parent)
@@ -141,7 +142,8 @@ def _playbook(data: object, source: str, base_dir: Path | None) -> Playbook:
     description = ""
     if "description" in data:
         description = _text(data, "description", "description", max_len=2000, lines=True)
-    defaults = _flags(_mapping(data, "flags", "flags"))
+    flags_node = _mapping(data, "flags", "flags")
+    defaults = _flags(flags_node)
     source_ = MetricsSource()
     health = HealthPolicy(thresholds=())
     if "health" in data:
@@ -175,6 +177,7 @@ def _playbook(data: object, source: str, base_dir: Path | None) -> Playbook:
         emergency=emergency,
         checks=checks,
         notify=notify,
+        flag_lines=MappingProxyType({k: flags_node.key_lines.get(k, 0) for k in flags_node}),
     )
 
 
@@ -920,7 +923,21 @@ def _webhook(node: Node, base_dir: Path | None) -> WebhookConfig:
                 f"template {_show(template)} is not a .j2 file under templates/",
                 "name it relative to templates/, e.g. notify/slack.json.j2",
             )
+    _check_template(template, node.loc("template" if "template" in node else None,
+                                       f"{path}.template"))  # fmt: skip
     return WebhookConfig(url_env, url_file, timeout, template)
+
+
+def _check_template(template: str, loc: SourceLocation) -> None:
+    """A broken notification template is found when the playbook loads, not mid-rollback."""
+    from .errors import TemplateError
+    from .notify import check_template
+
+    try:
+        check_template(template)
+    except TemplateError as exc:
+        _fail(loc, f"notification template {template} is broken: {exc.message}",
+              exc.hint or "fix the template, then re-run")  # fmt: skip
 
 
 def _notify_events(node: Node) -> frozenset[NotifyKind]:

@@ -101,8 +101,14 @@ def flags_line(flags: dict[str, Observed], only: Sequence[str] | None = None) ->
 
 
 def render_status(report: Any, playbook: Playbook, *, as_json: bool = False) -> str:
-    """The status table (or a JSON object) for a :class:`rollout.commands.StatusReport`."""
+    """The status table (or a JSON object) for a :class:`rollout.commands.StatusReport`.
+
+    A fleet with no recorded phase is expected at the baseline (phase 0). A recorded phase the
+    playbook does not have (a shorter or another playbook) is said plainly, never a traceback.
+    """
     recorded = report.recorded
+    known = recorded is None or 0 <= recorded <= playbook.last
+    expected = recorded if recorded is not None else 0
     if as_json:
         return json.dumps(
             {
@@ -120,7 +126,7 @@ def render_status(report: Any, playbook: Playbook, *, as_json: bool = False) -> 
                             k: (v if isinstance(v, (bool, int)) or v is None else str(v))
                             for k, v in h.flags.items()
                         },
-                        "drifted": h.flags is not None and h.matches != recorded,
+                        "drifted": h.flags is not None and h.matches != expected,
                         "last_change": None if h.record is None else {
                             "run": h.record.run_id, "who": h.record.who,
                             "where": h.record.where, "when": h.record.changed,
@@ -147,7 +153,12 @@ def render_status(report: Any, playbook: Playbook, *, as_json: bool = False) -> 
             },
             sort_keys=True,
         )
-    title = "none yet" if recorded is None else playbook.phase(recorded).title
+    if recorded is None:
+        title = "none yet"
+    elif known:
+        title = playbook.phase(recorded).title
+    else:
+        title = f"not in {playbook.path}, which has phases 0..{playbook.last}"
     lines = [
         f"Inventory {report.inventory}: recorded phase {recorded if recorded is not None else '-'}"
         f" ({title})"
@@ -158,21 +169,27 @@ def render_status(report: Any, playbook: Playbook, *, as_json: bool = False) -> 
             f"! this ledger is behind the fleet on {len(behind)} host(s) ({', '.join(behind)}): "
             "another controller changed them; `invoke adopt` takes the fleet's record"
         )
-    want = None if recorded is None else playbook.phase(recorded).state
+    if not known:
+        lines.append(
+            f"! the ledger records phase {recorded}, which this playbook does not have: use the "
+            "playbook that deployed it (--playbook), or bring the fleet into this one with "
+            f"`invoke rollback --to {playbook.last} --reason ...`"
+        )
+    want = playbook.phase(expected).state if known else None
     width = max([len(h.host) for h in report.hosts] + [4])
     for h in report.hosts:
         if h.flags is None:
             lines.append(f"  {h.host:<{width}}  UNREACHABLE  {h.error}")
             continue
         state = "drifted" if h.matches is None else f"phase {h.matches}"
-        mark = "  " if recorded is None or h.matches == recorded else "! "
+        mark = "  " if not known or h.matches == expected else "! "
         lines.append(f"{mark}{h.host:<{width}}  {state:<11}  {flags_line(h.flags)}")
         if h.record is not None:
             late = "  (this ledger is BEHIND: another controller)" if h.behind else ""
             lines.append(" " * (width + 4) + "last change: " + h.record.story() + late)
         if h.lease is not None:
             lines.append(" " * (width + 4) + "fleet lease: " + h.lease)
-        if want is not None and h.matches != recorded:
+        if want is not None and h.matches != expected:
             diffs = want.changes_from(h.flags)
             lines.append(
                 " " * (width + 4)
@@ -198,15 +215,20 @@ def render_status(report: Any, playbook: Playbook, *, as_json: bool = False) -> 
             f"! {report.open_intents} change(s) were started and never settled "
             "(a crash); the flags above are what the hosts hold now"
         )
-    drifted = report.drifted
-    if drifted and report.interrupted:
+    drifted = [h.host for h in report.hosts if h.flags is not None and h.matches != expected]
+    # every hint is a command that works: phase 0 is reached by a rollback, never a deploy
+    converge = (f"invoke deploy --phase {expected}" if expected > 0
+                else "invoke rollback --to 0 --reason ...")  # fmt: skip
+    if not known:
+        pass  # said above
+    elif drifted and report.interrupted:
         run = report.interrupted[0]
-        lines.append(f"! {len(drifted)} host(s) differ from phase {recorded}: finish the "
+        lines.append(f"! {len(drifted)} host(s) differ from phase {expected}: finish the "
                      f"interrupted run by re-running `{run.command}`, or go back with "
-                     f"`invoke rollback --to {recorded}`")  # fmt: skip
-    elif drifted and recorded is not None:
+                     f"`invoke rollback --to {expected} --reason ...`")  # fmt: skip
+    elif drifted:
         lines.append(
-            f"! {len(drifted)} host(s) differ from phase {recorded}: "
-            f"re-run `invoke deploy --phase {recorded}` to converge them"
+            f"! {len(drifted)} host(s) differ from phase {expected}: "
+            f"re-run `{converge}` to converge them"
         )
     return "\n".join(lines)

@@ -7,7 +7,14 @@ back to the previous phase's full state, verified, and raises :class:`RolledBack
 
 Soak time lives in the ledger, so a killed monitor resumes where it stopped. Time counts only
 between two observations that were both healthy and drift-free and no further apart than
-``max_gap``: time nobody watched is never counted as healthy.
+``max_gap``: time nobody watched is never counted as healthy. Within one run, that time comes
+from the monotonic clock (a stepped wall clock neither shortens nor stretches a soak); across
+runs (a resumed monitor, scheduled ``advance`` calls) it is the wall time since the previous
+run's last sample, the only clock two processes or machines share.
+
+A soak is complete only once its time is counted **and** at least :data:`MIN_HEALTHY_ROUNDS`
+healthy, drift-free rounds were sampled for the phase: ``soak: 0`` (or ``--soak 0``) means
+exactly one healthy round, never "healthy" without a sample.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from pathlib import Path
 from .errors import Interrupted, RollbackIncomplete, RolledBack
 from .events import Kind
 from .executor import Executor, StepReport
-from .ledger import InventoryState
+from .ledger import InventoryState, Ledger
 from .metrics import Round, take_round
 from .models import HealthPolicy, MetricsSource, Observed, Phase, Playbook
 from .monitor import Budget, Decision, Poll, Verdict, describe_values, judge
@@ -29,6 +36,40 @@ from .yamlsrc import format_duration
 
 #: Waits up to the given seconds; returns True when the run was cancelled meanwhile.
 Wait = Callable[[float], bool]
+
+#: Healthy, drift-free sampled rounds a phase needs before its soak is complete.
+MIN_HEALTHY_ROUNDS = 1
+
+
+@dataclass(frozen=True)
+class _Sampled:
+    """A round recorded in the ledger for the current phase: when, and whether it counted."""
+
+    ts: float
+    healthy: bool
+
+
+def _sampled_rounds(ledger: Ledger, state: InventoryState) -> list[_Sampled]:
+    """This phase's rounds in the ledger since it was recorded, oldest first."""
+    since = state.phase_changed or 0.0
+    out = []
+    for event in ledger.inventory_events(state.inventory, Kind.SAMPLE.value):
+        inner = event.data.get("data")
+        data: dict[str, object] = inner if isinstance(inner, dict) else {}
+        if event.ts >= since and data.get("phase") == state.phase:
+            healthy = data.get("verdict") == Verdict.HEALTHY.value and not data.get("drifted")
+            out.append(_Sampled(event.ts, healthy))
+    return out
+
+
+def healthy_rounds(ledger: Ledger, state: InventoryState) -> int:
+    """How many healthy, drift-free rounds the ledger holds for the recorded phase."""
+    return sum(1 for r in _sampled_rounds(ledger, state) if r.healthy)
+
+
+def soak_done(ledger: Ledger, state: InventoryState) -> bool:
+    """The recorded phase's soak is complete: its time counted and a healthy round sampled."""
+    return state.soak_complete and healthy_rounds(ledger, state) >= MIN_HEALTHY_ROUNDS
 
 
 @dataclass(frozen=True)
@@ -55,6 +96,7 @@ class Soak:
         policy: HealthPolicy,
         source: MetricsSource,
         wall: Callable[[], float] = time.time,
+        mono: Callable[[], float] = time.monotonic,
         wait: Wait,
         max_gap: float | None = None,
         on_rollback: Callable[[str, StepReport], None] | None = None,
@@ -67,7 +109,13 @@ class Soak:
         self.policy = policy
         self.source = source
         self.wall = wall
+        self.mono = mono
         self.wait = wait
+        #: This run's previous round: None before the first; else the monotonic time of the
+        #: last healthy, drift-free round (or None when that round was not healthy)
+        self._last_healthy: float | None = None
+        self._sampled = False
+        self._healthy = 0  # healthy rounds of this phase, in the ledger and in this run
         self.max_gap = max_gap if max_gap is not None else max(2 * policy.interval, 10.0)
         self.budget = Budget(policy)
         self.on_rollback = on_rollback
@@ -83,6 +131,7 @@ class Soak:
     def run(self) -> InventoryState:
         """Poll every ``interval`` until the soak completes; raises on rollback or cancel."""
         state = self.ex.ledger.state(self.inventory)
+        self._healthy = healthy_rounds(self.ex.ledger, state)
         self.ex.emit(
             Kind.SOAK,
             f"soaking {self.phase.title}: {format_duration(state.soak_counted)} of "
@@ -95,12 +144,12 @@ class Soak:
             failure_limit=self.policy.failure_limit,
             inconclusive_limit=self.policy.inconclusive_limit,
         )
-        while not state.soak_complete:
-            started = time.monotonic()
+        while not self.complete(state):
+            started = self.mono()
             state = self.poll().state
-            if state.soak_complete:
+            if self.complete(state):
                 break
-            pause = max(0.0, self.policy.interval - (time.monotonic() - started))
+            pause = max(0.0, self.policy.interval - (self.mono() - started))
             if self.wait(pause):
                 self.ex.emit(
                     Kind.SOAK,
@@ -149,12 +198,30 @@ class Soak:
             self._rollback(decision)
         return PollStep(poll, decision, drifted, state, counted)
 
+    def complete(self, state: InventoryState) -> bool:
+        """The soak's time is counted and enough healthy rounds were sampled."""
+        return state.soak_complete and self._healthy >= MIN_HEALTHY_ROUNDS
+
     def _count(self, healthy: bool, state: InventoryState) -> tuple[float, InventoryState]:
-        now = self.wall()
-        last = state.soak_updated
+        """Count the time since the previous round when both it and this one were healthy:
+        measured on the monotonic clock within this run, on the wall clock since another
+        run's last recorded round (the first round of a resumed soak)."""
         seconds = 0.0
-        if healthy and last is not None and 0 <= now - last <= self.max_gap:
-            seconds = now - last
+        now = self.mono()
+        if not self._sampled:
+            rounds = _sampled_rounds(self.ex.ledger, state) if healthy else []
+            if rounds and rounds[-1].healthy:
+                gap = self.wall() - rounds[-1].ts
+                if 0 <= gap <= self.max_gap:
+                    seconds = gap
+        elif healthy and self._last_healthy is not None:
+            gap = now - self._last_healthy
+            if 0 <= gap <= self.max_gap:
+                seconds = gap
+        self._sampled = True
+        self._last_healthy = now if healthy else None
+        if healthy:
+            self._healthy += 1
         state = self.ex.ledger.count_soak(self.inventory, seconds, phase=self.phase.number)
         return seconds, state
 
@@ -242,7 +309,25 @@ class Soak:
         )
 
     def _rollback(self, decision: Decision) -> None:
+        """Roll back to the previous phase; a second signal at any point ends it as
+        Interrupted, with the ledger paused and recording the target once it was recorded."""
         target = self.previous
+        try:
+            self._roll_back_to(target, decision)
+        except KeyboardInterrupt:
+            state = self.ex.ledger.state(self.inventory)
+            if not state.paused:
+                self.ex.ledger.set_paused(
+                    self.inventory, True, "rollout (automatic rollback)", decision.reason
+                )
+            raise Interrupted(
+                f"automatic rollback to {target.title} interrupted ({decision.reason}); the "
+                f"ledger records phase {state.phase} and rollouts are paused",
+                hint=f"finish it with `invoke rollback --to {target.number} --reason "
+                "'finish the automatic rollback'`; `invoke status` shows each host",
+            ) from None
+
+    def _roll_back_to(self, target: Phase, decision: Decision) -> None:
         self.ex.emit(
             Kind.ROLLBACK,
             f"AUTOMATIC ROLLBACK to {target.title}: {decision.reason}",
@@ -252,6 +337,16 @@ class Soak:
         )
         if self.ex.side is not None:  # the pause travels with the hosts' records
             self.ex.side.pause = ("rollout (automatic rollback)", decision.reason)
+        # Recorded and paused BEFORE the first host changes: whatever stops this run now (a
+        # second signal, a kill, a notification), the ledger no longer claims the breached
+        # phase, no scheduled advance "repairs" a host back to it, and `status` shows which
+        # hosts still differ from the target. Recorded even when some hosts do not verify.
+        self.ex.ledger.set_phase(
+            self.inventory, target.number, self.ex.run.id, soak_required=target.soak
+        )
+        self.ex.ledger.set_paused(
+            self.inventory, True, "rollout (automatic rollback)", decision.reason
+        )
         report = self.ex.converge_with_retry(self.ex.hosts, target, Action.ROLLBACK)
         failed = [r.host for r in report.failed]
         if self.on_rollback is not None:
@@ -260,18 +355,14 @@ class Soak:
             raise RollbackIncomplete(
                 f"automatic rollback to {target.title} did not verify on "
                 f"{', '.join(failed)} ({decision.reason})",
-                hint=f"bring those hosts back, then `invoke rollback --to {target.number}`",
+                hint=f"bring those hosts back, then `invoke rollback --to {target.number}`; "
+                "rollouts of this inventory are paused",
             )
-        self.ex.ledger.set_phase(
-            self.inventory, target.number, self.ex.run.id, soak_required=target.soak
-        )
-        self.ex.ledger.set_paused(
-            self.inventory, True, "rollout (automatic rollback)", decision.reason
-        )
         raise RolledBack(
             f"{self.phase.title} breached its health thresholds: {decision.reason}. "
             f"Every host ({len(report.results)}) was rolled back to {target.title} "
             "and verified",
             hint="rollouts of this inventory are paused: investigate, then `invoke resume` "
-            f"and re-deploy; `invoke report --run {self.ex.run.id}` shows every sample",
+            f"and `invoke deploy --phase {self.phase.number}`; "
+            f"`invoke report --run {self.ex.run.id}` shows every sample",
         )

@@ -192,6 +192,7 @@ def fake_context(
                   Collector(), lambda _h, _p: backend, sleep=lambda _s: None)  # fmt: skip
     if clock is not None:
         ctx.wall = clock
+        ctx.mono = clock
     if wait is not None:
         ctx.cancel.wait = wait  # type: ignore[method-assign,assignment]
     return ctx

@@ -7,7 +7,9 @@ Duplicate keys are an error (PyYAML silently keeps the last one).
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,16 +116,66 @@ def load_text(text: str, source: str) -> Any:
         loader.dispose()
 
 
-def load_file(path: str | Path) -> Any:
-    """Read and parse a YAML file; a missing or unreadable file is an InputError."""
+#: The largest YAML input read by default (playbooks; inventories and vars files pass theirs).
+MAX_INPUT_BYTES = 1_000_000
+
+
+def _kind_of(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISDIR, "a directory")):  # fmt: skip
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def read_input(path: str | Path, max_bytes: int = MAX_INPUT_BYTES) -> str:
+    """The UTF-8 text of the regular file at ``path``, at most ``max_bytes`` long.
+
+    Inputs come only from regular files: a FIFO would block the run forever and ``/dev/zero``
+    would fill memory, so both are refused before a byte is read (the open never waits: it
+    is non-blocking, and the kind is checked on the opened file). InputError names the path.
+    """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise InputError(f"{p}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{p}: cannot read: {exc}") from None
-    return load_text(text, str(p))
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise InputError(
+                f"{p}: is {_kind_of(mode)}, not a regular file",
+                hint="inputs (playbooks, inventories, vars files, templates) are read only "
+                "from regular files",
+            )
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=True) as handle:
+            fd = -1
+            data = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if len(data) > max_bytes:
+        raise InputError(
+            f"{p}: is larger than {max_bytes} bytes",
+            hint=f"an input of this kind is at most {max_bytes} bytes",
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        why = f"not UTF-8 ({exc.reason} at byte {exc.start})"
+        raise InputError(f"{p}: cannot read: {why}") from None
+
+
+def load_file(path: str | Path, max_bytes: int = MAX_INPUT_BYTES) -> Any:
+    """Read and parse a YAML file; a missing, unreadable, irregular or oversized file is an
+    InputError."""
+    return load_text(read_input(path, max_bytes), str(path))
 
 
 def parse_duration(value: object, location: SourceLocation) -> float:

@@ -338,13 +338,15 @@ def write_inventory(
     ports: Mapping[str, int] | None = None,
     host_vars: Mapping[str, Mapping[str, object]] | None = None,
     known_hosts: Path | None = None,
+    fleet: str | None = None,
 ) -> Path:
     """Write an inventory of ``lab`` at ``dest`` (and its known_hosts beside it).
 
     ``hosts`` picks and orders hosts (default: all); ``ports`` sends a host to another port
     (a :class:`Proxy`'s), with its real key pinned for that port; ``host_vars`` adds or
     replaces variables of a host. ``known_hosts`` overrides the file the inventory names
-    (for host-key scenarios); by default ``<dest>.known_hosts`` is written.
+    (for host-key scenarios); by default ``<dest>.known_hosts`` is written. ``fleet`` sets
+    ``rollout_fleet`` (the ledger key; default: derived from ``dest``'s path).
     """
     names = list(hosts) if hosts is not None else [h.name for h in lab.hosts]
     ports = dict(ports or {})
@@ -367,6 +369,8 @@ def write_inventory(
     if known_hosts is None:
         pinned.write_text("".join(lines))
     data["all"]["vars"]["known_hosts_file"] = str(known_hosts or pinned)
+    if fleet is not None:
+        data["all"]["vars"]["rollout_fleet"] = fleet
     dest.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1 << 16))
     return dest
 

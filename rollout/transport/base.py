@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..models import Host
+from ..output import MAX_OUTPUT_BYTES, TAIL_BYTES, clip_tail
 
 #: Seconds the remote ``timeout`` waits after TERM before it sends KILL.
 KILL_AFTER = 5
@@ -36,9 +37,9 @@ class CommandResult:
         return self.exit_status == 0 and not self.timed_out
 
     def tail(self, lines: int = 6) -> str:
-        """The last lines of stderr (or stdout), for error messages."""
+        """The last lines of stderr (or stdout), for error messages; at most TAIL_BYTES."""
         text = self.stderr.strip() or self.stdout.strip()
-        return "\n".join(text.splitlines()[-lines:])
+        return clip_tail("\n".join(text[-4 * TAIL_BYTES :].splitlines()[-lines:]))
 
 
 class Session(Protocol):
@@ -47,9 +48,15 @@ class Session(Protocol):
     host: Host
 
     def run(
-        self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float = 60.0
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        timeout: float = 60.0,
+        max_output: int = MAX_OUTPUT_BYTES,
     ) -> CommandResult:
-        """Run ``argv`` (quoted once here) with ``stdin``; killed on the host after ``timeout``."""
+        """Run ``argv`` (quoted once here) with ``stdin``; killed on the host after ``timeout``;
+        each stream kept to ``max_output`` bytes and redacted (:mod:`rollout.output`)."""
         ...
 
     def close(self) -> None: ...

@@ -25,6 +25,7 @@ import paramiko
 from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
 
 from ..errors import HostKeyError, InputError, SourceLocation
+from ..yamlsrc import read_input
 from .base import PinCallback
 
 _append_lock = threading.Lock()
@@ -40,6 +41,10 @@ class KnownHosts:
     keys: paramiko.HostKeys
     revoked: frozenset[tuple[str, str]] = frozenset()  # (key type, base64)
     authorities: int = 0
+
+
+#: The largest known_hosts file read.
+MAX_KNOWN_HOSTS_BYTES = 10_000_000
 
 
 def known_hosts_name(address: str, port: int) -> str:
@@ -58,16 +63,16 @@ def load_known_hosts(path: Path) -> paramiko.HostKeys:
 
 def load_known_hosts_file(path: Path) -> KnownHosts:
     """Parse ``path`` strictly, markers included; any bad line is an InputError."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not path.exists():
         raise InputError(
             f"known_hosts file {path} does not exist",
             hint="set known_hosts_file in the inventory to a file holding the hosts' keys, "
             "or pass --accept-new-host-keys to pin keys on first contact",
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read known_hosts file {path}: {exc}") from None
+        )
+    try:  # a regular file only (a FIFO would hang the run), at most 10 MB
+        text = read_input(path, MAX_KNOWN_HOSTS_BYTES)
+    except InputError as exc:
+        raise InputError(f"cannot read known_hosts file {exc.message}", hint=exc.hint) from None
     keys = paramiko.HostKeys()
     revoked: set[tuple[str, str]] = set()
     authorities = 0

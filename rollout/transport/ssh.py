@@ -29,6 +29,7 @@ import paramiko
 
 from ..errors import CommandTimeout, HostKeyError, TransportError
 from ..models import Host, Jump
+from ..output import MAX_OUTPUT_BYTES, Capture, Redactor
 from .base import (
     CLIENT_GRACE,
     REMOTE_TIMEOUT_STATUSES,
@@ -63,15 +64,22 @@ class SSHSession:
         client: paramiko.SSHClient,
         fabric_conn: object,
         hops: Sequence[paramiko.SSHClient] = (),
+        redact: Redactor | None = None,
     ) -> None:
         self.host = host
         self._client = client
         self._conn = fabric_conn  # keeps Fabric's Connection (and its config) alive
         self._hops = list(hops)  # bastion connections, first hop first
         self._lock = threading.Lock()
+        self._redact = redact or Redactor()
 
     def run(
-        self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float = 60.0
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        timeout: float = 60.0,
+        max_output: int = MAX_OUTPUT_BYTES,
     ) -> CommandResult:
         command = remote_command(argv, timeout)
         started = time.monotonic()
@@ -93,16 +101,18 @@ class SSHSession:
             if stdin:
                 chan.sendall(stdin)
             chan.shutdown_write()
-            out, err, status = _collect(chan, deadline)
+            out, err = Capture(max_output), Capture(max_output)
+            status = _collect(chan, deadline, out, err)
         except TimeoutError:
-            out, err, status = [], [], None
+            out, err, status = Capture(0), Capture(0), None
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise TransportError(self.host.name, f"command failed in transit: {exc}") from None
         finally:
             chan.close()
         elapsed = time.monotonic() - started
-        stdout = b"".join(out).decode("utf-8", "replace")
-        stderr = b"".join(err).decode("utf-8", "replace")
+        # bounded as read, and cleaned of every secret the tool knows before anyone sees it
+        stdout = self._redact(out.text())
+        stderr = self._redact(err.text())
         timed_out = status is None or status in REMOTE_TIMEOUT_STATUSES
         if status is None:
             raise CommandTimeout(
@@ -125,24 +135,21 @@ class SSHSession:
             hop.close()
 
 
-def _collect(
-    chan: paramiko.Channel, deadline: float
-) -> tuple[list[bytes], list[bytes], int | None]:
-    """Read both streams until the command exits and its output ends, or the deadline."""
-    out: list[bytes] = []
-    err: list[bytes] = []
+def _collect(chan: paramiko.Channel, deadline: float, out: Capture, err: Capture) -> int | None:
+    """Read both streams until the command exits and its output ends, or the deadline; the
+    captures keep a bounded part of each (the rest is read, counted and dropped)."""
     fd = chan.fileno()
     while True:
         while chan.recv_ready():
-            out.append(chan.recv(_READ_CHUNK))
+            out.add(chan.recv(_READ_CHUNK))
         while chan.recv_stderr_ready():
-            err.append(chan.recv_stderr(_READ_CHUNK))
+            err.add(chan.recv_stderr(_READ_CHUNK))
         finished = chan.exit_status_ready() and (chan.eof_received or chan.closed)
         if finished and not chan.recv_ready() and not chan.recv_stderr_ready():
-            return out, err, chan.recv_exit_status()
+            return chan.recv_exit_status()
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return out, err, None
+            return None
         select.select([fd], [], [], min(remaining, 0.5))
 
 
@@ -157,8 +164,10 @@ class SSHTransport:
         on_pin: PinCallback | None = None,
         keepalive: int = 15,
         system_known_hosts: Path | None = SYSTEM_KNOWN_HOSTS,
+        redact: Redactor | None = None,
     ) -> None:
         self.system_known_hosts = system_known_hosts
+        self.redact = redact or Redactor()
         self.connect_timeout = connect_timeout
         self.accept_new = accept_new_host_keys
         self.on_pin = on_pin
@@ -269,7 +278,7 @@ class SSHTransport:
         transport = client.get_transport()
         if transport is not None and self.keepalive:
             transport.set_keepalive(self.keepalive)
-        return SSHSession(host, client, conn, hops)
+        return SSHSession(host, client, conn, hops, self.redact)
 
     def _open_socket(self, host: Host, via: Host | Jump | None = None) -> socket.socket:
         target = via or host

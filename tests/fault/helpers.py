@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from rollout.cancel import SIGNALS
 from rollout.lab import Lab, LabHost, control, faults
 from rollout.lab.testing import reset
 from rollout.ledger import Ledger
@@ -275,7 +276,7 @@ class InProcessCLI:
         if playbook is not None:
             argv += ["--playbook", str(playbook)]
         out, err = io.StringIO(), io.StringIO()
-        handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        handlers = {s: signal.getsignal(s) for s in SIGNALS}
         saved_env = {k: os.environ.get(k) for k in self.env}
         saved_argv = sys.argv
         code = 0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from rollout.inventory import load_inventory
 from rollout.lab import Lab, faults
 from rollout.lab.testing import lab_fixture  # noqa: F401
 from rollout.ledger import Ledger
@@ -111,8 +112,9 @@ def test_two_runs_at_once_one_proceeds_one_is_busy(
     try:
         inventory = faults.write_inventory(
             lab,
-            tmp_path / "inventory.yml",  # the same name as the lab's: the same ledger key
+            tmp_path / "inventory.yml",
             ports={h.name: p.port for h, p in zip(lab.hosts, proxies, strict=True)},
+            fleet=load_inventory(lab.inventory).name,  # the lab's identity: the same record
         )
         racing = CLI(inventory, cli.ledger)
         runs = [Watched(racing, *DEPLOY_2, playbook=playbook) for _ in range(2)]
@@ -145,7 +147,7 @@ def test_stale_lock_is_detected_and_taken_over(setup: tuple[Lab, CLI, Path]) -> 
 
     ledger = Ledger(cli.ledger)
     try:
-        holder = ledger.holder(lab.inventory.stem)
+        holder = ledger.holder(load_inventory(lab.inventory).name)  # the fleet identity
         assert holder is not None and holder.id == lock_id and holder.pid == run.pid
         assert ledger.holder_alive(holder) is False
     finally:

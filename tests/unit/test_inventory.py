@@ -54,10 +54,12 @@ def test_hosts_keep_the_order_they_first_appear_in() -> None:
     ]
 
 
-def test_inventory_name_is_the_file_stem_and_path_is_absolute() -> None:
-    """The ledger key is the file's stem; the path is resolved."""
+def test_inventory_name_is_the_path_from_the_project_root_and_path_is_absolute() -> None:
+    """The ledger key is the path from the project root (issue 11: no longer the stem, which two
+    fleets could share); the old stem is kept to spot older records; the path is resolved."""
     inventory = load_inventory(Path("tests/data/inventory/same/site.yml"))
-    assert inventory.name == "site"
+    assert inventory.name == "tests/data/inventory/same/site.yml"
+    assert inventory.legacy_name == "site"
     assert inventory.path == str(DATA / "same" / "site.yml")
 
 
@@ -137,7 +139,7 @@ def test_directory_inventory_reads_its_files_in_sorted_order() -> None:
     """A directory loads every inventory file in it, *.ini included and docs skipped, as
     ansible-core 2.19 does (its answer: this order)."""
     inventory = load("directory")
-    assert inventory.name == "directory"
+    assert inventory.name == "tests/data/inventory/directory"
     assert [host.name for host in inventory.hosts] == ["web1", "web2", "web3", "never-read", "db1"]
     assert inventory.groups["web"] == frozenset({"web1", "web2", "web3", "never-read"})
     assert hosts_by_name(inventory)["web3"].service == "foundation@web"
@@ -230,7 +232,7 @@ def test_operator_ansible_inventory_loads_with_its_other_variables(
     monkeypatch.setenv("HOME", "/home/operator")
     inventory = load("operator/production")
     hosts = hosts_by_name(inventory)
-    assert inventory.name == "production"
+    assert inventory.name == "tests/data/inventory/operator/production"
     assert len(inventory.hosts) == 8
     web3 = hosts["web-03.prod.example.com"]
     assert (web3.address, web3.port) == ("10.20.0.13", 2222)

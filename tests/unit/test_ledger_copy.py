@@ -87,7 +87,9 @@ def test_the_task_copies_into_postgresql_and_history_shows_the_runs(
     source = tmp_path / "old.db"
     ids = _history(source)
     inventory = tmp_path / "prod.yml"
-    inventory.write_text("all:\n  hosts:\n    web-1: {ansible_host: 127.0.0.1}\n")
+    # records keyed "prod" (the old stem key): the inventory claims them (issue 11)
+    inventory.write_text("all:\n  vars: {rollout_fleet: prod}\n"
+                         "  hosts:\n    web-1: {ansible_host: 127.0.0.1}\n")
     copy = subprocess.run(
         [sys.executable, "-m", "invoke", "ledger.copy", "--src", str(source),
          "--dest", ledger_target],

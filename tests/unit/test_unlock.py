@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from rollout.errors import RightLost
+from rollout.inventory import load_inventory
 from rollout.ledger import Ledger
 from rollout.testing import fake_context, fake_fleet
 
@@ -21,9 +22,10 @@ def test_unlock_of_a_live_local_holder_needs_force(tmp_path: Path) -> None:
     inventory = tmp_path / "fleet.yml"
     inventory.write_text("all:\n  hosts:\n    h1:\n      ansible_host: 127.0.0.1\n")
     ledger_path = tmp_path / "ledger.db"
+    key = load_inventory(inventory).name  # the fleet's identity (issue 11), not the stem
     with Ledger(ledger_path, pid=os.getpid()) as ledger:
-        run = ledger.start_run("fleet", "invoke deploy --phase 1", ())
-        lock = ledger.acquire_lock("fleet", "invoke deploy --phase 1", run.id)
+        run = ledger.start_run(key, "invoke deploy --phase 1", ())
+        lock = ledger.acquire_lock(key, "invoke deploy --phase 1", run.id)
 
     def unlock(*extra: str) -> subprocess.CompletedProcess[str]:
         argv = [INVOKE, "unlock", lock.id, "--inventory", str(inventory), "--ledger",
@@ -34,11 +36,11 @@ def test_unlock_of_a_live_local_holder_needs_force(tmp_path: Path) -> None:
     assert refused.returncode == 8, refused.stderr
     assert "live run" in refused.stderr and run.id in refused.stderr and "--force" in refused.stderr
     with Ledger(ledger_path) as ledger:
-        assert ledger.holder("fleet") is not None
+        assert ledger.holder(key) is not None
     forced = unlock("--force")
     assert forced.returncode == 0, forced.stderr
     with Ledger(ledger_path) as ledger:
-        assert ledger.holder("fleet") is None
+        assert ledger.holder(key) is None
 
 
 def test_run_whose_lock_was_removed_changes_nothing_more(tmp_path: Path) -> None:
