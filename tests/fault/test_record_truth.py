@@ -235,7 +235,7 @@ def test_host_output_is_capped_and_redacted(
     the output, the ledger and the controller's memory stay small."""
     lab, _cli, playbook = setup
     where = Path(tempfile.mkdtemp(prefix="rollout-fault-noisy-", dir="/tmp"))
-    where.chmod(0o755)
+    where.chmod(0o777)  # the lab user keeps the host's fleet record beside release_bin
     try:
         script = where / "foundation"
         script.write_text(NOISY.format(size=20_000_000))
