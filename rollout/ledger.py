@@ -983,23 +983,21 @@ class Ledger:
             self._db.unclaim(lock.id)
 
     def heartbeat(self, lock: LockRecord) -> None:
-        """Show the lock's holder is alive; raises LockBusy if the lock was lost (taken
-        over, unlocked, or the database connection that proved it alive was lost)."""
-        try:
-            with self._write() as conn:
-                if not conn.holds(lock.id):
-                    raise LedgerUnavailable(
-                        conn.lost or f"the ledger {self.location} no longer sees this session"
-                    )
-                if touch_holder(conn, lock.inventory, lock.id, self._clock()):
-                    return
-                now_holder = read_holder(conn, lock.inventory)
-        except LedgerUnavailable as exc:
-            raise LockBusy(
-                f"lost the lock {lock.id} on inventory {lock.inventory!r}: {exc.message}",
-                hint="stop changing hosts; once the ledger is back, `invoke status` shows the"
-                " fleet and `invoke history` who holds the lock",
-            ) from exc
+        """Show the lock's holder is alive; raises LockBusy if the lock was taken over or
+        unlocked, and LedgerUnavailable (not "busy": nobody else holds it) if the ledger itself
+        went away (the database connection that proved the holder alive, or the file)."""
+        with self._write() as conn:
+            if not conn.holds(lock.id):
+                raise LedgerUnavailable(
+                    f"{conn.lost or f'the ledger {self.location} no longer sees this session'}"
+                    f"; the lock {lock.id} on inventory {lock.inventory!r} cannot be proved held,"
+                    " so no further host is changed",
+                    hint="the hosts keep the last verified state; once the ledger is back, "
+                    "`invoke status` compares them with the ledger",
+                )
+            if touch_holder(conn, lock.inventory, lock.id, self._clock()):
+                return
+            now_holder = read_holder(conn, lock.inventory)
         taken = (
             f"taken over: {describe(now_holder, self.lock_liveness(now_holder), self._clock())}"
             if now_holder

@@ -91,19 +91,19 @@ def running_lab(
 
 
 def reset(lab: Lab) -> None:
-    """Every sshd and node of ``lab`` running and unfrozen; every node back to its defaults."""
+    """Every sshd and node of ``lab`` running and unfrozen; every host back to its defaults,
+    with no fleet record or lease."""
     for host in lab.hosts:
         if control.sshd_pid(host) is None:
             control.start_sshd(host)
         else:
             control.signal_sshd(host, signal.SIGCONT)  # a test may have frozen it
-        if not host.with_release:
-            continue
-        if control.node_pid(host) is None:
-            control.start_node(host)
-        else:
-            control.signal_node(host, signal.SIGCONT)
-        control.reset_host(host)
+        if host.with_release:
+            if control.node_pid(host) is None:
+                control.start_node(host)
+            else:
+                control.signal_node(host, signal.SIGCONT)
+        control.reset_host(host)  # an SSH-only host: its stub's flag and metric files
         # the fleet-side record and lease (rollout.fleetstate) outlive a node restart by
         # design; a clean host has none, so each test's controllers start from a fresh fleet
         shutil.rmtree(host.release_bin.parent.parent / ".rollout-state", ignore_errors=True)

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from rollout.lab import Lab, control
-from rollout.lab.testing import running_lab
+from rollout.lab.testing import reset, running_lab
 from rollout.ledger import Ledger, RunStatus
 from rollout.playbook import load_playbook
 from tests.e2e.cli import CLI, fast_playbook
@@ -38,8 +38,8 @@ def stub_lab() -> Lab:
 
 
 def _reset(lab: Lab) -> None:
-    for host in lab.hosts:
-        control.reset_host(host)
+    """Flags, metrics and the fleet's record and lease as on fresh hosts (a new ledger here)."""
+    reset(lab)
 
 
 @pytest.mark.scenario("endurance: a long soak keeps memory, descriptors, threads flat")

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from rollout.lab import Lab, LabHost, control
-from rollout.lab.testing import running_lab
+from rollout.lab.testing import reset, running_lab
 
 from ..e2e.cli import CLI
 from .helpers import STATES, fault_playbook
@@ -104,8 +104,7 @@ def _key(tmp_path: Path, name: str) -> Path:
 def test_key_only_in_agent(lab: Lab, agent: Agent, tmp_path: Path) -> None:
     """With no key file in the inventory and none in HOME, the agent's key logs in and the
     deploy is verified on every host."""
-    for host in lab.hosts:
-        control.reset_host(host)
+    reset(lab)
     agent.add(lab.key_file)
     cli = _cli(lab, tmp_path, agent, _keyless_inventory(lab, tmp_path / "inv.yml"))
     ran = cli("deploy", "--phase", "1", "--yes", "--no-wait",
@@ -118,8 +117,7 @@ def test_key_only_in_agent(lab: Lab, agent: Agent, tmp_path: Path) -> None:
 def test_no_agent_no_key_is_unreachable(lab: Lab, tmp_path: Path) -> None:
     """Without the agent the same keyless inventory cannot log in: the hosts are reported
     unreachable (exit 5) and nothing changes (so the agent is what authenticated above)."""
-    for host in lab.hosts:
-        control.reset_host(host)
+    reset(lab)
     cli = _cli(lab, tmp_path, None, _keyless_inventory(lab, tmp_path / "inv.yml"))
     ran = cli("deploy", "--phase", "1", "--yes", "--no-wait",
               playbook=fault_playbook(tmp_path / "pb.yml"))  # fmt: skip
@@ -130,8 +128,7 @@ def test_no_agent_no_key_is_unreachable(lab: Lab, tmp_path: Path) -> None:
 @pytest.mark.scenario("ssh agent: several keys, the right one last")
 def test_agent_with_several_keys(lab: Lab, agent: Agent, tmp_path: Path) -> None:
     """An agent holding three unrelated keys before the right one still logs in."""
-    for host in lab.hosts:
-        control.reset_host(host)
+    reset(lab)
     for i in range(3):
         agent.add(_key(tmp_path, f"other{i}"))
     agent.add(lab.key_file)
@@ -156,8 +153,7 @@ def test_agent_never_forwarded(lab: Lab, agent: Agent, tmp_path: Path) -> None:
     """On an sshd that allows agent forwarding, the console calls of a deploy see no
     SSH_AUTH_SOCK, while a plain `ssh -A` to the same host does (the probe can tell)."""
     host = lab.hosts[0]
-    for h in lab.hosts:
-        control.reset_host(h)
+    reset(lab)
     _forwarding_host(host)
     agent.add(lab.key_file)
     probe = host.root / "agent-probe"  # inside the host's tree: the lab user can reach it
