@@ -41,8 +41,12 @@ def _cli_page(
     """Replay recording ``name``, render it with `invoke report --html`, open it in Chromium."""
     data = load(name)
     ledger, run_id = replay(data, tmp_path / "ledger.db")
-    inventory = tmp_path / f"{data['run']['inventory']}.yml"
-    inventory.write_text("all:\n  hosts:\n    h1: {}\n    h2: {}\n    h3: {}\n")
+    inventory = tmp_path / "inventory.yml"  # named as the recording's fleet, by rollout_fleet
+    fleet = data["run"]["inventory"]
+    inventory.write_text(
+        f"all:\n  vars:\n    rollout_fleet: {fleet}\n  hosts:\n    h1: {{}}\n    h2: {{}}\n"
+        "    h3: {}\n"
+    )
     page = artifacts / f"{name}.html"
     ran = subprocess.run(
         [INVOKE, "report", "--html", str(page), "--inventory", str(inventory)],
@@ -152,9 +156,11 @@ def test_report_html_json_prints_one_schema_valid_line(tmp_path: Path) -> None:
 
     import jsonschema
 
-    ledger, run_id = replay(load("clean"), tmp_path / "ledger.db")
+    data = load("clean")
+    ledger, run_id = replay(data, tmp_path / "ledger.db")
     inventory = tmp_path / "inventory.yml"
-    inventory.write_text("all:\n  hosts:\n    h1: {}\n")
+    fleet = data["run"]["inventory"]
+    inventory.write_text(f"all:\n  vars:\n    rollout_fleet: {fleet}\n  hosts:\n    h1: {{}}\n")
     page = tmp_path / "out" / "page.html"
     ran = subprocess.run(
         [INVOKE, "report", "--html", str(page), "--json", "--inventory", str(inventory)],
