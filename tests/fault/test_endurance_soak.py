@@ -66,8 +66,10 @@ def test_long_soak_resources_stay_flat(
         run = led.runs(limit=1)[0]
         samples = [e for e in led.events(run.id) if e.kind == "sample"]
     assert run.status is RunStatus.SUCCEEDED
-    # The soak is timed, so a loaded machine polls a little less often than every INTERVAL.
-    assert len(samples) >= POLLS // 2, f"only {len(samples)} polls in a {soak:g}s soak"
+    # The soak is timed, so a loaded machine polls less often than every INTERVAL (a quiet
+    # CI run takes ~340 of the nominal 400; 154 were seen beside another suite): what the
+    # bounds below need is hundreds of polls, not the nominal count.
+    assert len(samples) >= POLLS // 4, f"only {len(samples)} polls in a {soak:g}s soak"
     for host in stub_lab.hosts:  # the phase is still on every host, read from its own files
         flags = control.read_flags(host)
         assert flags["use_new_error_handling"] is True and flags["use_sync_test_apis"] is True
