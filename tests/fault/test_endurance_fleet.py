@@ -76,16 +76,19 @@ def test_busy_fleet_drift_repaired_breach_rolls_all_back(
             assert state.phase == 1 and state.paused
             assert led.open_intents(inv) == []
         peak = max(r.rss_kib for r in sampler.readings)
-        conns = max(r.connections for r in sampler.readings)
+        counts = sorted(r.connections for r in sampler.readings)
+        conns, typical = counts[-1], counts[len(counts) // 2]
         assert peak <= MAX_RSS_MIB * 1024, f"controller peaked at {mib(peak)}"
-        # One connection per host; a host whose read timed out on a loaded machine is
-        # reconnected, and the new socket can be up a moment before the old one is closed.
-        assert conns <= HOSTS + 3, f"{conns} SSH connections for {HOSTS} hosts"
+        # One connection per host, held: a leak would raise the typical count. A host whose
+        # read timed out on a loaded machine is reconnected, and its new socket can be up a
+        # moment before the old one is closed, so the peak may briefly exceed it.
+        assert typical <= HOSTS, f"typically {typical} SSH connections for {HOSTS} hosts"
+        assert conns <= HOSTS + HOSTS // 10, f"{conns} SSH connections for {HOSTS} hosts"
         figure(
             request,
             f"{HOSTS} hosts: {DRIFTED} drifted and repaired, breach on {breacher.name}, all "
             f"rolled back and verified {rolled_back:.1f}s after the repair; controller peak RSS "
-            f"{mib(peak)}, at most {conns} SSH connections; run {done.seconds:.0f}s",
+            f"{mib(peak)}, {typical} SSH connections (at most {conns}); run {done.seconds:.0f}s",
         )
 
 
