@@ -31,7 +31,7 @@ from .errors import (
 )
 from .events import Emit, Event, Kind
 from .executor import Confirm, Executor, StepReport
-from .fleetstate import FleetSide, Holder, HostState, Record
+from .fleetstate import FleetSide, Holder, HostState, Knowledge, Record
 from .inventory import load_inventory, select_hosts
 from .ledger import InventoryState, Ledger, LockRecord, RunRecord, RunStatus, open_ledger
 from .models import Host, Inventory, NotifyKind, Observed, Phase, Playbook
@@ -335,21 +335,21 @@ def check_fleet(
     """Refuse (FleetChanged, nothing changed) when a host's record shows a change that this
     ledger does not know: another controller's newer generation, or its pause.
 
-    A record is known when this ledger wrote it (its identity) or adopted it (`invoke adopt`).
+    A record is known when this ledger wrote it (its identity), adopted it (`invoke adopt`) or
+    holds the run of a copied ledger that wrote it (`invoke ledger.copy`): ``Knowledge``.
     """
     side = ex.side
     if side is None:
         return
     states = states if states is not None else dict(side.states)
-    mine = ctx.ledger.identity
-    known = ctx.ledger.known_generations(ctx.inventory.name)
+    knowledge = ledger_knowledge(ctx.ledger, ctx.inventory.name)
     foreign: list[tuple[str, Record]] = []
     for host in ex.hosts:
         state = states.get(host)
         record = state.record if state else None
         if record is None:
             continue
-        if record.ledger != mine and record.generation > known.get(host, 0):
+        if not knowledge.knows(host, record):
             foreign.append((host, record))
     if not foreign:
         return
@@ -367,6 +367,14 @@ def check_fleet(
         + ", then re-run",
         paused=bool(paused),
     )
+
+
+def ledger_knowledge(ledger: Ledger, inventory: str) -> Knowledge:
+    """What ``ledger`` knows of ``inventory``'s host records (see ``fleetstate.Knowledge``)."""
+    return Knowledge(
+        ledger.identity, ledger.known_generations(inventory), ledger.continued_ledgers(),
+        ledger.has_run,
+    )  # fmt: skip
 
 
 def fleet_paused(ex: Executor) -> Record | None:
@@ -770,9 +778,10 @@ def _emergency_body(
         emergency=True,
     )
     unreachable_first, readings = ex.claim(force=True)
+    knowledge = ledger_knowledge(ctx.ledger, ctx.inventory.name)
     for host, state in (ex.side.states.items() if ex.side else ()):
         rec = state.record
-        if rec is not None and rec.ledger != ctx.ledger.identity:
+        if rec is not None and not knowledge.knows(host, rec):
             ex.emit(Kind.WARNING, f"overriding another controller's change: {rec.story()}",
                     host=host)  # fmt: skip
     if ex.side is not None:  # hosts leased now may be taken by a later emergency; the
@@ -959,8 +968,7 @@ def status(ctx: Context) -> StatusReport:
     backend = ctx.backend_factory(ctx.hosts, ctx.playbook)
     if hasattr(backend, "side"):
         backend.side = FleetSide(ctx.playbook.name, None, 0)  # read-only: peek, no lease
-    mine = ledger.identity
-    known = ledger.known_generations(inv)
+    knowledge = ledger_knowledge(ledger, inv)
     try:
         names = [h.name for h in ctx.hosts]
         connected = backend.connect(names)
@@ -984,9 +992,7 @@ def status(ctx: Context) -> StatusReport:
             flags = dict(outcome.value.flags)
             fleet = outcome.value.state
             record = fleet.record if fleet else None
-            behind = bool(
-                record and record.ledger != mine and record.generation > known.get(name, 0)
-            )
+            behind = record is not None and not knowledge.knows(name, record)
             lease = fleet.lease if fleet else None
             held = None
             if lease is not None and lease.live and lease.holder is not None:

@@ -34,7 +34,7 @@ import re
 import secrets
 import threading
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 
@@ -270,6 +270,27 @@ class Record:
             f"{where}was set to {phase} by {self.who}@{self.where} at {utc(self.changed)} "
             f"(run {self.run_id}, `{self.command}`, generation {self.generation}){why}{pause}"
         )
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    """What one ledger knows of the fleet's records: the one rule for "is this host's record
+    another controller's change this ledger has not seen?"
+
+    A record is known when this ledger wrote it (``mine``), when `invoke adopt` took its
+    generation in (``adopted``, per host), or when it was written by a run of a ledger whose
+    history was copied here (``continues``) and that run is in this ledger (``has_run``).
+    """
+
+    mine: str
+    adopted: Mapping[str, int]
+    continues: frozenset[str]
+    has_run: Callable[[str], bool]
+
+    def knows(self, host: str, record: Record) -> bool:
+        if record.ledger == self.mine or record.generation <= self.adopted.get(host, 0):
+            return True
+        return record.ledger in self.continues and self.has_run(record.run_id)
 
 
 @dataclass(frozen=True)

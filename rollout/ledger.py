@@ -839,6 +839,24 @@ class Ledger:
             row = self._db.execute("SELECT value FROM meta WHERE key = 'ledger_id'").fetchone()
         return str(row[0])
 
+    def continued_ledgers(self) -> frozenset[str]:
+        """The ledgers whose history was copied into this one (`invoke ledger.copy`).
+
+        A host record written by one of their runs that was copied here is this ledger's own
+        history: it is known without `invoke adopt`. Their later runs are not.
+        """
+        with self._mutex:
+            rows = self._db.execute(
+                "SELECT key FROM meta WHERE key LIKE 'continues:%'"
+            ).fetchall()
+        return frozenset(str(key).split(":", 1)[1] for (key,) in rows)
+
+    def has_run(self, run_id: str) -> bool:
+        """Whether this ledger holds the run ``run_id`` (its own, or copied in)."""
+        with self._mutex:
+            row = self._db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return row is not None
+
     def known_generations(self, inventory: str) -> dict[str, int]:
         """Per host, the newest generation of another ledger's record adopted here."""
         with self._mutex:

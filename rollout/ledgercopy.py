@@ -1,7 +1,10 @@
 """Copy one ledger's history into another: a SQLite file's into the team's PostgreSQL ledger.
 
 What is copied: every run (its id kept) with its events and intents, inventory-level events
-(unlocks, pauses, approvals), each inventory's phase/soak/pause row and the approvals. The
+(unlocks, pauses, approvals), each inventory's phase/soak/pause row, the approvals and the
+fleet records the source had adopted. The destination also records that it continues the
+source: the hosts' records written by the copied runs are known to it without `invoke adopt`
+(records of the source's later runs are not, until they are copied too). The
 copy is idempotent: a run already in the destination is skipped with everything it owns, an
 inventory row the destination already has is kept as it is there (the destination's state is
 the newer truth), inventory-level events and approvals already present (same inventory, time,
@@ -84,6 +87,15 @@ def copy_history(source: Ledger, destination: Ledger) -> CopyReport:
         approvals = src.execute(
             "SELECT inventory, phase, epoch, who, note, ts FROM approvals ORDER BY id"
         ).fetchall()
+        adopted = src.execute(
+            "SELECT inventory, host, generation, run_id, ledger, adopted FROM fleet_known"
+        ).fetchall()
+        continues = [source.identity] + [
+            key.split(":", 1)[1]
+            for (key,) in src.execute(
+                "SELECT key FROM meta WHERE key LIKE 'continues:%'"
+            ).fetchall()
+        ]
     counts = dict.fromkeys(("runs", "skipped", "events", "intents", "inv", "approvals"), 0)
     with destination._write() as dst:
         new_runs: set[str] = set()
@@ -136,6 +148,23 @@ def copy_history(source: Ledger, destination: Ledger) -> CopyReport:
                     ap,
                 )
                 counts["approvals"] += 1
+        # The hosts' records written by the copied runs are this ledger's own history now
+        # (fleetstate.Knowledge); the records the source had adopted stay adopted.
+        for ledger_id in continues:
+            if ledger_id != destination.identity:
+                dst.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                    (f"continues:{ledger_id}", source.location),
+                )
+        for row in adopted:
+            dst.execute(
+                "INSERT INTO fleet_known (inventory, host, generation, run_id, ledger, adopted)"
+                f" VALUES ({_marks(6)}) ON CONFLICT (inventory, host) DO UPDATE SET"
+                " generation = excluded.generation, run_id = excluded.run_id,"
+                " ledger = excluded.ledger, adopted = excluded.adopted"
+                " WHERE fleet_known.generation < excluded.generation",
+                row,
+            )
     return CopyReport(
         source.location, destination.location, counts["runs"], counts["skipped"],
         counts["events"], counts["intents"], counts["inv"], counts["approvals"],

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from rollout.commands import ledger_knowledge
 from rollout.errors import UsageError
+from rollout.fleetstate import Record
 from rollout.ledger import Ledger, RunStatus
 from rollout.ledgercopy import copy_history
 
@@ -116,3 +118,36 @@ def test_the_task_copies_into_postgresql_and_history_shows_the_runs(
     )  # fmt: skip
     assert failing.returncode == 2 and "cannot connect" in failing.stderr
     assert "s3cret-pw" not in failing.stdout + failing.stderr
+
+
+def _record(ledger: str, run_id: str, generation: int) -> Record:
+    return Record(rollout="otp", run_id=run_id, who="alice", where="laptop", ledger=ledger,
+                  ledger_path="old.db", command="deploy", action="apply", phase=1,
+                  generation=generation, changed=0.0)  # fmt: skip
+
+
+def test_the_copy_knows_the_hosts_records_its_copied_runs_wrote(
+    tmp_path: Path, ledger_target: str
+) -> None:
+    """After `ledger.copy` the destination is the same history: a host record written by a
+    copied run (under the source ledger's id) is known without `invoke adopt`; a record of a
+    source run made after the copy is not (another controller's change) until it is copied
+    too; and what the source had adopted stays adopted."""
+    source = tmp_path / "old.db"
+    ids = _history(source)
+    with Ledger(source) as src, Ledger(ledger_target) as dst:
+        src.adopt("prod", {"web-9": (7, "r-other", "lg-someone")}, None)
+        before = ledger_knowledge(dst, "prod")
+        copied = _record(src.identity, ids[0], 3)
+        assert not before.knows("web-1", copied)
+        copy_history(src, dst)
+        knowledge = ledger_knowledge(dst, "prod")
+        assert knowledge.knows("web-1", copied)
+        later = src.start_run("prod", "deploy --phase 2", ["deploy", "--phase", "2"])
+        src.finish_run(later.id, RunStatus.SUCCEEDED, "phase 2 applied")
+        assert not knowledge.knows("web-1", _record(src.identity, later.id, 4))
+        assert not knowledge.knows("web-1", _record("lg-someone-else", ids[0], 4))
+        assert knowledge.knows("web-9", _record("lg-someone", "r-other", 7))
+        assert not knowledge.knows("web-9", _record("lg-someone", "r-newer", 8))
+        copy_history(src, dst)
+        assert ledger_knowledge(dst, "prod").knows("web-1", _record(src.identity, later.id, 4))
