@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 from rollout.errors import InventoryError
-from rollout.hostpattern import split_pattern
 from rollout.inventory import load_inventory, select_hosts
+from rollout.inventory.patterns import split_pattern
 from rollout.models import Host, Inventory
 from rollout.vault import Vault
 

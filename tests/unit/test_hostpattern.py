@@ -7,7 +7,7 @@ from types import MappingProxyType
 import pytest
 
 from rollout.errors import InventoryError
-from rollout.hostpattern import match_hosts, select_hosts, split_pattern
+from rollout.inventory.patterns import match_hosts, select_hosts, split_pattern
 from rollout.models import Host, Inventory
 
 HOSTS = ("web1", "web2", "web3", "db1", "db2", "lb1.example.com")

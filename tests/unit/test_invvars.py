@@ -9,8 +9,8 @@ import pytest
 
 from rollout.errors import InventoryError
 from rollout.inventory import load_inventory
+from rollout.inventory.references import TemplateRefused, render
 from rollout.models import Host
-from rollout.templating import TemplateRefused, render
 from rollout.vault import Vault
 
 PASSWORD = "unit-vault-password"

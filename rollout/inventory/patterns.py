@@ -30,8 +30,8 @@ import ipaddress
 import re
 from collections.abc import Collection, Mapping, Sequence
 
-from .errors import InventoryError
-from .models import Host, Inventory
+from ..errors import InventoryError
+from ..models import Host, Inventory
 
 __all__ = ["match_hosts", "select_hosts", "split_pattern"]
 

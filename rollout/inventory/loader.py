@@ -33,10 +33,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import NoReturn, TypedDict
 
-from .errors import InputError, InventoryError, SourceLocation
-from .hostpattern import select_hosts
-from .models import Host, Inventory, Jump, Secret
-from .sshopts import (
+from ..errors import InputError, InventoryError, SourceLocation
+from ..models import Host, Inventory, Jump, Secret
+from ..sshopts import (
     ARG_VARIABLES,
     ClientConfig,
     load_client_config,
@@ -44,9 +43,10 @@ from .sshopts import (
     proxy_command_hops,
     resolve_jumps,
 )
-from .templating import TemplateRefused, has_template, render
-from .vault import Vault, is_vault_text
-from .yamlsrc import Node, NodeList, VaultText, load_text, read_input
+from ..vault import Vault, is_vault_text
+from ..yamlsrc import Node, NodeList, VaultText, load_text, read_input
+from .patterns import select_hosts
+from .references import TemplateRefused, has_template, render
 
 __all__ = ["load_inventory", "select_hosts"]
 
