@@ -19,6 +19,7 @@ from rollout.backup import (
     latest_backup_after,
     list_backups,
     load_backup,
+    remote,
     restore_backup,
     take_backup,
 )
@@ -56,7 +57,7 @@ def under(fake: FakeHost, rel: str) -> list[str]:
 def filesystem(fake: FakeHost, argv: tuple[str, ...]) -> CommandResult:
     """Plays tar, mktemp, base64 and sha256sum over ``fake.files`` for backup's scripts."""
     script = argv[2] if argv[:2] == ("sh", "-c") else None
-    if script == backup.ARCHIVE_SCRIPT:
+    if script == remote.ARCHIVE_SCRIPT:
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w:gz") as tar:
             for rel in argv[4:]:
@@ -72,10 +73,10 @@ def filesystem(fake: FakeHost, argv: tuple[str, ...]) -> CommandResult:
     if argv == ("mktemp",):
         fake.files["/tmp/tmp.upload"] = b""
         return fake.result(argv, stdout="/tmp/tmp.upload\n")
-    if script == backup.APPEND_SCRIPT:
+    if script == remote.APPEND_SCRIPT:
         fake.files[argv[4]] += argv[5].encode()
         return fake.result(argv)
-    if script == backup.EXTRACT_SCRIPT:
+    if script == remote.EXTRACT_SCRIPT:
         data = base64.b64decode(fake.files.pop(argv[4]))
         if sha(data) != argv[5]:
             return fake.result(argv, 3, stderr="checksum")
@@ -85,7 +86,7 @@ def filesystem(fake: FakeHost, argv: tuple[str, ...]) -> CommandResult:
                 assert handle is not None
                 fake.files["/" + member.name] = handle.read()
         return fake.result(argv)
-    if script == backup.LIST_SCRIPT:
+    if script == remote.LIST_SCRIPT:
         lines = [f"{sha(fake.files[p])}  {p[1:]}" for rel in argv[4:] for p in under(fake, rel)]
         return fake.result(argv, stdout="".join(line + "\n" for line in lines))
     if argv[:2] == ("rm", "-f"):
@@ -365,11 +366,13 @@ def test_state_files_round_trip_and_extra_files_are_reported(
     original = dict(fleet.fakes["h1"].files)
     fleet.fakes["h1"].files[f"{STATE}/db.bin"] = b"changed"
     fleet.fakes["h1"].files[f"{STATE}/new"] = b"new"
-    backup.UPLOAD_CHUNK, saved = 16, backup.UPLOAD_CHUNK  # force a multi-chunk upload
+    remote.UPLOAD_CHUNK, saved = 16, remote.UPLOAD_CHUNK  # force a multi-chunk upload
     try:
         report = restore_backup(ex, taken, hosts, restore_state=True)
     finally:
-        backup.UPLOAD_CHUNK = saved
+        remote.UPLOAD_CHUNK = saved
+    uploads = [c for c in fleet.fakes["h1"].commands if c[2:3] == (remote.APPEND_SCRIPT,)]
+    assert len(uploads) > 1  # the shrunken chunk size took effect
     files = fleet.fakes["h1"].files
     assert files[f"{STATE}/db.bin"] == original[f"{STATE}/db.bin"]
     assert files[f"{STATE}/sub/log"] == original[f"{STATE}/sub/log"]
@@ -387,7 +390,7 @@ def test_restored_file_that_differs_fails_the_host(
 
     def lossy(fake: FakeHost, argv: tuple[str, ...]) -> CommandResult:
         result = filesystem(fake, argv)
-        if argv[2:3] == (backup.EXTRACT_SCRIPT,):
+        if argv[2:3] == (remote.EXTRACT_SCRIPT,):
             fake.files[f"{STATE}/db.bin"] = b"not what was archived"
         return result
 
@@ -401,7 +404,7 @@ def test_sha256sum_escaped_names_are_parsed() -> None:
     """sha256sum's escaped lines (backslash, newline in a name) map back to the real name."""
     digest = "a" * 64
     text = f"{digest}  plain\n\\{digest}  we\\nird\\\\name\n"
-    assert backup._parse_sums(text) == {"plain": digest, "we\nird\\name": digest}
+    assert remote.parse_sums(text) == {"plain": digest, "we\nird\\name": digest}
 
 
 def test_backup_root_comes_from_option_env_or_default(monkeypatch: pytest.MonkeyPatch) -> None:
