@@ -42,6 +42,7 @@ from .models import (
     Observed,
     Opaque,
 )
+from .templating import jinja_environment
 from .transport.base import CommandResult, Session
 
 MARKER = "ROLLOUT-RESULT/1"
@@ -55,12 +56,7 @@ RPC_SCRIPT = 'while IFS= read -r l && [ -n "$l" ]; do export "$l"; done; exec "$
 @cache
 def template_env() -> jinja2.Environment:
     """Jinja2 over ``templates/``; an undefined variable is an error, never an empty string."""
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=True,
-    )
+    return jinja_environment(TEMPLATES, keep_trailing_newline=True)
 
 
 def render(name: str, **context: object) -> str:

@@ -25,6 +25,7 @@ from . import resources
 from .charts import Chart, metric_chart, offset_label, timeline, value_label
 from .evidence import Evidence, HostResult, Judgement, Lane, Mark, PointState, Series
 from .ledger import RunStatus
+from .templating import jinja_environment
 
 TEMPLATES = resources.TEMPLATES  # found in a checkout and in an installed package
 TEMPLATE = "report.html.j2"
@@ -53,16 +54,13 @@ def visible(value: object) -> object:
 
 
 def _env() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-        undefined=jinja2.StrictUndefined,
+    return jinja_environment(
+        TEMPLATES,
         autoescape=True,
         finalize=visible,
         trim_blocks=True,
-        lstrip_blocks=True,
+        filters={"num": lambda v: "-" if v is None else value_label(float(v))},
     )
-    env.filters["num"] = lambda v: "-" if v is None else value_label(float(v))
-    return env
 
 
 def wall(ts: float | None) -> str:

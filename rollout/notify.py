@@ -35,6 +35,7 @@ from . import resources
 from .errors import InputError, TemplateError
 from .events import Emit, Event, Kind
 from .models import NotifyConfig, NotifyKind, Secret, WebhookConfig
+from .templating import jinja_environment
 from .yamlsrc import read_input
 
 __all__ = [
@@ -197,15 +198,12 @@ def _tojson(value: object) -> str:
 
 
 def _environment(templates: Path) -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates)),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
+    return jinja_environment(
+        templates,
         keep_trailing_newline=True,
+        # plain JSON encoding (Jinja's own tojson targets HTML)
+        filters={"tojson": _tojson, "slack": _slack_escape},
     )
-    env.filters["tojson"] = _tojson  # plain JSON encoding (Jinja's own targets HTML)
-    env.filters["slack"] = _slack_escape
-    return env
 
 
 def render_notification(

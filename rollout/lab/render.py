@@ -9,17 +9,15 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-import jinja2
+from ..templating import jinja_environment
 
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
 
-_ENV = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(str(_TEMPLATES)),
-    undefined=jinja2.StrictUndefined,
+_ENV = jinja_environment(
+    _TEMPLATES,
     keep_trailing_newline=True,
-    autoescape=False,
+    filters={"q": lambda value: shlex.quote(str(value))},
 )
-_ENV.filters["q"] = lambda value: shlex.quote(str(value))
 
 
 def render(template: str, **values: object) -> str:
