@@ -146,3 +146,15 @@ def test_runtime_dependencies_are_declared_and_pinned() -> None:
     runtime = text.split("# Runtime", 1)[1].split("# Tests and checks", 1)[0]
     pinned = {line.split("==")[0].strip().lower() for line in runtime.splitlines() if "==" in line}
     assert declared == pinned
+
+
+def test_every_package_of_rollout_is_listed_for_the_wheel() -> None:
+    """pyproject.toml lists packages explicitly; every package under rollout/ is in that list,
+    so a new subpackage cannot be left out of a wheel."""
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setuptools["packages"])
+    found = {
+        ".".join(init.parent.relative_to(REPO).parts)
+        for init in (REPO / "rollout").rglob("__init__.py")
+    }
+    assert found == listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
