@@ -1,18 +1,205 @@
-"""The ``rollout`` console command: the tasks of ``tasks.py``, runnable from anywhere.
+"""The CLI's seams: the task class that adds the shared options, the engine's entry and exit,
+and the ``rollout`` console command.
 
 ``invoke deploy --phase 3`` in a checkout and ``rollout deploy --phase 3`` after
 ``pip install .`` run the same task functions: ``rollout/_tasks.py`` is a symlink to the
 checkout's ``tasks.py`` (a wheel carries a copy), so the two can never drift apart.
+
+A task is ``@command(TARGET, OUTPUT, ...)`` over ``def body(c, flags, own options...)``:
+:class:`RolloutTask` extends Invoke's ``Task`` as Fabric's does, adding the groups' arguments
+(:mod:`rollout.options`) to the body's own and handing their values to the body as one
+:class:`~rollout.options.Flags`. :func:`engine` and :func:`ledger_only` load what a command
+needs and turn every :class:`~rollout.errors.RolloutError` into ``invoke.Exit`` with its stable
+exit code (and, with ``--json``, one ``error`` line on stdout).
 """
 
 from __future__ import annotations
 
+import inspect
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
 from invoke.collection import Collection
+from invoke.exceptions import Exit
+from invoke.parser.argument import Argument
 from invoke.program import Program
+from invoke.tasks import Task, task
 
 from . import __version__
+from .options import Flags, Group, help_text, short_flag
 
-__all__ = ["main", "program"]
+if TYPE_CHECKING:
+    from .commands import Context, LedgerContext, Options
+
+__all__ = ["RolloutTask", "command", "engine", "ledger_only", "main", "program"]
+
+
+class RolloutTask(Task):  # type: ignore[type-arg]
+    """An Invoke task whose shared options come from groups, not from its signature.
+
+    The body is ``def body(c, flags: Flags, ...own options)``; with no groups it is an
+    ordinary ``def body(c, ...)``. Short flags are only the shared ones of
+    :data:`rollout.options.SHORT_FLAGS`: Invoke's automatic ones are off, so ``-h`` is help.
+    """
+
+    def __init__(self, body: Callable[..., Any], *, options: tuple[Group, ...] = (),
+                 **kwargs: Any) -> None:  # fmt: skip
+        self.groups = options
+        self.shared = frozenset(name for group in options for name in group.flags)
+        helps = dict(kwargs.pop("help", None) or {})
+        #: Help overrides for shared options (e.g. advance's --junit says what it writes).
+        self.shared_help = {k: helps.pop(k) for k in list(helps) if k in self.shared}
+        kwargs["auto_shortflags"] = False
+        super().__init__(body, help=helps, **kwargs)
+        own = set(self.argspec(body).parameters)
+        clash = own & self.shared
+        if clash:
+            raise ValueError(f"task {self.name}: {sorted(clash)} are shared options already")
+
+    def argspec(self, body: Callable[..., Any]) -> inspect.Signature:
+        """The body's own options: without the context, and without ``flags`` if it has groups."""
+        sig = super().argspec(body)
+        if not self.groups:
+            return sig
+        params = list(sig.parameters.values())
+        if not params or params[0].name != "flags":
+            raise TypeError(f"{body.__name__}: a task with option groups takes (c, flags, ...)")
+        return sig.replace(parameters=params[1:])
+
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
+        """The body's own arguments, then every shared option of the task's groups."""
+        saved = dict(self.help)  # Invoke consumes the help dict; keep it for the next call
+        try:
+            args: list[Argument] = super().get_arguments(ignore_unknown_help)
+        finally:
+            self.help = saved
+        for group in self.groups:
+            for name in group.flags:
+                if any(a.name == name for a in args):
+                    continue  # in two groups
+                args.append(_argument(name, self.shared_help.get(name, help_text(name))))
+        return args
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if any(kwargs.get(name) in HELP_TOKENS for name in self.positional):
+            return self.print_help()  # Invoke's parser took `deploy -h` for the phase
+        if not self.groups:
+            return super().__call__(*args, **kwargs)
+        given = {k: kwargs.pop(k) for k in list(kwargs) if k in self.shared}
+        return super().__call__(args[0], Flags.of(given, self.shared), *args[1:], **kwargs)
+
+
+    def print_help(self) -> None:
+        """Print this task's ``--help`` (what ``invoke --help TASK`` prints)."""
+        Program(namespace=Collection(self)).run(["invoke", "--help", self.name], exit=False)
+
+
+#: What a positional argument's place may hold when the operator asked for help instead.
+HELP_TOKENS = ("-h", "--help")
+
+
+def _argument(name: str, help: str) -> Argument:
+    from .options import FIELDS
+
+    default = FIELDS[name].default
+    short = short_flag(name)
+    dashed = name.replace("_", "-")
+    return Argument(
+        names=(dashed, short) if short else (dashed,),
+        kind=bool if isinstance(default, bool) else str,
+        default=default,
+        help=help,
+        attr_name=name if dashed != name else None,
+    )
+
+
+def command(*groups: Group, **kwargs: Any) -> Callable[[Callable[..., Any]], RolloutTask]:
+    """``@task`` for a :class:`RolloutTask` taking ``groups`` (kwargs as Invoke's ``@task``)."""
+    made: Callable[[Callable[..., Any]], RolloutTask] = task(
+        klass=RolloutTask, options=groups, **kwargs
+    )
+    return made
+
+
+# -- entering the engine ---------------------------------------------------------------------
+
+
+def confirm() -> Callable[[str], bool] | None:
+    """Ask on the terminal; None (a risky step refuses) when stdin is not one."""
+    if not sys.stdin.isatty():
+        return None
+
+    def ask(question: str) -> bool:
+        answer = input(f"{question} Type 'yes' to continue: ")
+        return answer.strip().lower() == "yes"
+
+    return ask
+
+
+@contextmanager
+def exits(as_json: bool) -> Iterator[None]:
+    """Turn engine errors into ``invoke.Exit`` with their stable codes (and a JSON line)."""
+    from .errors import RolloutError
+
+    try:
+        yield
+    except RolloutError as exc:
+        if as_json:
+            import json
+
+            print(
+                json.dumps(
+                    {
+                        "event": "error",
+                        "ok": False,
+                        "exit_code": int(exc.exit_code),
+                        "error": type(exc).__name__,
+                        "message": exc.message,
+                        "hint": exc.hint,
+                    }
+                ),
+                flush=True,
+            )
+        raise Exit(f"error: {exc}", code=int(exc.exit_code)) from None
+    except KeyboardInterrupt:
+        raise Exit("interrupted", code=130) from None
+
+
+@contextmanager
+def engine(flags: Flags, **own: Any) -> Iterator[Context]:
+    """The playbook, inventory, hosts and ledger, loaded and validated; errors mapped.
+
+    ``own`` are a task's own options that the engine reads from ``Options`` (deploy's wait).
+    """
+    from .commands import load_context
+    from .report import Reporter
+
+    with exits(flags.json):
+        ctx = load_context(_options(flags, own), Reporter(as_json=flags.json),
+                           confirm=confirm())  # fmt: skip
+        ctx.cancel.install()
+        yield ctx
+
+
+@contextmanager
+def ledger_only(flags: Flags) -> Iterator[LedgerContext]:
+    """The inventory and ledger only: a broken playbook does not stop history or unlock."""
+    from .commands import load_ledger_context
+    from .report import Reporter
+
+    with exits(flags.json):
+        yield load_ledger_context(flags.options(), Reporter(as_json=flags.json))
+
+
+def _options(flags: Flags, own: dict[str, Any]) -> Options:
+    import dataclasses
+
+    return dataclasses.replace(flags.options(), **own)
+
+
+# -- the console command -----------------------------------------------------------------------
 
 
 def program() -> Program:

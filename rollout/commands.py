@@ -123,14 +123,9 @@ def load_context(
 ) -> Context:
     """Load and validate the playbook, inventory and limit; open the ledger. No host touched."""
     playbook = load_playbook(options.playbook)
-    inventory = load_inventory(
-        options.inventory,
-        ssh_config=client_config_path(options.ssh_config),
-        vault=Vault(vault_password_file(options.vault_password_file)),
-    )
+    inventory = _load_inventory(options)
     hosts = select_hosts(inventory, options.limit)
-    ledger = open_ledger(options.ledger_target())
-    _check_legacy_records(inventory, ledger)
+    ledger = _open_ledger(options, inventory)
     pinned: list[str] = []
 
     def ssh_backend(selected: Sequence[Host], pb: Playbook) -> Backend:
@@ -171,6 +166,38 @@ def load_context(
 
         context.restart = emergency_restarter(hosts)
     return context
+
+
+@dataclass
+class LedgerContext:
+    """What a command that reads or writes only the ledger needs (history, report, unlock of a
+    lock): the inventory's name and the ledger. It never loads the playbook, so a broken one
+    does not stop an operator from reading the record or removing a dead run's lock."""
+
+    options: Options
+    inventory: Inventory
+    ledger: Ledger
+    emit: Emit
+
+
+def load_ledger_context(options: Options, emit: Emit) -> LedgerContext:
+    """Load the inventory and open the ledger; no playbook, no host touched."""
+    inventory = _load_inventory(options)
+    return LedgerContext(options, inventory, _open_ledger(options, inventory), emit)
+
+
+def _load_inventory(options: Options) -> Inventory:
+    return load_inventory(
+        options.inventory,
+        ssh_config=client_config_path(options.ssh_config),
+        vault=Vault(vault_password_file(options.vault_password_file)),
+    )
+
+
+def _open_ledger(options: Options, inventory: Inventory) -> Ledger:
+    ledger = open_ledger(options.ledger_target())
+    _check_legacy_records(inventory, ledger)
+    return ledger
 
 
 def known_secrets(inventory: Inventory, playbook: Playbook) -> list[str]:
