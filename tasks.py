@@ -1,6 +1,9 @@
 """Invoke tasks: the operator's commands. Thin: parse options, call the engine, map errors.
 
 Run ``invoke --list`` for the tasks and ``invoke --help TASK`` for each one's options.
+A task's signature holds only its own options; the shared ones are declared once in
+``rollout/options.py`` and attached by ``@command(GROUP, ...)`` (``rollout/cli.py``,
+docs/architecture.md).
 Exit codes are stable (README.md, "Exit codes"); the engine imports lazily so that
 ``--list`` and ``--help`` stay fast.
 """

@@ -56,7 +56,7 @@ DEFAULT_LEDGER = ".rollout/ledger.db"
 
 @dataclass(frozen=True)
 class Options:
-    """Options every command shares (see ``tasks.py`` for their help texts)."""
+    """Options every command shares (their flags and help: ``rollout/options.py``)."""
 
     inventory: str = DEFAULT_INVENTORY
     playbook: str = DEFAULT_PLAYBOOK

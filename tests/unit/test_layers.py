@@ -82,6 +82,7 @@ LAYER_OF = {
     # cli: the tasks (rollout/_tasks.py is tasks.py) and the installed command
     "_tasks": "cli",
     "cli": "cli",
+    "options": "cli",
 }
 
 #: Imports that point the wrong way today, as (importer, imported). Each needs a reason and
