@@ -50,7 +50,7 @@ HTML_HELP = "Write the run's evidence as one self-contained HTML page to this fi
     "phase": "Phase number to deploy (1..N)",
     "force": "Allow skipping phases forward",
     "wait": "Wait out the soak, watching health (default); --no-wait returns after applying",
-})
+})  # fmt: skip
 def deploy(c: Any, flags: Flags, phase: str, force: bool = False, wait: bool = True) -> None:
     """Deploy a phase: read every host, show the diff, apply its full flag state, verify, soak."""
     from rollout import commands
@@ -60,7 +60,7 @@ def deploy(c: Any, flags: Flags, phase: str, force: bool = False, wait: bool = T
 
 
 @command(*BASE, LIMIT, LOCK, help={"phase": "Phase to plan (1..N)",
-                                    "force": "Allow skipping phases forward"})
+                                    "force": "Allow skipping phases forward"})  # fmt: skip
 def plan(c: Any, flags: Flags, phase: str, force: bool = False) -> None:
     """Show what `deploy --phase N` would change on each host, without changing anything."""
     from rollout import commands
@@ -75,9 +75,15 @@ def plan(c: Any, flags: Flags, phase: str, force: bool = False) -> None:
     "force": "Allow a 'rollback' to a phase ahead of the recorded one",
     "emergency": "Emergency: no checks or soak; take over the lock; every reachable host to "
     "the emergency phase (playbook, default 1) in parallel; restart; verify",
-})
-def rollback(c: Any, flags: Flags, to: str | None = None, reason: str | None = None,
-             emergency: bool = False, force: bool = False) -> None:
+})  # fmt: skip
+def rollback(
+    c: Any,
+    flags: Flags,
+    to: str | None = None,
+    reason: str | None = None,
+    emergency: bool = False,
+    force: bool = False,
+) -> None:
     """Roll back: converge every host to an earlier phase's FULL flag state, verified."""
     from rollout import commands
 
@@ -89,7 +95,7 @@ def rollback(c: Any, flags: Flags, to: str | None = None, reason: str | None = N
             commands.rollback(ctx, number, reason=reason, force=force)
 
 
-@command(*BASE, LOCK, SOAK, RETRY)
+@command(*BASE, LOCK, SOAK, RETRY)  # fmt: skip
 def monitor(c: Any, flags: Flags) -> None:
     """Start or resume the recorded phase's soak; roll back automatically on a breach."""
     from rollout import commands
@@ -98,7 +104,7 @@ def monitor(c: Any, flags: Flags) -> None:
         commands.monitor(ctx)
 
 
-@command(*BASE, LIMIT)
+@command(*BASE, LIMIT)  # fmt: skip
 def status(c: Any, flags: Flags) -> None:
     """Show each host's flags, the phase they match (or drift), and the recorded phase."""
     from rollout import commands
@@ -113,7 +119,7 @@ def status(c: Any, flags: Flags) -> None:
             raise HostsUnreachable(f"{len(down)} host(s) could not be read: {', '.join(down)}")
 
 
-@command(*BASE, LIMIT, LOCK, SCANS)
+@command(*BASE, LIMIT, LOCK, SCANS)  # fmt: skip
 def check(c: Any, flags: Flags) -> None:
     """Run the readiness checklist: source scans, commands, metrics, reachability; N/M passed."""
     import sys as _sys
@@ -134,7 +140,7 @@ def check(c: Any, flags: Flags) -> None:
             )
 
 
-@command(*BASE, LIMIT, LOCK)
+@command(*BASE, LIMIT, LOCK)  # fmt: skip
 def backup(c: Any, flags: Flags) -> None:
     """Back up every host's flags and state paths to backups/<inventory>/<id>/ (checksummed)."""
     from rollout import commands
@@ -148,7 +154,7 @@ def backup(c: Any, flags: Flags) -> None:
 @command(*BASE, LIMIT, LOCK, help={
     "backup": "The backup id (see `invoke backups`)",
     "state": "Also restore the state files (not only the flags)",
-})
+})  # fmt: skip
 def restore(c: Any, flags: Flags, backup: str, state: bool = False) -> None:
     """Put a backup's flags (and with --state its files) back on every host; verified."""
     from rollout import commands
@@ -157,7 +163,7 @@ def restore(c: Any, flags: Flags, backup: str, state: bool = False) -> None:
         commands.restore(ctx, backup, state=state)
 
 
-@command(*BASE)
+@command(*BASE)  # fmt: skip
 def backups(c: Any, flags: Flags) -> None:
     """List the inventory's backups, newest first, and whether each is complete."""
     import json as _json
@@ -181,9 +187,10 @@ def backups(c: Any, flags: Flags) -> None:
     "inventory's `service`, else foundation)",
     "batch": "Hosts restarted at once (default 1)",
     "wait_timeout": "Seconds to wait for each host's console after its restart (default 60)",
-})
-def restart(c: Any, flags: Flags, service: str | None = None, batch: int = 1,
-            wait_timeout: int = 60) -> None:
+})  # fmt: skip
+def restart(
+    c: Any, flags: Flags, service: str | None = None, batch: int = 1, wait_timeout: int = 60
+) -> None:
     """Rolling restart: a batch at a time, wait for the console, re-apply the phase, verify."""
     from rollout import commands
 
@@ -192,7 +199,7 @@ def restart(c: Any, flags: Flags, service: str | None = None, batch: int = 1,
 
 
 @command(PLAYBOOK, help={"output": "Where to write (default RUNBOOK.md)",
-                           "check": "Do not write; exit 1 if the file is stale"})
+                           "check": "Do not write; exit 1 if the file is stale"})  # fmt: skip
 def runbook(c: Any, flags: Flags, output: str = "RUNBOOK.md", check: bool = False) -> None:
     """Render RUNBOOK.md (the operator's procedure) from the playbook and its template."""
     from pathlib import Path
@@ -223,7 +230,7 @@ def runbook(c: Any, flags: Flags, output: str = "RUNBOOK.md", check: bool = Fals
     "junit": "Write the gates' results for the next phase as JUnit XML to this file",
     "max_gap": "Longest gap between two scheduled samples that still counts as soak (default 15m)",
     "html": HTML_HELP + " (the run this step made, else the latest; written on failure too)",
-})
+})  # fmt: skip
 def advance(c: Any, flags: Flags, max_gap: str | None = None, html: str | None = None) -> None:
     """For schedulers: one health round for the running soak, or the next phase once healthy."""
     from rollout import pipeline
@@ -247,7 +254,7 @@ def _final_event(message: str, outcome: str, phase: int | None) -> Any:
     return Event(Kind.INFO, message, ok=True, data={"outcome": outcome, "phase": phase})
 
 
-@command(*BASE, help={"reason": "Why (recorded)"})
+@command(*BASE, help={"reason": "Why (recorded)"})  # fmt: skip
 def pause(c: Any, flags: Flags, reason: str | None = None) -> None:
     """Pause unattended rollouts for every controller: `advance` does nothing until resumed."""
     from rollout import commands
@@ -257,7 +264,7 @@ def pause(c: Any, flags: Flags, reason: str | None = None) -> None:
         ctx.emit(_final_event(f"rollouts of {state.inventory} paused", "paused", state.phase))
 
 
-@command(*BASE)
+@command(*BASE)  # fmt: skip
 def resume(c: Any, flags: Flags) -> None:
     """Resume unattended rollouts (for every controller) after a pause or a rollback."""
     from rollout import commands
@@ -267,7 +274,7 @@ def resume(c: Any, flags: Flags) -> None:
         ctx.emit(_final_event(f"rollouts of {state.inventory} resumed", "resumed", state.phase))
 
 
-@command(*BASE)
+@command(*BASE)  # fmt: skip
 def adopt(c: Any, flags: Flags) -> None:
     """Take the fleet's record (another controller's change) into this ledger."""
     from rollout import commands
@@ -280,7 +287,7 @@ def adopt(c: Any, flags: Flags) -> None:
 
 
 @command(*BASE, help={"phase": "The phase being approved",
-                         "note": "Free text recorded with the approval"})
+                         "note": "Free text recorded with the approval"})  # fmt: skip
 def approve(c: Any, flags: Flags, phase: str, note: str | None = None) -> None:
     """Record your approval for a phase whose gate requires one (`advance` waits for it)."""
     from rollout import commands
@@ -293,7 +300,7 @@ def approve(c: Any, flags: Flags, phase: str, note: str | None = None) -> None:
         ctx.emit(_final_event(f"phase {number} approved by {ctx.ledger.who}", "approved", number))
 
 
-@command(*BASE, help={"count": "How many runs"})
+@command(*BASE, help={"count": "How many runs"})  # fmt: skip
 def history(c: Any, flags: Flags, count: int = 20) -> None:
     """List the inventory's recent runs: who, when, what, and how each ended."""
     from rollout.history import render_history
@@ -305,7 +312,7 @@ def history(c: Any, flags: Flags, count: int = 20) -> None:
 @command(*BASE, help={
     "run": "Run id (see history); default: the inventory's latest run",
     "html": HTML_HELP,
-})
+})  # fmt: skip
 def report(c: Any, flags: Flags, run: str | None = None, html: str | None = None) -> None:
     """Show one run's timeline: steps, per-host results, every health sample and verdict."""
     from rollout.history import render_report
@@ -325,7 +332,7 @@ def report(c: Any, flags: Flags, run: str | None = None, html: str | None = None
     "lock_id": "The exact lock id (lk-...) or fleet lease id (fl-...), as the busy error or "
     "status prints it",
     "force": "Also remove the lock of a run that is alive on this machine",
-})
+})  # fmt: skip
 def unlock(c: Any, flags: Flags, lock_id: str, force: bool = False) -> None:
     """Remove a dead run's lock (lk-...) or fleet lease (fl-...); needs the exact id."""
     from rollout import commands
@@ -407,7 +414,7 @@ def _page_after(ctx: Context, path: str | None, as_json: bool) -> Iterator[None]
     "src": "The ledger to copy from (a file, or a URI)",
     "dest": "The ledger to copy into. Default: $ROLLOUT_LEDGER",
     "json": "Print the result as one JSON line",
-})
+})  # fmt: skip
 def ledger_copy(c: Any, flags: Flags, src: str, dest: str | None = None) -> None:
     """Copy a ledger's history (runs with their ids, events, intents, phases, approvals) into
     another, e.g. a SQLite file into the team's PostgreSQL ledger; safe to run again."""
@@ -420,9 +427,7 @@ def ledger_copy(c: Any, flags: Flags, src: str, dest: str | None = None) -> None
     try:
         target = dest or os.environ.get("ROLLOUT_LEDGER")
         if not target:
-            raise UsageError(
-                "no destination ledger", hint="pass --dest postgresql://USER@HOST/DB"
-            )
+            raise UsageError("no destination ledger", hint="pass --dest postgresql://USER@HOST/DB")
         with open_ledger(src) as source, open_ledger(target) as destination:
             report = copy_history(source, destination)
     except RolloutError as exc:
@@ -444,9 +449,10 @@ def ledger_copy(c: Any, flags: Flags, src: str, dest: str | None = None) -> None
     "masked) and every group (the default)",
     "graph": "Print the group tree",
     "host": "Print one host's resolved variables as JSON",
-})
-def inventory_(c: Any, flags: Flags, list: bool = False, graph: bool = False,
-               host: str | None = None) -> None:
+})  # fmt: skip
+def inventory_(
+    c: Any, flags: Flags, list: bool = False, graph: bool = False, host: str | None = None
+) -> None:
     """Show the inventory as rollout resolves it (ansible-inventory's --list/--graph/--host);
     connects to nothing."""
     import json
@@ -482,7 +488,7 @@ def inventory_(c: Any, flags: Flags, list: bool = False, graph: bool = False,
 # -- the lab ---------------------------------------------------------------------------------
 
 
-@command(help={"hosts": "Number of lab hosts (default 3)"})
+@command(help={"hosts": "Number of lab hosts (default 3)"})  # fmt: skip
 def lab_up(c: Any, hosts: int = 3) -> None:
     """Start the local lab: N sshd + Elixir release hosts; writes inventory/lab.yml."""
     from rollout.lab import cli
@@ -492,7 +498,7 @@ def lab_up(c: Any, hosts: int = 3) -> None:
         raise Exit(code=code)
 
 
-@command(help={"purge": "Also delete the lab directory"})
+@command(help={"purge": "Also delete the lab directory"})  # fmt: skip
 def lab_down(c: Any, purge: bool = False) -> None:
     """Stop exactly the lab processes lab.up started (by pid)."""
     from rollout.lab import cli
@@ -502,7 +508,7 @@ def lab_down(c: Any, purge: bool = False) -> None:
         raise Exit(code=code)
 
 
-@command()
+@command()  # fmt: skip
 def lab_status(c: Any) -> None:
     """Show each lab host: sshd, node, console."""
     from rollout.lab import cli

@@ -90,10 +90,10 @@ class RolloutTask(Task):  # type: ignore[type-arg]
         given = {k: kwargs.pop(k) for k in list(kwargs) if k in self.shared}
         return super().__call__(args[0], Flags.of(given, self.shared), *args[1:], **kwargs)
 
-
     def print_help(self) -> None:
         """Print this task's ``--help`` (what ``invoke --help TASK`` prints)."""
-        Program(namespace=Collection(self)).run(["invoke", "--help", self.name], exit=False)
+        alone = Collection(self)  # the task's path (ledger.copy) is its collection's business
+        Program(namespace=alone).run(["invoke", "--help", *alone.task_names], exit=False)
 
 
 #: What a positional argument's place may hold when the operator asked for help instead.

@@ -58,9 +58,7 @@ class Flags:
         "Ansible-style inventory file (YAML or INI). Default: inventory/lab.yml"
     )
     playbook: str | None = flag("Rollout playbook. Default: playbooks/otp_refactor.yml")
-    limit: str | None = flag(
-        "Host pattern: name, group, 'a,b', 'group:!x', 'group:&y', globs"
-    )
+    limit: str | None = flag("Host pattern: name, group, 'a,b', 'group:!x', 'group:&y', globs")
     yes: bool = flag(
         "Do not ask for confirmation (a high-risk phase asks on a terminal, "
         "and refuses without one)",

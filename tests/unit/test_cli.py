@@ -165,14 +165,23 @@ def test_every_option_has_help_in_every_task() -> None:
         assert {a.name: a.help for a in task.get_arguments()} == first
 
 
-@pytest.mark.parametrize("argv", [("deploy", "-h"), ("deploy", "--help"), ("report", "-h"),
-                                  ("--help", "advance")])  # fmt: skip
-def test_h_is_help(argv: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(("argv", "shown"), [
+    (("deploy", "-h"), "deploy"), (("deploy", "--help"), "deploy"), (("report", "-h"), "report"),
+    (("--help", "advance"), "advance"), (("unlock", "-h"), "unlock"),
+])  # fmt: skip
+def test_h_is_help(argv: tuple[str, ...], shown: str) -> None:
     """`-h` after a task (even one whose phase it would fill) prints that task's options."""
     ran = run(*argv)
     assert ran.code == 0, ran.stderr
-    assert f"] {argv[-1] if argv[0] == '--help' else argv[0]} [" in ran.stdout
+    assert f"] {shown} [" in ran.stdout
     assert "-i STRING, --inventory=STRING" in ran.stdout and "-j, --json" in ran.stdout
+
+
+def test_h_is_help_for_a_task_in_a_collection() -> None:
+    """`invoke ledger.copy -h` (its positional would take the -h) prints its options."""
+    ran = run("ledger.copy", "-h")
+    assert ran.code == 0, ran.stderr
+    assert "--src=STRING" in ran.stdout and "-j, --json" in ran.stdout
 
 
 def test_the_rollout_command_has_the_same_tasks() -> None:
