@@ -147,7 +147,7 @@ def duration(value: str | None, option: str) -> float | None:
 
 @dataclass(frozen=True)
 class Group:
-    """Named shared options a task takes together (``help`` overrides a member's text)."""
+    """Named shared options a task takes together (a task's ``help={}`` may reword one)."""
 
     name: str
     flags: tuple[str, ...]
