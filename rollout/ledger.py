@@ -508,6 +508,34 @@ class Ledger:
             rows = self._db.execute(sql + " ORDER BY id", args).fetchall()
         return [_event(row) for row in rows]
 
+    def newest_events(
+        self, inventory: str, kind: str, *, since: float = 0.0, chunk: int = 64
+    ) -> Iterator[EventRecord]:
+        """``inventory``'s ``kind`` events at or after ``since``, newest first, read lazily.
+
+        For the readers that only need the latest few (the soak's last round, the current
+        run of breaches): they stop early, so their cost does not grow with the ledger's
+        history. Read in chunks; the mutex is not held between them.
+        """
+        before: int | None = None
+        while True:
+            sql = (
+                f"SELECT {_EVENT_COLUMNS} FROM events"
+                " WHERE inventory = ? AND kind = ? AND ts >= ?"
+            )
+            args: tuple[object, ...] = (inventory, kind, since)
+            if before is not None:
+                sql, args = sql + " AND id < ?", (*args, before)
+            with self._mutex:
+                rows = self._db.execute(
+                    sql + " ORDER BY id DESC LIMIT ?", (*args, chunk)
+                ).fetchall()
+            for row in rows:
+                yield _event(row)
+            if len(rows) < chunk:
+                return
+            before = int(rows[-1][0])
+
     def runs(self, inventory: str | None = None, limit: int = 20) -> list[RunRecord]:
         """Recent runs, newest first."""
         where, args = ("WHERE inventory = ?", (inventory, limit)) if inventory else ("", (limit,))

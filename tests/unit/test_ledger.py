@@ -117,6 +117,29 @@ def test_runs_lists_newest_first_with_filter_and_limit(ledger: Ledger, clock: Fa
     assert [r.id for r in ledger.runs(limit=1)] == [ids[2]]
 
 
+def test_newest_events_reads_one_kind_since_a_time_newest_first_across_chunks(
+    ledger: Ledger, clock: FakeClock
+) -> None:
+    """``newest_events`` yields only the inventory's events of the kind at or after ``since``,
+    newest first, across chunk boundaries, and a reader may stop after the first."""
+    prod = ledger.start_run("prod", "advance", ["advance"])
+    other = ledger.start_run("staging", "advance", ["advance"])
+    stamps = []
+    for i in range(50):
+        clock.now += 1
+        ledger.event(prod.id, "sample", {"i": i})
+        ledger.event(prod.id, "verify", {"i": i})
+        ledger.event(other.id, "sample", {"i": i})
+        stamps.append(clock.now)
+    since = stamps[10]
+    got = [e.data["i"] for e in ledger.newest_events("prod", "sample", since=since, chunk=7)]
+    assert got == list(range(49, 9, -1))
+    assert [e.data["i"] for e in ledger.newest_events("prod", "sample", chunk=7)][-1] == 0
+    first = next(ledger.newest_events("prod", "verify"))
+    assert (first.kind, first.data["i"]) == ("verify", 49)
+    assert list(ledger.newest_events("prod", "sample", since=clock.now + 1)) == []
+
+
 def test_unknown_run_names_the_id_and_points_at_history(ledger: Ledger) -> None:
     """Asking for a run the ledger lacks says which id and how to list real ones."""
     with pytest.raises(UsageError) as caught:
