@@ -297,3 +297,12 @@ class InProcessCLI:
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
         return Ran(code, out.getvalue(), err.getvalue())
+
+
+def lease_files(lab: Lab) -> dict[str, str | None]:
+    """Each host's lease file (its first line), read straight from the host's state dir."""
+    out: dict[str, str | None] = {}
+    for host in lab.hosts:
+        path = host.release_bin.parent.parent / ".rollout-state" / "lease"
+        out[host.name] = path.read_text().split()[0] if path.exists() else None
+    return out

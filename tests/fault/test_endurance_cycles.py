@@ -29,7 +29,7 @@ from rollout.ledger import Ledger, RunStatus
 
 from ..e2e.cli import CLI, Ran
 from .endurance import figure, size
-from .helpers import Watched, assert_consistent, fault_playbook, kind, phases
+from .helpers import Watched, assert_consistent, fault_playbook, kind, lease_files, phases
 
 pytestmark = pytest.mark.fault
 LAB_HOSTS = 3
@@ -143,11 +143,13 @@ def test_cycles_with_random_faults(
         assert all(r.status is not RunStatus.RUNNING for r in runs), "a run has no outcome"
         assert led.open_intents(inv) == [], "an intent was left open"
         assert led.holder(inv) is None, "a lock was left behind"
+    leases = lease_files(clean_lab)
+    assert set(leases.values()) == {None}, f"a lease was left on a host: {leases}"
     figure(
         request,
         f"{CYCLES} cycles (seed {SEED}) in {time.monotonic() - started:.0f}s; faults "
         f"{dict(injected)}; exit codes {dict(sorted(codes.items()))}; {len(runs)} runs, all "
-        f"with an outcome; final phase {recorded} on every host",
+        f"with an outcome; final phase {recorded} on every host; no lease left",
     )
 
 
@@ -158,4 +160,3 @@ def restore_faults(lab: Lab) -> None:
             control.start_sshd(host)
         if control.node_pid(host) is None:
             control.start_node(host)
-

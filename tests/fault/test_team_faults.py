@@ -13,7 +13,15 @@ from rollout.lab import Lab, faults
 from rollout.lab.testing import lab_fixture  # noqa: F401
 
 from ..e2e.cli import CLI
-from .helpers import Watched, assert_consistent, fault_playbook, kind, phases, restore
+from .helpers import (
+    Watched,
+    assert_consistent,
+    fault_playbook,
+    kind,
+    lease_files,
+    phases,
+    restore,
+)
 
 pytestmark = pytest.mark.fault
 LAB_HOSTS = 3
@@ -32,15 +40,6 @@ def setup(lab: Lab, tmp_path: Path) -> tuple[Lab, CLI, CLI, Path]:
     a = CLI(lab.inventory, tmp_path / "a" / "ledger.db")
     b = CLI(lab.inventory, tmp_path / "b" / "ledger.db")
     return lab, a, b, playbook
-
-
-def lease_files(lab: Lab) -> dict[str, str | None]:
-    """Each host's lease file (its first line), read straight from the host's state dir."""
-    out: dict[str, str | None] = {}
-    for host in lab.hosts:
-        path = host.release_bin.parent.parent / ".rollout-state" / "lease"
-        out[host.name] = path.read_text().split()[0] if path.exists() else None
-    return out
 
 
 @pytest.mark.scenario("two controllers race for the same leases")
