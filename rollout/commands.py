@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from . import wiring
 from .backend import Backend, SSHBackend
 from .cancel import Cancel
+from .clock import SYSTEM, Clock, ClockPart
 from .errors import (
     FleetChanged,
     HostError,
@@ -102,14 +102,18 @@ class Context:
     backend_factory: Callable[[Sequence[Host], Playbook], Backend]
     confirm: Confirm | None = None
     pinned: list[str] = field(default_factory=list)
-    sleep: Callable[[float], None] = time.sleep
     cancel: Cancel = field(default_factory=Cancel)
     notifiers: dict[str, Any] = field(default_factory=dict)
     #: Restarts services on hosts, then re-applies ``phase`` and verifies (emergency rollback).
     restart: Callable[[Executor, Phase, Sequence[str]], StepReport] | None = None
-    wall: Callable[[], float] = time.time
-    #: Durations inside a run (soak time) come from this clock, never from ``wall``.
-    mono: Callable[[], float] = time.monotonic
+    #: The run's one clock. Durations inside a run (soak time) come from its monotonic
+    #: part, never from its wall time; ``sleep``, ``wall`` and ``mono`` read (and, in tests,
+    #: replace) its parts.
+    clock: Clock = SYSTEM
+
+    sleep = ClockPart[Callable[[float], None]]("sleep")
+    wall = ClockPart[Callable[[], float]]("wall")
+    mono = ClockPart[Callable[[], float]]("monotonic")
 
     @property
     def limited(self) -> bool:
