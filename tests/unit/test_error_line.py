@@ -78,3 +78,35 @@ def test_each_folds_connect_failures_into_outcomes() -> None:
     assert out["b"].unreachable and out["b"].detail == "no route"
     assert out["c"].value == "C" and not out["c"].unreachable
     assert out["b"].summary() == HostOutcome("b", False, "no route", True)
+
+
+def test_status_json_error_line_lists_the_unreadable_host(tmp_path: Path) -> None:
+    """`invoke status --json` with a host whose port refuses connections exits 5, and its
+    error line carries that host's result (not only the message)."""
+    import contextlib
+    import io
+    import socket
+
+    from invoke import Program
+
+    import tasks
+
+    with socket.socket() as probe:  # a local port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "known_hosts").write_text("")
+    inventory = tmp_path / "fleet.yml"
+    inventory.write_text(
+        f"all:\n  hosts:\n    h1:\n      ansible_host: 127.0.0.1\n      ansible_port: {port}\n"
+        f"      known_hosts_file: {tmp_path / 'known_hosts'}\n"
+    )
+    out = io.StringIO()
+    argv = ["invoke", "status", "--json", "-i", str(inventory), "--ledger", str(tmp_path / "l.db")]
+    quiet = contextlib.redirect_stderr(io.StringIO())
+    with contextlib.redirect_stdout(out), quiet, pytest.raises(SystemExit) as exited:
+        Program(namespace=tasks.ns).run(argv)
+    assert exited.value.code == 5
+    line = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert line["error"] == "HostsUnreachable"
+    assert [(r["host"], r["ok"]) for r in line["results"]] == [("h1", False)]
+    assert line["results"][0]["error"]
