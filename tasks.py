@@ -108,7 +108,7 @@ def monitor(c: Any, flags: Flags) -> None:
 def status(c: Any, flags: Flags) -> None:
     """Show each host's flags, the phase they match (or drift), and the recorded phase."""
     from rollout import commands
-    from rollout.errors import HostsUnreachable
+    from rollout.errors import HostOutcome, HostsUnreachable
     from rollout.report import render_status
 
     with engine(flags) as ctx:
@@ -116,7 +116,10 @@ def status(c: Any, flags: Flags) -> None:
         print(render_status(report, ctx.playbook, as_json=flags.json), flush=True)
         down = [h.host for h in report.hosts if h.error]
         if down:
-            raise HostsUnreachable(f"{len(down)} host(s) could not be read: {', '.join(down)}")
+            raise HostsUnreachable(
+                f"{len(down)} host(s) could not be read: {', '.join(down)}",
+                results=[HostOutcome(h.host, False, h.error) for h in report.hosts if h.error],
+            )
 
 
 @command(*BASE, LIMIT, LOCK, SCANS)  # fmt: skip

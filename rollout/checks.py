@@ -29,7 +29,7 @@ from pathlib import Path
 from .backend import Backend
 from .errors import HostError, RolloutError
 from .events import Emit, Event, Kind
-from .fleet import run_parallel
+from .fleet import connect_failures, each, run_parallel
 from .models import (
     BalanceCheck,
     Check,
@@ -424,12 +424,11 @@ def _reachability(
 ) -> CheckResult:
     if not hosts:
         return _no_hosts(check)
-    connected = backend.connect(hosts)
-    up = [n for n in hosts if n in connected and connected[n].ok]
-    failures = [_host_error(n, connected[n].error if n in connected else None)
-                for n in hosts if n not in up]  # fmt: skip
-    reads = run_parallel(up, lambda name: backend.console(name).read_flags())
-    failures += [_host_error(n, o.error) for n, o in reads.items() if not o.ok]
+    reads = each(hosts, lambda name: backend.console(name).read_flags(),
+                 connect=connect_failures(backend.connect))  # fmt: skip
+    # the connection failures first, then the consoles that did not answer
+    failed = sorted((o for o in reads.values() if not o.ok), key=lambda o: not o.unreachable)
+    failures = [_host_error(o.host, o.error) for o in failed]
     if failures:
         return _fail(
             check, f"{len(failures)} of {_plural(len(hosts), 'host')} did not answer", failures

@@ -147,21 +147,9 @@ def exits(as_json: bool) -> Iterator[None]:
         yield
     except RolloutError as exc:
         if as_json:
-            import json
+            from .report import error_line
 
-            print(
-                json.dumps(
-                    {
-                        "event": "error",
-                        "ok": False,
-                        "exit_code": int(exc.exit_code),
-                        "error": type(exc).__name__,
-                        "message": exc.message,
-                        "hint": exc.hint,
-                    }
-                ),
-                flush=True,
-            )
+            print(error_line(exc), flush=True)
         raise Exit(f"error: {exc}", code=int(exc.exit_code)) from None
     except KeyboardInterrupt:
         raise Exit("interrupted", code=130) from None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,8 +19,11 @@ from typing import TYPE_CHECKING, Any
 from . import wiring
 from .backend import Backend, SSHBackend
 from .cancel import Cancel
+from .clock import SYSTEM, Clock, ClockPart
 from .errors import (
     FleetChanged,
+    HostError,
+    HostOutcome,
     HostsUnreachable,
     Interrupted,
     Refused,
@@ -100,14 +102,18 @@ class Context:
     backend_factory: Callable[[Sequence[Host], Playbook], Backend]
     confirm: Confirm | None = None
     pinned: list[str] = field(default_factory=list)
-    sleep: Callable[[float], None] = time.sleep
     cancel: Cancel = field(default_factory=Cancel)
     notifiers: dict[str, Any] = field(default_factory=dict)
     #: Restarts services on hosts, then re-applies ``phase`` and verifies (emergency rollback).
     restart: Callable[[Executor, Phase, Sequence[str]], StepReport] | None = None
-    wall: Callable[[], float] = time.time
-    #: Durations inside a run (soak time) come from this clock, never from ``wall``.
-    mono: Callable[[], float] = time.monotonic
+    #: The run's one clock. Durations inside a run (soak time) come from its monotonic
+    #: part, never from its wall time; ``sleep``, ``wall`` and ``mono`` read (and, in tests,
+    #: replace) its parts.
+    clock: Clock = SYSTEM
+
+    sleep = ClockPart[Callable[[float], None]]("sleep")
+    wall = ClockPart[Callable[[], float]]("wall")
+    mono = ClockPart[Callable[[], float]]("monotonic")
 
     @property
     def limited(self) -> bool:
@@ -558,6 +564,7 @@ def _deploy_body(
             f"{target.title} applied within the fail budget, but "
             f"{len(failed)} host(s) failed and were put back: " + ", ".join(r.host for r in failed),
             hint="fix those hosts, then re-run the same deploy",
+            results=[r.summary() for r in failed],
         )
     if ctx.options.wait and not ctx.limited:
         assert plan.undo is not None
@@ -906,6 +913,10 @@ def _merge(first: StepReport, second: StepReport) -> StepReport:
     return StepReport(first.target, tuple(newer.get(r.host, r) for r in first.results))
 
 
+def _detail(error: object) -> str | None:
+    return error.detail if isinstance(error, HostError) else None if error is None else str(error)
+
+
 def _finish_rollback(
     ctx: Context,
     ex: Executor,
@@ -953,9 +964,11 @@ def _finish_rollback(
     hint = f"bring those hosts back, then re-run `invoke rollback --to {phase}`"
     if emergency:
         hint = "bring those hosts back, then re-run `invoke rollback --emergency`"
+    results = [r.summary() for r in report.results]
+    results += [HostOutcome(h, False, _detail(e), True) for h, e in unreachable.items()]
     if failed:
-        raise RollbackIncomplete(message, hint=hint)
-    raise HostsUnreachable(message, hint=hint)
+        raise RollbackIncomplete(message, hint=hint, results=results)
+    raise HostsUnreachable(message, hint=hint, results=results)
 
 
 # -- status ----------------------------------------------------------------------------------
@@ -998,24 +1011,18 @@ def status(ctx: Context) -> StatusReport:
     knowledge = ledger_knowledge(ledger, inv)
     try:
         names = [h.name for h in ctx.hosts]
-        connected = backend.connect(names)
-        from .fleet import run_parallel
+        from .fleet import connect_failures, each
 
-        reachable = [n for n in names if connected[n].error is None]
-        readings = run_parallel(reachable, lambda n: backend.console(n).read_flags())
+        readings = each(names, lambda n: backend.console(n).read_flags(),
+                        connect=connect_failures(backend.connect))  # fmt: skip
     finally:
         backend.close()
     rows = []
     for name in names:
-        conn_err = connected[name].error
-        outcome = readings.get(name)
-        if conn_err is not None:
-            rows.append(HostStatus(name, None, None, conn_err.detail))
-        elif outcome is None or outcome.error is not None:
-            detail = outcome.error.detail if outcome and outcome.error else "no reading"
-            rows.append(HostStatus(name, None, None, detail))
+        outcome = readings[name]
+        if outcome.value is None:
+            rows.append(HostStatus(name, None, None, outcome.detail))
         else:
-            assert outcome.value is not None
             flags = dict(outcome.value.flags)
             fleet = outcome.value.state
             record = fleet.record if fleet else None
@@ -1119,6 +1126,7 @@ def adopt(ctx: Context) -> dict[str, Record]:
                 f"cannot adopt the fleet's record: {len(unread)} host(s) unreadable: "
                 + ", ".join(unread),
                 hint="bring them back, then re-run `invoke adopt`",
+                results=[HostOutcome(h, False, "unreadable") for h in unread],
             )
         states = ex.side.states if ex.side is not None else {}
         records = {h: s.record for h, s in states.items() if s.record is not None}

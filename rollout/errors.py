@@ -25,10 +25,14 @@ status, so the codes below are part of the public interface (README, "Exit codes
         │   ├── HostKeyError               unknown or changed host key (fail closed)
         │   └── CommandTimeout             a remote command outlived its deadline
         └── ConsoleError                   the remote console failed or printed garbage
+
+HostsUnreachable, RollbackIncomplete and DeployFailed span hosts: each carries ``results``,
+one :class:`HostOutcome` a host it is about, as data (the ``--json`` error line lists them).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -135,19 +139,43 @@ class RolledBack(RolloutError):
     exit_code = ExitCode.ROLLED_BACK
 
 
-class HostsUnreachable(RolloutError):
+@dataclass(frozen=True)
+class HostOutcome:
+    """One host's part in an error that spans hosts: did it end well, and if not, why."""
+
+    host: str
+    ok: bool
+    error: str | None = None
+    unreachable: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {"host": self.host, "ok": self.ok, "error": self.error,
+                "unreachable": self.unreachable}  # fmt: skip
+
+
+class SpansHosts(RolloutError):
+    """An error about several hosts; ``results`` holds each host's outcome as data."""
+
+    def __init__(
+        self, message: str, *, hint: str | None = None, results: Iterable[HostOutcome] = ()
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.results = tuple(results)
+
+
+class HostsUnreachable(SpansHosts):
     """Some hosts could not be reached; the rest were handled."""
 
     exit_code = ExitCode.UNREACHABLE
 
 
-class RollbackIncomplete(RolloutError):
+class RollbackIncomplete(SpansHosts):
     """A rollback could not converge and verify every host."""
 
     exit_code = ExitCode.ROLLBACK_INCOMPLETE
 
 
-class DeployFailed(RolloutError):
+class DeployFailed(SpansHosts):
     """A change failed on some hosts or its read-back differs from the target."""
 
     exit_code = ExitCode.DEPLOY_FAILED

@@ -19,6 +19,7 @@ from .errors import (
     DeployFailed,
     FleetBusy,
     HostError,
+    HostOutcome,
     HostsUnreachable,
     InputError,
     Interrupted,
@@ -31,7 +32,7 @@ from .errors import (
     TransportError,
 )
 from .events import Emit, Event, Kind
-from .fleet import Outcome, run_parallel
+from .fleet import Outcome, each, run_parallel
 from .fleetstate import FleetSide, HostState, LeaseConflict, Op, new_lease_id, shown
 from .ledger import Ledger, LockRecord, RunRecord
 from .lock import Liveness, describe, pid_liveness, utc
@@ -62,6 +63,11 @@ class HostResult:
     unreachable: bool = False
     #: the node refused in a way retrying cannot fix (a flag it does not know)
     permanent: bool = False
+
+    def summary(self) -> HostOutcome:
+        """This result as the data a host-spanning error carries."""
+        why = self.error or ("read back differs: " + ", ".join(self.mismatched))
+        return HostOutcome(self.host, self.ok, None if self.ok else why, self.unreachable)
 
 
 @dataclass(frozen=True)
@@ -274,7 +280,9 @@ class Executor:
                 f"pre-flight failed on {len(failed)} of {len(self.hosts)} host(s), "
                 f"nothing was changed: {lines}",
                 hint="fix the hosts, or leave them out with --limit, then re-run",
-            )
+                results=[HostOutcome(h, h not in failed, failed[h].detail if h in failed else None,
+                                     h in failed and h not in reads) for h in self.hosts],
+            )  # fmt: skip
         self._refuse_unknown_flags(readings)
         return readings
 
@@ -285,9 +293,10 @@ class Executor:
         by another live run ends the claim (FleetBusy), unless ``force`` (an emergency).
         """
         self._begin_claim(force)
-        unreachable = self.connect_all()
+        outcomes = each(self.hosts, lambda n: self.backend.console(n).read_flags(),
+                        connect=self.connect_all)  # fmt: skip
+        unreachable = {n: o.error for n, o in outcomes.items() if o.unreachable and o.error}
         reachable = [h for h in self.hosts if h not in unreachable]
-        outcomes = run_parallel(reachable, lambda n: self.backend.console(n).read_flags())
         conflicts: dict[str, LeaseConflict] = {}
         for name, outcome in outcomes.items():
             if isinstance(outcome.error, LeaseConflict):
@@ -674,6 +683,7 @@ class Executor:
         raise DeployFailed(
             f"{head}; the {count} changed host(s) were put back to {undo.title} and verified",
             hint="fix the cause, then re-run the same deploy",
+            results=[r.summary() for r in failed],
         )
 
     def _abort(self, plan: Plan, changed: Sequence[str]) -> None:
@@ -705,6 +715,7 @@ class Executor:
             raise RollbackIncomplete(
                 f"{head}, and the undo to {undo.title} did not verify on: {', '.join(failed)}",
                 hint=f"run `invoke rollback --to {undo.number}` once the hosts answer",
+                results=[r.summary() for r in results],
             )
         return undo, len(names)
 

@@ -1,18 +1,20 @@
 """The fleet: one open session per host, and parallel per-host work with a bounded pool.
 
 Per-host results are values (:class:`Outcome`) until the caller decides what they mean.
+:func:`each` is the one "connect, run everywhere, collect every host's outcome" helper;
+:func:`run_parallel` is the same without the connect.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from .errors import HostError, InputError, RightLost, RolloutError
+from .errors import HostError, HostOutcome, InputError, RightLost, RolloutError
 from .models import Host
 from .transport.base import Session, Transport
 
@@ -29,10 +31,21 @@ class Outcome(Generic[T]):
     host: str
     value: T | None = None
     error: HostError | None = None
+    #: the error is the connection's (:func:`each`): the work never ran on this host
+    unreachable: bool = False
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def detail(self) -> str:
+        """Why there is no value: the error's detail (``"no result"`` if none)."""
+        return self.error.detail if self.error is not None else "no result"
+
+    def summary(self) -> HostOutcome:
+        """This outcome as the data a host-spanning error carries."""
+        return HostOutcome(self.host, self.ok, None if self.ok else self.detail, self.unreachable)
 
 
 class _Pool:
@@ -106,6 +119,42 @@ def run_parallel(
             future.cancel()
         wait(futures)
     return {r.host: r for r in results}
+
+
+#: Connects to hosts and returns the ones that failed (``Executor.connect_all``, or
+#: :func:`connect_failures` over a backend's ``connect``).
+Connect = Callable[[Sequence[str]], Mapping[str, HostError]]
+
+
+def each(
+    names: Sequence[str], work: Callable[[str], T], *, connect: Connect
+) -> dict[str, Outcome[T]]:
+    """Connect to every host, then run ``work(name)`` on the ones that connected, in parallel.
+
+    Every name gets an outcome, in the input order: a host that did not connect comes back
+    with its connection error and ``unreachable`` set (``work`` never ran there).
+    """
+    names = list(names)
+    failed = connect(names) if names else {}
+    done = run_parallel([n for n in names if n not in failed], work)
+    return {
+        n: Outcome(n, error=failed[n], unreachable=True) if n in failed else done[n] for n in names
+    }
+
+
+def connect_failures(connect: Callable[[Sequence[str]], Mapping[str, Outcome[T]]]) -> Connect:
+    """A :data:`Connect` over a ``connect`` that returns an outcome per host (a backend's)."""
+
+    def failures(names: Sequence[str]) -> dict[str, HostError]:
+        results = connect(names)
+        out: dict[str, HostError] = {}
+        for name in names:
+            error = results[name].error if name in results else HostError(name, "failed")
+            if error is not None:
+                out[name] = error
+        return out
+
+    return failures
 
 
 class Fleet:

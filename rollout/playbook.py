@@ -16,13 +16,14 @@ from __future__ import annotations
 import difflib
 import math
 import re
-import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from .errors import InputError, PlaybookError, SourceLocation
+from .fields import is_control as _is_control
+from .fields import is_number, is_whole, show
 from .models import (
     FLAG_NAME_RE,
     METRIC_NAME_RE,
@@ -970,14 +971,17 @@ def _notify_events(node: Node) -> frozenset[NotifyKind]:
 # -- scalars --------------------------------------------------------------------------------
 
 
-def _mapping(node: Node, key: str, path: str) -> Node:
+def _typed(node: Node, key: str, path: str, ok: bool, what: str, hint: str) -> Any:
+    """``node[key]`` when ``ok``, else "`key` must be <what>, not <the value>" at its line."""
     value = node[key]
-    if not isinstance(value, Node):
-        _fail(
-            node.loc(key, path),
-            f"`{key}` must be a mapping, not {_show(value)}",
-            "write it as `key: value` lines indented under it, or {key: value}",
-        )
+    if not ok:
+        _fail(node.loc(key, path), f"`{key}` must be {what}, not {_show(value)}", hint)
+    return value
+
+
+def _mapping(node: Node, key: str, path: str) -> Node:
+    hint = "write it as `key: value` lines indented under it, or {key: value}"
+    value: Node = _typed(node, key, path, isinstance(node[key], Node), "a mapping", hint)
     return value
 
 
@@ -999,42 +1003,22 @@ def _text(
     return value
 
 
-def _is_control(char: str) -> bool:
-    return unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp")
-
-
 def _bool(node: Node, key: str, path: str) -> bool:
-    value = node[key]
-    if not isinstance(value, bool):
-        _fail(
-            node.loc(key, path),
-            f"`{key}` must be true or false, not {_show(value)}",
-            "write true or false without quotes",
-        )
+    ok = isinstance(node[key], bool)
+    value: bool = _typed(node, key, path, ok, "true or false", "write true or false without quotes")
     return value
 
 
 def _int(node: Node, key: str, path: str, *, low: int) -> int:
-    value = node[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        what = "a positive whole number" if low == 1 else f"a whole number >= {low}"
-        _fail(
-            node.loc(key, path),
-            f"`{key}` must be {what}, not {_show(value)}",
-            f"write {what} without quotes",
-        )
+    what = "a positive whole number" if low == 1 else f"a whole number >= {low}"
+    ok = is_whole(node[key], low)
+    value: int = _typed(node, key, path, ok, what, f"write {what} without quotes")
     return value
 
 
 def _number(node: Node, key: str, path: str) -> float:
-    value = node[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        _fail(
-            node.loc(key, path),
-            f"`{key}` must be a number, not {_show(value)}",
-            "write a number without quotes or units, e.g. 5.0",
-        )
-    return float(value)
+    hint = "write a number without quotes or units, e.g. 5.0"
+    return float(_typed(node, key, path, is_number(node[key]), "a number", hint))
 
 
 def _duration(node: Node, key: str, path: str, *, positive: bool) -> float:
@@ -1111,10 +1095,7 @@ def _seg(key: str) -> str:
 
 def _show(value: object) -> str:
     """``value`` for an error message: repr'd (control characters escaped) and cut short."""
-    if value is None or isinstance(value, bool):
-        return {None: "null", True: "true", False: "false"}[value]
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return show(value)
 
 
 def _kind(value: object) -> str:

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from .errors import RolloutError, SpansHosts
 from .events import Event, Kind
 from .models import Observed, Playbook, format_value
 
@@ -93,6 +94,22 @@ class Reporter:
         if len(batches) > 1:
             lines.append("    batches: " + " | ".join(", ".join(b) for b in batches))
         return "\n".join(lines)
+
+
+def error_line(exc: RolloutError) -> str:
+    """The ``--json`` error line: the error's class, exit code, message and hint, and for an
+    error that spans hosts (:class:`~rollout.errors.SpansHosts`) each host's outcome."""
+    data: dict[str, object] = {
+        "event": "error",
+        "ok": False,
+        "exit_code": int(exc.exit_code),
+        "error": type(exc).__name__,
+        "message": exc.message,
+        "hint": exc.hint,
+    }
+    if isinstance(exc, SpansHosts):
+        data["results"] = [r.to_json() for r in exc.results]
+    return json.dumps(data)
 
 
 def flags_line(flags: dict[str, Observed], only: Sequence[str] | None = None) -> str:

@@ -357,6 +357,7 @@ class Soak:
                 f"{', '.join(failed)} ({decision.reason})",
                 hint=f"bring those hosts back, then `invoke rollback --to {target.number}`; "
                 "rollouts of this inventory are paused",
+                results=[r.summary() for r in report.results],
             )
         raise RolledBack(
             f"{self.phase.title} breached its health thresholds: {decision.reason}. "

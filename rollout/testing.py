@@ -161,6 +161,30 @@ class FakeBackend:
         self.closed = True
 
 
+class FakeClock:
+    """A :class:`~rollout.clock.Clock` whose time moves only when the code under test sleeps
+    (or the test calls :meth:`advance`); both its wall and monotonic time move together."""
+
+    def __init__(self, wall: float = 1_800_000_000.0, monotonic: float = 0.0) -> None:
+        self.wall_now = wall
+        self.mono_now = monotonic
+        self.sleeps: list[float] = []
+
+    def wall(self) -> float:
+        return self.wall_now
+
+    def monotonic(self) -> float:
+        return self.mono_now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.advance(seconds)
+
+    def advance(self, seconds: float) -> None:
+        self.wall_now += seconds
+        self.mono_now += seconds
+
+
 def fake_fleet(names: Sequence[str], flags: Sequence[str]) -> FakeBackend:
     return FakeBackend({n: FakeHost(n, tuple(flags)) for n in names})
 
@@ -176,6 +200,7 @@ def fake_context(
 ) -> Context:
     """A command :class:`~rollout.commands.Context` over ``backend``, with a real ledger file
     under ``root`` and no sleeping; ``options`` override :class:`~rollout.commands.Options`."""
+    from .clock import SYSTEM, with_parts
     from .commands import Context, Options
     from .events import Collector
     from .ledger import open_ledger
@@ -189,7 +214,8 @@ def fake_context(
     path = root / "ledger.db"
     ledger = open_ledger(path, clock=clock) if clock else open_ledger(path)
     ctx = Context(Options(**{**defaults, **options}), playbook, inventory, hosts, ledger,
-                  Collector(), lambda _h, _p: backend, sleep=lambda _s: None)  # fmt: skip
+                  Collector(), lambda _h, _p: backend,
+                  clock=with_parts(SYSTEM, sleep=lambda _s: None))  # fmt: skip
     if clock is not None:
         ctx.wall = clock
         ctx.mono = clock

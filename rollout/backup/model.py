@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import HostsUnreachable, RollbackIncomplete
+from ..errors import HostOutcome, HostsUnreachable, RollbackIncomplete
 from ..models import Observed
 
 #: A backup id: the UTC time it was taken, with ``-N`` when that second was already taken.
@@ -27,7 +27,8 @@ class BackupIncomplete(HostsUnreachable):
     """Some hosts could not be backed up; the backup is kept, marked incomplete."""
 
     def __init__(self, message: str, backup: Backup, *, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
+        results = [HostOutcome(h.host, h.ok, h.error) for h in backup.hosts]
+        super().__init__(message, hint=hint, results=results)
         self.backup = backup
 
 
@@ -35,7 +36,8 @@ class RestoreIncomplete(RollbackIncomplete):
     """A restore did not verify on every host; ``report`` says what each host holds."""
 
     def __init__(self, message: str, report: RestoreReport, *, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
+        results = [HostOutcome(r.host, r.ok, r.error) for r in report.results]
+        super().__init__(message, hint=hint, results=results)
         self.report = report
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..errors import CommandTimeout, HostError, RolloutError, TransportError, UsageError
 from ..events import Kind
 from ..executor import Executor
-from ..fleet import run_parallel
+from ..fleet import each
 from ..models import FlagState, FlagValue, Host, Observed, Opaque, same_value
 from ..plan import Action
 from . import remote
@@ -78,21 +78,14 @@ def restore_backup(
         state=restore_state,
     )
     names = [h.name for h in hosts]
-    unreachable = ex.connect_all(names) if names else {}
-    outcomes = run_parallel(
-        [n for n in names if n not in unreachable],
-        lambda n: _restore_host(ex, backup, backup.host(n), restore_state),
-    )
-    results = []
-    for name in names:
-        outcome = outcomes.get(name)
-        if name in unreachable:
-            results.append(RestoreResult(name, False, error=unreachable[name].detail))
-        elif outcome is not None and outcome.value is not None:
-            results.append(outcome.value)
-        else:
-            detail = outcome.error.detail if outcome and outcome.error else "no result"
-            results.append(RestoreResult(name, False, error=detail))
+    outcomes = each(
+        names, lambda n: _restore_host(ex, backup, backup.host(n), restore_state),
+        connect=ex.connect_all,
+    )  # fmt: skip
+    results = [
+        o.value if o.value is not None else RestoreResult(o.host, False, error=o.detail)
+        for o in outcomes.values()
+    ]
     for result in results:
         _emit_restore(ex, backup.id, result)
     matches = {ex.playbook.match(r.flags) for r in results}

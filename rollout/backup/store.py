@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HostError, InputError, SourceLocation, UsageError
+from ..fields import has_kind
 from ..models import Observed, Opaque
 from .model import (
     ARCHIVE,
@@ -97,7 +98,7 @@ class _Manifest:
         if key not in data:
             raise self.fail(f"missing {key!r}", where)
         value = data[key]
-        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        if not has_kind(value, kinds):
             names = " or ".join(k.__name__ for k in kinds)
             raise self.fail(f"{key!r} must be {names}, got {value!r}", where)
         return value

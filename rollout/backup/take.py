@@ -13,7 +13,7 @@ from pathlib import Path
 from ..errors import HostError, UsageError
 from ..events import Kind
 from ..executor import Executor
-from ..fleet import run_parallel
+from ..fleet import each
 from ..models import Host, Playbook
 from .model import ARCHIVE, SHA256_RE, Backup, BackupIncomplete, HostArchive, HostBackup
 from .remote import ARCHIVE_SCRIPT, MARK, relative_path, run_command
@@ -72,7 +72,6 @@ def take_backup(
         action="backup",
     )
     names = [h.name for h in hosts]
-    unreachable = ex.connect_all(names)
     by_name = {h.name: h for h in hosts}
     timeout = playbook.policy.command_timeout
 
@@ -83,17 +82,11 @@ def take_backup(
             archive = _fetch_archive(ex, by_name[name], relative[name], path, timeout)
         return HostBackup(name, True, reading.node, dict(reading.flags), archive)
 
-    outcomes = run_parallel([n for n in names if n not in unreachable], one)
-    entries: list[HostBackup] = []
-    for name in names:
-        outcome = outcomes.get(name)
-        if name in unreachable:
-            entries.append(HostBackup(name, False, error=unreachable[name].detail))
-        elif outcome is not None and outcome.value is not None:
-            entries.append(outcome.value)
-        else:
-            detail = outcome.error.detail if outcome and outcome.error else "no result"
-            entries.append(HostBackup(name, False, error=detail))
+    outcomes = each(names, one, connect=ex.connect_all)
+    entries = [
+        o.value if o.value is not None else HostBackup(o.host, False, error=o.detail)
+        for o in outcomes.values()
+    ]
     for entry in entries:
         _emit_entry(ex, backup_id, entry)
     failed = [e for e in entries if not e.ok]

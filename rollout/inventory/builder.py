@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import NoReturn
 
+from .. import fields
 from ..errors import InventoryError, SourceLocation
 
 # Checked with fullmatch(): "$" alone would accept a trailing newline.
@@ -26,12 +27,11 @@ _TYPO_GUARDED = (
 
 
 def fail(message: str, location: SourceLocation | None, hint: str | None = None) -> NoReturn:
-    raise InventoryError(message, location=location, hint=hint)
+    fields.fail(InventoryError, location, message, hint)
 
 
 def show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return fields.show(value, 80, yaml_words=False)
 
 
 @dataclass(frozen=True)

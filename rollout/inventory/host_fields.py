@@ -7,13 +7,13 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypedDict
 
 from ..errors import SourceLocation
+from ..fields import is_control as _is_control
 from ..models import Host, Jump, Secret
 from ..sshopts import (
     ARG_VARIABLES,
@@ -41,11 +41,6 @@ def pick(merged: Mapping[str, Value], *names: str) -> Value | None:
         if value is not None and value.value is not None:
             found = value
     return found
-
-
-def _is_control(char: str) -> bool:
-    """Control, format (bidi overrides, zero-width) and line/paragraph separator characters."""
-    return unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp")
 
 
 def _text(value: Value, host: str) -> str:

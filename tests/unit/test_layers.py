@@ -27,12 +27,14 @@ LAYER_OF = {
     # model: values every layer shares; no I/O
     "": "model",
     "errors": "model",
+    "clock": "model",
     "models": "model",
     "events": "model",
     "output": "model",
     "resources": "model",
     # loaders: files in, model values out, every problem naming its file and line
     "yamlsrc": "loaders",
+    "fields": "loaders",
     "vault": "loaders",
     "sshopts": "loaders",
     "inventory": "loaders",

@@ -1,0 +1,72 @@
+"""The one clock a run is given: wall time, monotonic time and sleeping, injected together.
+
+A command's :class:`~rollout.commands.Context` holds one :class:`Clock`; what it drives
+(the executor's waits, the soak's durations, the ledger's timestamps) takes its parts from
+there. Wall time is what records and other processes share (epoch seconds); monotonic time
+measures durations inside this process, so a stepped wall clock neither shortens nor
+stretches them. The real one is :data:`SYSTEM`; tests use ``rollout.testing.FakeClock``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+F = TypeVar("F")
+
+
+class Clock(Protocol):
+    """Where the engine's time comes from."""
+
+    def wall(self) -> float:
+        """Seconds since the epoch (``time.time``): timestamps others read."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never steps (``time.monotonic``): durations in this run."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` (``time.sleep``)."""
+        ...
+
+
+@dataclass(frozen=True)
+class PartsClock:
+    """A :class:`Clock` made of three functions: the system's unless given."""
+
+    wall: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+
+#: The system's clock.
+SYSTEM: Clock = PartsClock()
+
+
+def with_parts(
+    clock: Clock,
+    *,
+    wall: Callable[[], float] | None = None,
+    monotonic: Callable[[], float] | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> Clock:
+    """``clock`` with some of its parts replaced (the rest still read from ``clock``)."""
+    return PartsClock(wall or clock.wall, monotonic or clock.monotonic, sleep or clock.sleep)
+
+
+class ClockPart(Generic[F]):
+    """An attribute that reads (and, set, replaces) one part of its owner's ``clock``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, owner: Any, kind: type | None = None) -> F:
+        part: F = getattr(owner.clock, self.name)
+        return part
+
+    def __set__(self, owner: Any, part: F) -> None:
+        parts: dict[str, Any] = {self.name: part}
+        owner.clock = with_parts(owner.clock, **parts)

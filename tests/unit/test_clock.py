@@ -1,0 +1,42 @@
+"""The one injectable clock: a context's time parts come from it, and the fake moves only
+when slept on."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rollout.clock import SYSTEM, PartsClock, with_parts
+from rollout.commands import deploy
+from rollout.models import Playbook
+from rollout.testing import FakeBackend, FakeClock, fake_context
+
+
+def test_system_clock_is_the_time_module() -> None:
+    """The default clock reads time.time and time.monotonic and sleeps with time.sleep."""
+    assert isinstance(SYSTEM, PartsClock)
+    assert (SYSTEM.wall, SYSTEM.monotonic, SYSTEM.sleep) == (time.time, time.monotonic, time.sleep)
+
+
+def test_fake_clock_moves_only_when_slept_on() -> None:
+    """FakeClock's wall and monotonic time stand still until something sleeps, then both move."""
+    clock = FakeClock(wall=100.0, monotonic=5.0)
+    assert (clock.wall(), clock.monotonic()) == (100.0, 5.0)
+    clock.sleep(2.5)
+    assert (clock.wall(), clock.monotonic(), clock.sleeps) == (102.5, 7.5, [2.5])
+
+
+def test_replacing_one_part_keeps_the_others(tmp_path: Path, playbook: Playbook,
+                                             fleet: FakeBackend) -> None:  # fmt: skip
+    """Setting a context's ``mono`` replaces only the clock's monotonic part: its wall time
+    and sleep still come from the clock it was given, and a deploy runs on it."""
+    ctx = fake_context(tmp_path, playbook, fleet)
+    fake = FakeClock(wall=42.0)
+    ctx.clock = fake
+    ctx.mono = lambda: 7.0
+    assert (ctx.wall(), ctx.mono(), ctx.clock.monotonic()) == (42.0, 7.0, 7.0)
+    ctx.sleep(1.0)
+    assert fake.sleeps == [1.0] and ctx.wall() == 43.0
+    assert with_parts(fake, wall=lambda: 1.0).monotonic() == fake.monotonic()
+    deploy(ctx, 1)
+    assert ctx.ledger.state("inv").phase == 1
