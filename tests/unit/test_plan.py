@@ -99,23 +99,8 @@ def test_plan_turns_off_flags_from_later_phases(playbook):
     assert plan.host("h1").matches == 3
 
 
-def test_plan_is_noop_when_hosts_already_match(playbook):
-    """A host already at the target needs no change and lands in no batch."""
-    at2 = playbook.phase(2).state.as_dict()
-    plan = build_plan(Action.DEPLOY, playbook, playbook.phase(2), {"a": at2}, ["a"], 2)
-    assert plan.noop and plan.batches == ()
-
-
-def test_plan_detects_drift_and_unknown_values(playbook):
-    """A host matching no phase is drifted and gets every differing flag planned."""
-    flags = playbook.phase(1).state.as_dict() | {"use_v2_coordinator": 50}
-    plan = build_plan(Action.DEPLOY, playbook, playbook.phase(2), {"a": flags}, ["a"], 1)
-    assert plan.host("a").matches is None
-    assert {c.flag for c in plan.host("a").changes} == {
-        "use_v2_coordinator",
-        "use_reliable_messaging",
-        "enforce_supervised_tasks",
-    }
+# the no-op and drift cases are data now: tests/data/plans/already_at_target_is_noop.yml and
+# drifted_host_matches_no_phase.yml (run by test_plan_specs.py)
 
 
 def test_true_and_one_percent_are_different_values():
