@@ -298,7 +298,8 @@ def approve(c: Any, flags: Flags, phase: str, note: str | None = None) -> None:
     with engine(flags) as ctx:
         number = commands.require_phase(phase)
         if not 1 <= number <= ctx.playbook.last:
-            commands.bad_phase(number, ctx.playbook.last)
+            recorded = ctx.ledger.state(ctx.inventory.name).phase
+            commands.bad_phase(number, ctx.playbook.last, recorded)
         ctx.ledger.approve(ctx.inventory.name, number, ctx.ledger.who, note)
         ctx.emit(_final_event(f"phase {number} approved by {ctx.ledger.who}", "approved", number))
 

@@ -1043,8 +1043,17 @@ def status(ctx: Context) -> StatusReport:
     )
 
 
-def bad_phase(number: int, last: int) -> None:
-    raise UsageError(f"phase {number} does not exist: the playbook has phases 1..{last}")
+def bad_phase(number: int, last: int, recorded: int | None = None) -> None:
+    """Refuse a phase outside 1..``last``, naming the next phase after ``recorded``."""
+    after = recorded if recorded is not None else 0
+    if after < last:
+        hint = f"the next phase is {after + 1}: `invoke approve {after + 1}`"
+    else:
+        hint = f"the ledger records phase {recorded}: no phase is left to approve"
+    raise UsageError(
+        f"phase {number} does not exist: the playbook has phases 1..{last}",
+        hint=f"{hint}; `invoke status` shows the recorded phase",
+    )
 
 
 def require_phase(value: str | int | None) -> int:

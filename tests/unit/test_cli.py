@@ -114,6 +114,30 @@ def test_usage_errors_exit_2_with_a_json_error_line(
     assert fragment in error["message"] and fragment in ran.stderr
 
 
+def test_approve_out_of_range_says_what_to_approve_next(fleet: tuple[Path, Path]) -> None:
+    """`invoke approve 99` names the next phase to approve, on stderr's next: line and in the
+    JSON error's hint (a fresh ledger: phase 1)."""
+    inventory, ledger = fleet
+    ran = run("approve", "99", "-j", "-i", str(inventory), "--ledger", str(ledger))
+    assert ran.code == 2, ran.stderr
+    assert "`invoke approve 1`" in ran.error()["hint"]
+    assert "next: the next phase is 1: `invoke approve 1`" in ran.stderr
+
+
+@pytest.mark.parametrize(
+    ("recorded", "hint"),
+    [(None, "`invoke approve 1`"), (2, "`invoke approve 3`"), (5, "no phase is left")],
+)
+def test_bad_phase_hint_follows_the_recorded_phase(recorded: int | None, hint: str) -> None:
+    """The out-of-range hint names the phase after the recorded one, or says none is left."""
+    from rollout.commands import bad_phase
+    from rollout.errors import UsageError
+
+    with pytest.raises(UsageError) as caught:
+        bad_phase(99, 5, recorded)
+    assert caught.value.hint is not None and hint in caught.value.hint
+
+
 def test_broken_playbook_does_not_block_the_ledger_only_tasks(
     fleet: tuple[Path, Path], tmp_path: Path
 ) -> None:
