@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from .models import Direction, Threshold
+from .models import Comparison, Direction, Scoring, Threshold
 
 
 class Outcome(Enum):
@@ -47,6 +47,12 @@ class Outcome(Enum):
     FLEET_WIDE = "fleet-wide"
 
 
+__all__ = [
+    "Comparison", "MetricJudgement", "Outcome", "Scoring", "WaveJudgement", "WaveVerdict",
+    "hodges_lehmann", "judge_metric", "judge_wave",
+]  # fmt: skip
+
+
 class WaveVerdict(Enum):
     """A wave's verdict from its metrics' judgements."""
 
@@ -55,41 +61,6 @@ class WaveVerdict(Enum):
     FAIL = "fail"
     INCONCLUSIVE = "inconclusive"
     FLEET_WIDE = "fleet-wide"
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """How one metric of the canary is compared with the baseline (from the playbook)."""
-
-    metric: str
-    direction: Direction  # MAX: higher is worse (error rate); MIN: lower is worse (throughput)
-    allowed: float = 0.0  # the largest harmless shift, in the metric's unit or in percent
-    percent: bool = False  # ``allowed`` is a percentage of the baseline median
-    confidence: float = 0.95  # of the one-sided Mann-Whitney U test
-    min_samples: int = 5  # per side; fewer is inconclusive
-    weight: float = 1.0
-    critical: bool = False  # a fail fails the wave whatever the score
-
-    def allowed_shift(self, baseline_median: float) -> float:
-        if self.percent:
-            return abs(baseline_median) * self.allowed / 100.0
-        return self.allowed
-
-    def describe(self) -> str:
-        unit = "%" if self.percent else ""
-        worse = "higher" if self.direction is Direction.MAX else "lower"
-        return (
-            f"{self.metric}: canary {worse} than baseline by more than {self.allowed:g}{unit} "
-            f"at {self.confidence:.0%} confidence"
-        )
-
-
-@dataclass(frozen=True)
-class Scoring:
-    """Kayenta's score thresholds, in percent of the judged metrics' weight."""
-
-    pass_score: float = 95.0
-    marginal_score: float = 75.0
 
 
 @dataclass(frozen=True)

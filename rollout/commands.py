@@ -446,7 +446,10 @@ def deploy(ctx: Context, phase: int, *, force: bool = False) -> StepReport:
     target = resolve_target(Action.DEPLOY, ctx.playbook, recorded, phase, force=force)
     with running(ctx, _command_text("deploy", ctx.options)) as (run, _lock, ex):
         _readiness_gate(ctx, ex, target)
-        for gate in wiring.deploy_gates():
+        from .waves import continuing
+
+        # a phase whose waves are under way has passed its gates when its first wave started
+        for gate in () if continuing(ctx, target) else wiring.deploy_gates():
             why = gate(ctx, target, ctx.ledger.state(ctx.inventory.name))
             if why is not None:
                 raise Refused(f"{target.title} cannot start: {why}")
@@ -555,8 +558,15 @@ def _side_warning(ex: Executor, message: str) -> None:
 def _deploy_body(
     ctx: Context, ex: Executor, run: RunRecord, plan: Plan, target: Phase
 ) -> StepReport:
-    report = ex.execute_deploy(plan)
     soak = ctx.options.soak if ctx.options.soak is not None else target.soak
+    if target.waves and not ctx.limited and len(ctx.hosts) > 1:
+        from .waves import deploy_waves
+
+        return deploy_waves(ctx, ex, run, plan, target, soak)
+    if target.waves:
+        ex.emit(Kind.WARNING, f"{target.title}'s waves are skipped: "
+                + ("--limit picks the hosts" if ctx.limited else "one host has no baseline"))
+    report = ex.execute_deploy(plan)
     _record_phase(ctx, ex, run, target.number, soak)
     failed = report.failed
     if failed:
@@ -597,6 +607,23 @@ def make_soak(ctx: Context, ex: Executor, phase: Phase, previous: Phase) -> Soak
     policy = ctx.playbook.health_for(phase.number)
     if ctx.options.interval is not None:
         policy = dataclasses.replace(policy, interval=ctx.options.interval)
+    from .waves import current_wave, split_for
+
+    wave = current_wave(ctx)
+    split = split_for(ctx, wave) if wave is not None and wave.phase == phase.number else None
+    if split is not None:
+        previous = split.previous
+
+    def on_fleet_wide(reason: str) -> None:
+        from .canary import WaveJudgement, WaveVerdict
+        from .waves import judge, settle
+
+        assert split is not None
+        metrics = judge(ctx, split.wave).metrics
+        settle(ctx, ex, split.wave, WaveJudgement(
+            WaveVerdict.FLEET_WIDE, None, metrics,
+            f"canary and baseline breach the absolute thresholds alike: {reason}"))  # fmt: skip
+
     return Soak(
         ex,
         ctx.playbook,
@@ -609,6 +636,8 @@ def make_soak(ctx: Context, ex: Executor, phase: Phase, previous: Phase) -> Soak
         wait=ctx.cancel.wait,
         on_rollback=on_rollback,
         on_round=lambda: check_fleet(ctx, ex, what=f"soak of {phase.title}"),
+        split=split,
+        on_fleet_wide=on_fleet_wide if split is not None else None,
     )
 
 
@@ -645,7 +674,14 @@ def monitor(ctx: Context) -> InventoryState:
                 Kind.WARNING,
                 f"{len(failed)} host(s) unreachable; their samples count as inconclusive",
             )
-        return make_soak(ctx, ex, phase, previous).run()
+        from .waves import close_final, current_wave, judge, settle
+
+        wave = current_wave(ctx)
+        state = make_soak(ctx, ex, phase, previous).run()
+        if wave is not None and not wave.final and wave.verdict is None:
+            settle(ctx, ex, wave, judge(ctx, wave))  # the next wave is for deploy or advance
+        close_final(ctx, ex)
+        return state
 
 
 def recorded_phase(ctx: Context, number: int) -> Phase:

@@ -19,6 +19,7 @@ status, so the codes below are part of the public interface (README, "Exit codes
     ├── RollbackIncomplete            6  a rollback did not converge every host
     ├── DeployFailed                  7  a change failed or its read-back differs
     ├── Refused                       8  a confirmation, gate or --force is missing
+    │   └── WaveHeld                       a wave's verdict waits for a person (approve)
     ├── Interrupted                 130  SIGINT/SIGTERM; the current step was settled
     └── HostError                        one host's failure; collected, never exits alone
         ├── TransportError                 connection, auth or channel failure
@@ -185,6 +186,11 @@ class Refused(RolloutError):
     """The run needs a confirmation, a gate or ``--force`` it does not have."""
 
     exit_code = ExitCode.REFUSED
+
+
+class WaveHeld(Refused):
+    """A wave was judged marginal, inconclusive or fleet-wide: nothing rolled back, and the
+    next wave waits for `invoke approve` (or a rollback)."""
 
 
 class Interrupted(RolloutError):

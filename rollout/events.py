@@ -32,6 +32,8 @@ class Kind(Enum):
     SOAK = "soak"
     SAMPLE = "sample"
     VERDICT = "verdict"
+    WAVE = "wave"  # a wave of a phase applied (rollout.waves)
+    JUDGEMENT = "judgement"  # a wave's canary judged against its baseline (rollout.canary)
     DRIFT = "drift"
     NOTIFY = "notify"
     CHECK = "check"

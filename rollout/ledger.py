@@ -163,6 +163,50 @@ class Approval:
     ts: float
 
 
+@dataclass(frozen=True)
+class WaveRecord:
+    """One wave of a phase's rollout: the hosts it changed, the canary so far, its verdict."""
+
+    id: int
+    inventory: str
+    run_id: str  # the run that applied it (and recorded the phase for it)
+    phase: int
+    from_phase: int  # where the baseline hosts are, and where a failed wave goes back to
+    index: int  # 1-based
+    total: int  # waves in this rollout of the phase, the final one included
+    hosts: tuple[str, ...]  # changed by this wave
+    canary: tuple[str, ...]  # every host changed in this phase so far (this wave's included)
+    soak: float
+    started: float
+    finished: float | None
+    verdict: str | None  # a canary.WaveVerdict value once judged
+    judgement: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def final(self) -> bool:
+        return self.index >= self.total
+
+    @property
+    def title(self) -> str:
+        return f"wave {self.index}/{self.total} of phase {self.phase}"
+
+
+_WAVE_COLUMNS = (
+    "id, inventory, run_id, phase, from_phase, idx, total, hosts, canary, soak, started,"
+    " finished, verdict, judgement"
+)
+
+
+def _wave(row: Any) -> WaveRecord:
+    def names(text: str) -> tuple[str, ...]:
+        value = json.loads(text)
+        return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+    return WaveRecord(int(row[0]), row[1], row[2], int(row[3]), int(row[4]), int(row[5]),
+                      int(row[6]), names(row[7]), names(row[8]), float(row[9]), float(row[10]),
+                      row[11], row[12], _load(row[13]))  # fmt: skip
+
+
 def _default_user() -> str:
     try:
         return getpass.getuser()
@@ -752,20 +796,27 @@ class Ledger:
                 raise UsageError(
                     f"run {run_id} belongs to inventory {run.inventory!r}, not {inventory!r}"
                 )
-            before = self._state(conn, inventory)
-            self._ensure_inventory(conn, inventory)
-            now = self._clock()
-            conn.execute(
-                "UPDATE inventories SET phase = ?, phase_run_id = ?, phase_changed = ?,"
-                " phase_epoch = phase_epoch + 1, soak_phase = ?, soak_required = ?,"
-                " soak_counted = 0, soak_updated = ? WHERE inventory = ?",
-                (phase, run_id, now, phase, float(soak_required), now, inventory),
-            )
-            self._add_event(
-                conn, inventory, run_id, "phase.set",
-                {"from": before.phase, "to": phase, "soak_required": soak_required},
-            )  # fmt: skip
+            self._set_phase(conn, inventory, phase, run_id, soak_required)
             return self._state(conn, inventory)
+
+    def _set_phase(
+        self, conn: Database, inventory: str, phase: int, run_id: str, soak_required: float,
+        wave: int | None = None,
+    ) -> None:  # fmt: skip
+        before = self._state(conn, inventory)
+        self._ensure_inventory(conn, inventory)
+        now = self._clock()
+        conn.execute(
+            "UPDATE inventories SET phase = ?, phase_run_id = ?, phase_changed = ?,"
+            " phase_epoch = phase_epoch + 1, soak_phase = ?, soak_required = ?,"
+            " soak_counted = 0, soak_updated = ? WHERE inventory = ?",
+            (phase, run_id, now, phase, float(soak_required), now, inventory),
+        )
+        data: dict[str, object] = {"from": before.phase, "to": phase,
+                                   "soak_required": soak_required}  # fmt: skip
+        if wave is not None:
+            data["wave"] = wave
+        self._add_event(conn, inventory, run_id, "phase.set", data)
 
     def set_soak_required(self, inventory: str, seconds: float, run_id: str) -> InventoryState:
         """Change how long the current phase must soak (``--soak``); counted time is kept."""
@@ -857,6 +908,86 @@ class Ledger:
                 (inventory, phase),
             ).fetchall()
         return [Approval(*row) for row in rows]
+
+    # -- waves (rollout.waves) ------------------------------------------------------------
+
+    def start_wave(
+        self,
+        inventory: str,
+        run_id: str,
+        *,
+        phase: int,
+        from_phase: int,
+        index: int,
+        total: int,
+        hosts: Sequence[str],
+        canary: Sequence[str],
+        soak: float,
+    ) -> WaveRecord:
+        """Record that ``run_id`` applied wave ``index`` of ``phase`` (verified), and, in the
+        same transaction, that the inventory is at ``phase`` with this wave's soak to serve:
+        no crash can leave the phase recorded without the wave that says which hosts have it."""
+        with self._write() as conn:
+            run = self._get_run(conn, run_id)
+            if run.inventory != inventory:
+                raise UsageError(
+                    f"run {run_id} belongs to inventory {run.inventory!r}, not {inventory!r}"
+                )
+            self._set_phase(conn, inventory, phase, run_id, soak, wave=index)
+            now = self._clock()
+            row = conn.execute(
+                "INSERT INTO waves (inventory, run_id, phase, from_phase, idx, total, hosts,"
+                " canary, soak, started) VALUES (?,?,?,?,?,?,?,?,?,?) RETURNING id",
+                (inventory, run_id, phase, from_phase, index, total, json.dumps(list(hosts)),
+                 json.dumps(list(canary)), float(soak), now),
+            ).fetchone()  # fmt: skip
+            self._add_event(conn, inventory, run_id, "wave.started",
+                            {"phase": phase, "wave": index, "total": total,
+                             "hosts": list(hosts)})  # fmt: skip
+            return self._get_wave(conn, int(row[0]))
+
+    def finish_wave(
+        self, wave_id: int, verdict: str, judgement: Mapping[str, object] | None = None
+    ) -> WaveRecord:
+        """Record a wave's verdict and the judgement behind it (once: a verdict is final)."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE waves SET finished = ?, verdict = ?, judgement = ?"
+                " WHERE id = ? AND verdict IS NULL",
+                (self._clock(), verdict, _dump(judgement), wave_id),
+            )
+            return self._get_wave(conn, wave_id)
+
+    def _get_wave(self, conn: Database, wave_id: int) -> WaveRecord:
+        row = conn.execute(f"SELECT {_WAVE_COLUMNS} FROM waves WHERE id = ?", (wave_id,))
+        return _wave(row.fetchone())
+
+    def waves(self, inventory: str, *, run_id: str | None = None) -> list[WaveRecord]:
+        """The inventory's waves, oldest first (only those ``run_id`` applied, if given)."""
+        query = f"SELECT {_WAVE_COLUMNS} FROM waves WHERE inventory = ?"
+        params: tuple[object, ...] = (inventory,)
+        if run_id is not None:
+            query += " AND run_id = ?"
+            params = (inventory, run_id)
+        with self._mutex:
+            rows = self._db.execute(query + " ORDER BY id", params).fetchall()
+        return [_wave(row) for row in rows]
+
+    def run_waves(self, run_id: str) -> list[WaveRecord]:
+        """The waves a run applied or judged (its own, and those whose soak it finished)."""
+        with self._mutex:
+            rows = self._db.execute(
+                f"SELECT {_WAVE_COLUMNS} FROM waves WHERE run_id = ? ORDER BY id", (run_id,)
+            ).fetchall()
+        return [_wave(row) for row in rows]
+
+    def latest_wave(self, inventory: str) -> WaveRecord | None:
+        with self._mutex:
+            row = self._db.execute(
+                f"SELECT {_WAVE_COLUMNS} FROM waves WHERE inventory = ? ORDER BY id DESC LIMIT 1",
+                (inventory,),
+            ).fetchone()
+        return None if row is None else _wave(row)
 
     # -- the fleet's records (rollout.fleetstate) -----------------------------------------
 

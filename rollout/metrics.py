@@ -46,8 +46,10 @@ def take_round(
     thresholds: Sequence[Threshold],
     *,
     base_dir: Path,
+    metrics: Sequence[str] = (),
 ) -> Round:
-    """Take one round of samples from ``source`` and read every host's flags."""
+    """Take one round of samples from ``source`` and read every host's flags; ``metrics``
+    names metrics a command source must report besides the thresholds' (compared ones)."""
     if source.kind is SourceKind.CONSOLE:
         outcomes = run_parallel(list(hosts), lambda n: backend.console(n).health())
         samples = []
@@ -65,7 +67,7 @@ def take_round(
         return Round(tuple(samples), flags)
     flags = _read_flags(backend, hosts)
     if source.kind is SourceKind.COMMAND:
-        return Round(_command_samples(source, backend, hosts, thresholds), flags)
+        return Round(_command_samples(source, backend, hosts, thresholds, metrics), flags)
     return Round((_prometheus_sample(source, thresholds, base_dir),), flags)
 
 
@@ -110,11 +112,16 @@ def parse_metrics_json(
 
 
 def _command_samples(
-    source: MetricsSource, backend: Backend, hosts: Sequence[str], thresholds: Sequence[Threshold]
+    source: MetricsSource,
+    backend: Backend,
+    hosts: Sequence[str],
+    thresholds: Sequence[Threshold],
+    extra: Sequence[str] = (),
 ) -> tuple[HostSample, ...]:
     assert source.command is not None
     argv = shlex.split(source.command)
     metrics = [t.metric for t in thresholds]
+    metrics += [m for m in extra if m not in metrics]
 
     def one(name: str) -> HostSample:
         result = backend.run(name, argv, timeout=source.timeout)

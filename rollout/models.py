@@ -183,11 +183,68 @@ class MetricsSource:
 
 
 @dataclass(frozen=True)
+class Comparison:
+    """How one metric of a wave's canary hosts is compared with its baseline hosts (the
+    playbook's ``compare:``; judged by :mod:`rollout.canary`)."""
+
+    metric: str
+    direction: Direction  # MAX: higher is worse (error rate); MIN: lower is worse (throughput)
+    allowed: float = 0.0  # the largest harmless shift, in the metric's unit or in percent
+    percent: bool = False  # ``allowed`` is a percentage of the baseline median
+    confidence: float = 0.95  # of the one-sided Mann-Whitney U test
+    min_samples: int = 5  # per side; fewer is inconclusive
+    weight: float = 1.0
+    critical: bool = False  # a fail fails the wave whatever the score
+
+    def allowed_shift(self, baseline_median: float) -> float:
+        if self.percent:
+            return abs(baseline_median) * self.allowed / 100.0
+        return self.allowed
+
+    def describe(self) -> str:
+        unit = "%" if self.percent else ""
+        worse = "higher" if self.direction is Direction.MAX else "lower"
+        return (
+            f"{self.metric}: canary {worse} than baseline by more than {self.allowed:g}{unit} "
+            f"at {self.confidence:.0%} confidence"
+        )
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """Kayenta's score thresholds, in percent of the judged metrics' weight (``judgement:``)."""
+
+    pass_score: float = 95.0
+    marginal_score: float = 75.0
+
+
+@dataclass(frozen=True)
 class HealthPolicy:
     thresholds: tuple[Threshold, ...]
     interval: float = 30.0
     failure_limit: int = 2
     inconclusive_limit: int = 4
+    #: relative judgements of a wave's canary against its baseline, per metric
+    comparisons: tuple[Comparison, ...] = ()
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Every metric this policy reads: thresholds', then compared-only ones."""
+        names = [t.metric for t in self.thresholds]
+        return (*names, *(c.metric for c in self.comparisons if c.metric not in names))
+
+
+#: A wave's cumulative size: a host count, or a percentage of the fleet like "25%".
+WaveSize = int | str
+
+
+@dataclass(frozen=True)
+class Wave:
+    """One wave of a phase (the playbook's ``waves:``): the fleet share that has the phase
+    once it is applied (cumulative, like Argo Rollouts' setWeight) and how long it soaks."""
+
+    hosts: WaveSize
+    soak: float  # seconds
 
 
 @dataclass(frozen=True)
@@ -210,6 +267,9 @@ class Phase:
     validation: str = ""
     health: HealthPolicy | None = None  # None: the playbook default
     gates: Gates = field(default_factory=Gates)
+    #: waves before the last one; the remaining hosts form a final wave soaked for ``soak``
+    waves: tuple[Wave, ...] = ()
+    scoring: Scoring | None = None  # None: the playbook's ``judgement:``
 
     @property
     def title(self) -> str:
@@ -251,6 +311,10 @@ class Playbook:
     notify: NotifyConfig = field(default_factory=lambda: NotifyConfig())
     #: flag name -> the playbook line that declares it (for errors that name the line)
     flag_lines: Mapping[str, int] = field(default_factory=dict)
+    scoring: Scoring = field(default_factory=lambda: Scoring())
+    #: ``health.textfile``: where each soak round's numbers are written in the Prometheus
+    #: text format for a node_exporter textfile collector (None: not written)
+    textfile: str | None = None
 
     @property
     def flags(self) -> tuple[str, ...]:
@@ -276,6 +340,9 @@ class Playbook:
     def health_for(self, number: int) -> HealthPolicy:
         phase = self.phase(number)
         return phase.health or self.health
+
+    def scoring_for(self, number: int) -> Scoring:
+        return self.phase(number).scoring or self.scoring
 
     def match(self, flags: Mapping[str, Observed]) -> int | None:
         """The highest phase whose full state equals ``flags`` exactly, else None."""

@@ -23,9 +23,9 @@ from .commands import (
     recorded_phase,
     running,
 )
-from .errors import FleetChanged, RolloutError
+from .errors import FleetChanged, RolloutError, WaveHeld
 from .events import Kind
-from .ledger import InventoryState
+from .ledger import InventoryState, WaveRecord
 from .models import Phase
 from .monitor import Budget
 from .soak import soak_done
@@ -89,6 +89,11 @@ def advance(
         )
     if state.phase is not None:
         recorded_phase(ctx, state.phase)  # a phase this playbook lacks: a clear usage error
+    from .waves import current_wave
+
+    wave = current_wave(ctx, state)
+    if wave is not None and not wave.final:
+        return _wave_step(ctx, state, wave, max_gap)
     if state.phase is not None and state.phase > 0 and not soak_done(ctx.ledger, state):
         sampled = _sample(ctx, state, max_gap)
         state = ctx.ledger.state(inv)
@@ -96,6 +101,10 @@ def advance(
             return sampled
         # the round that completed the soak: move on now when the gates hold, rather than
         # wasting a scheduler period
+    if wave is not None:
+        from .waves import close_final
+
+        close_final(ctx)
     if state.phase is not None and state.phase >= last:
         return _say(
             ctx,
@@ -128,6 +137,54 @@ def advance(
         f"deployed {nxt.title}; its soak ({format_duration(nxt.soak)}) starts now",
         nxt.number,
     )
+
+
+def _wave_step(
+    ctx: Context, state: InventoryState, wave: WaveRecord, max_gap: float
+) -> AdvanceResult:
+    """One step inside a phase's waves: sample the wave's soak; judge it once served; apply
+    the next wave when the verdict passed or a person approved it (rollout.waves)."""
+    from .waves import approved_after, held
+
+    inv = ctx.inventory.name
+    if wave.verdict is None:
+        if not soak_done(ctx.ledger, state):
+            try:
+                sampled = _sample(ctx, state, max_gap)
+            except WaveHeld as exc:
+                return _say(ctx, Outcome.WAITING, exc.message, wave.phase)
+            state = ctx.ledger.state(inv)
+            if not soak_done(ctx.ledger, state) or state.paused:
+                return sampled
+        try:
+            wave = _judge_run(ctx, wave)
+        except WaveHeld as exc:
+            return _say(ctx, Outcome.WAITING, exc.message, wave.phase)
+    elif wave.verdict != "pass" and not approved_after(ctx, wave):
+        waiting = held(wave)
+        return _say(ctx, Outcome.WAITING, f"{waiting.message}: {waiting.hint}", wave.phase)
+    ctx.options = replace(ctx.options, wait=False, yes=True)
+    try:
+        deploy(ctx, wave.phase)
+    except FleetChanged as exc:
+        if not exc.paused:
+            raise
+        return _say(ctx, Outcome.PAUSED, exc.message, state.phase)
+    after = ctx.ledger.latest_wave(inv)
+    title = after.title if after is not None else f"the next wave of phase {wave.phase}"
+    soak = format_duration(after.soak) if after is not None else "?"
+    return AdvanceResult(Outcome.ADVANCED, f"applied {title}; its soak ({soak}) starts now",
+                         wave.phase)  # fmt: skip
+
+
+def _judge_run(ctx: Context, wave: WaveRecord) -> WaveRecord:
+    """Judge a wave whose soak is served, in a run of its own (a fail rolls its canary back)."""
+    from .waves import judge, settle
+
+    with running(ctx, _command_text("advance", ctx.options)) as (_run, _lock, ex):
+        ex.claim()
+        check_fleet(ctx, ex, what=f"judgement of {wave.title}")
+        return settle(ctx, ex, wave, judge(ctx, wave))
 
 
 def _sample(ctx: Context, state: InventoryState, max_gap: float) -> AdvanceResult:

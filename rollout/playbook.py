@@ -35,6 +35,7 @@ from .models import (
     ChecksConfig,
     CommandCheck,
     CommandWhere,
+    Comparison,
     Direction,
     EmergencyPolicy,
     FlagState,
@@ -51,8 +52,11 @@ from .models import (
     ReachabilityCheck,
     Risk,
     RolloutPolicy,
+    Scoring,
     SourceKind,
     Threshold,
+    Wave,
+    WaveSize,
     WebhookConfig,
 )
 from .yamlsrc import Node, NodeList, load_file, load_text, parse_duration
@@ -66,19 +70,24 @@ MAX_FILE_BYTES = 1_000_000
 
 _TOP_KEYS = (
     "rollout", "description", "flags", "health", "policy", "emergency", "phases", "checks",
-    "notify",
+    "notify", "judgement",
 )  # fmt: skip
-_HEALTH_KEYS = ("source", "interval", "failure_limit", "inconclusive_limit", "thresholds")
-_PHASE_HEALTH_KEYS = _HEALTH_KEYS[1:]
+_PHASE_HEALTH_KEYS = ("interval", "failure_limit", "inconclusive_limit", "thresholds")
+_HEALTH_KEYS = ("source", *_PHASE_HEALTH_KEYS, "textfile")
 _SOURCE_KEYS: dict[SourceKind, tuple[str, ...]] = {
     SourceKind.CONSOLE: ("kind", "timeout"),
     SourceKind.COMMAND: ("kind", "timeout", "command"),
     SourceKind.PROMETHEUS: ("kind", "timeout", "url_env", "url_file", "queries"),
 }
-_THRESHOLD_KEYS = ("max", "min", "unit")
+_THRESHOLD_KEYS = ("max", "min", "unit", "compare")
+_COMPARE_KEYS = ("direction", "allowed", "confidence", "min_samples", "weight", "critical")
+_WAVE_KEYS = ("hosts", "soak")
+_JUDGEMENT_KEYS = ("pass", "marginal")
 _POLICY_KEYS = ("serial", "max_fail_percentage", "connect_timeout", "command_timeout", "lease_ttl")
 _EMERGENCY_KEYS = ("phase", "restart")
-_PHASE_KEYS = ("phase", "name", "risk", "soak", "set", "validation", "health", "gates")
+_PHASE_KEYS = (
+    "phase", "name", "risk", "soak", "set", "validation", "health", "gates", "waves", "judgement",
+)  # fmt: skip
 _GATE_KEYS = ("backup", "checks", "approval")
 _CHECKS_KEYS = ("source_root", "categories")
 _CHECK_KEYS: dict[CheckKind, tuple[str, ...]] = {
@@ -147,12 +156,26 @@ def _playbook(data: object, source: str, base_dir: Path | None) -> Playbook:
     defaults = _flags(flags_node)
     source_ = MetricsSource()
     health = HealthPolicy(thresholds=())
+    textfile: str | None = None
     if "health" in data:
         node = _mapping(data, "health", "health")
         _check_keys(node, _HEALTH_KEYS, "health")
         if "source" in node:
             source_ = _source(_mapping(node, "source", "health.source"), base_dir)
         health = _health(node, "health", health, _query_metrics(source_))
+        if health.comparisons and source_.kind is SourceKind.PROMETHEUS:
+            first = health.comparisons[0].metric
+            _fail(
+                node.loc("thresholds", f"health.thresholds.{first}.compare"),
+                "a relative judgement (`compare`) needs one sample per host, and the "
+                "prometheus source gives one for the whole fleet",
+                "use the console or command source, or drop `compare`",
+            )
+        if "textfile" in node:
+            textfile = _text(node, "textfile", "health.textfile", max_len=4096)
+    scoring = Scoring()
+    if "judgement" in data:
+        scoring = _scoring(data, "judgement", "judgement", scoring)
     phases = _phases(data, defaults, health, _query_metrics(source_))
     policy = RolloutPolicy()
     if "policy" in data:
@@ -179,6 +202,8 @@ def _playbook(data: object, source: str, base_dir: Path | None) -> Playbook:
         checks=checks,
         notify=notify,
         flag_lines=MappingProxyType({k: flags_node.key_lines.get(k, 0) for k in flags_node}),
+        scoring=scoring,
+        textfile=textfile,
     )
 
 
@@ -293,7 +318,126 @@ def _phase(
         _check_keys(gnode, _GATE_KEYS, f"{path}.gates")
         values = {k: _bool(gnode, k, f"{path}.gates.{k}") for k in gnode}
         gates = Gates(**values)
-    return Phase(number, name, risk, soak, delta, state, validation, override, gates)
+    waves: tuple[Wave, ...] = ()
+    if "waves" in node:
+        waves = _waves(node, f"{path}.waves")
+    scoring = None
+    if "judgement" in node:
+        scoring = _scoring(node, "judgement", f"{path}.judgement", Scoring())
+    return Phase(
+        number, name, risk, soak, delta, state, validation, override, gates, waves, scoring
+    )
+
+
+# -- waves and relative judgement (docs/playbook.md, "Waves") --------------------------------
+
+
+def _waves(node: Node, path: str) -> tuple[Wave, ...]:
+    items = node["waves"]
+    hint = 'list waves like [{hosts: 1, soak: 10m}, {hosts: "25%", soak: 30m}]'
+    if not isinstance(items, NodeList) or not items:
+        _fail(node.loc("waves", path), "`waves` must be a non-empty list", hint)
+    out: list[Wave] = []
+    last: dict[type, tuple[int, int]] = {}  # kind of size -> (previous value, its wave number)
+    for index, item in enumerate(items):
+        wpath = f"{path}[{index + 1}]"
+        if not isinstance(item, Node):
+            _fail(items.loc(index, wpath), f"a wave must be a mapping, not a {_kind(item)}", hint)
+        _check_keys(item, _WAVE_KEYS, wpath, required=("hosts", "soak"))
+        size = _wave_size(item, f"{wpath}.hosts")
+        amount = int(size[:-1]) if isinstance(size, str) else size
+        before = last.get(type(size))
+        if before is not None and amount <= before[0]:
+            _fail(
+                item.loc("hosts", f"{wpath}.hosts"),
+                f"wave {index + 1} ({_show(size)}) does not grow past wave {before[1]}",
+                "wave sizes are cumulative (how much of the fleet has the phase once the wave "
+                "is applied), so each must be larger than the one before",
+            )
+        last[type(size)] = (amount, index + 1)
+        out.append(Wave(size, _duration(item, "soak", f"{wpath}.soak", positive=False)))
+    return tuple(out)
+
+
+def _wave_size(node: Node, path: str) -> WaveSize:
+    value = node["hosts"]
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    match = PERCENT_RE.fullmatch(value) if isinstance(value, str) else None
+    if match and 1 <= int(match.group(1)) <= 99:
+        return f"{int(match.group(1))}%"
+    _fail(
+        node.loc("hosts", path),
+        f"bad wave size {_show(value)}",
+        'write a host count (1, 5) or a share of the fleet below 100% ("25%"); the hosts '
+        "left after the last wave form the final wave, soaked for the phase's `soak`",
+    )
+
+
+def _scoring(node: Node, key: str, path: str, base: Scoring) -> Scoring:
+    jnode = _mapping(node, key, path)
+    _check_keys(jnode, _JUDGEMENT_KEYS, path)
+    values = {"pass": base.pass_score, "marginal": base.marginal_score}
+    for name in _JUDGEMENT_KEYS:
+        if name in jnode:
+            values[name] = _number(jnode, name, f"{path}.{name}")
+            if not 0 <= values[name] <= 100:
+                _fail(jnode.loc(name, f"{path}.{name}"), f"`{name}` {values[name]:g} is outside "
+                      "0..100", "scores are percentages of the judged metrics' weight")  # fmt: skip
+    if values["marginal"] > values["pass"]:
+        _fail(
+            jnode.loc("marginal", f"{path}.marginal"),
+            f"marginal {values['marginal']:g} is above pass {values['pass']:g}",
+            "a score >= pass passes, >= marginal asks a person, below marginal fails",
+        )
+    return Scoring(values["pass"], values["marginal"])
+
+
+def _comparison(node: Node, path: str, metric: str, direction: Direction | None) -> Comparison:
+    cnode = _mapping(node, "compare", path)
+    _check_keys(cnode, _COMPARE_KEYS, path)
+    if "direction" in cnode:
+        text = _text(cnode, "direction", f"{path}.direction", max_len=8)
+        if text not in ("max", "min"):
+            _fail(cnode.loc("direction", f"{path}.direction"), f"unknown direction {_show(text)}",
+                  "max: higher is worse (error rate); min: lower is worse")  # fmt: skip
+        direction = Direction(text)
+    if direction is None:
+        _fail(
+            cnode.loc(None, f"{path}.direction"),
+            f"`compare` of `{metric}` has no threshold to take its direction from",
+            "add `direction: max` (higher is worse) or `direction: min`, or a max/min threshold",
+        )
+    allowed, percent = 0.0, False
+    if "allowed" in cnode:
+        raw = cnode["allowed"]
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)%", raw.strip()) if isinstance(raw, str) else None
+        if match:
+            allowed, percent = float(match.group(1)), True
+        else:
+            allowed = _number(cnode, "allowed", f"{path}.allowed")
+        if allowed < 0:
+            _fail(cnode.loc("allowed", f"{path}.allowed"), "`allowed` is negative",
+                  "the largest harmless shift, >= 0: in the metric's unit, or \"10%\"")  # fmt: skip
+    confidence = 0.95
+    if "confidence" in cnode:
+        confidence = _number(cnode, "confidence", f"{path}.confidence")
+        if not 0.5 <= confidence < 1:
+            _fail(cnode.loc("confidence", f"{path}.confidence"),
+                  f"confidence {confidence:g} is outside 0.5..0.999",
+                  "write it as a fraction: 0.95 for 95%")  # fmt: skip
+    min_samples = 5
+    if "min_samples" in cnode:
+        min_samples = _int(cnode, "min_samples", f"{path}.min_samples", low=3)
+    weight = 1.0
+    if "weight" in cnode:
+        weight = _number(cnode, "weight", f"{path}.weight")
+        if weight <= 0:
+            _fail(cnode.loc("weight", f"{path}.weight"), "`weight` must be above zero",
+                  "a metric's share of the wave's score, e.g. 1 or 3")  # fmt: skip
+    critical = _bool(cnode, "critical", f"{path}.critical") if "critical" in cnode else False
+    return Comparison(metric, direction, allowed, percent, confidence, min_samples, weight,
+                      critical)  # fmt: skip
 
 
 def _delta(node: Node, path: str, previous: FlagState) -> FlagState:
@@ -431,18 +575,20 @@ def _health(
     inconclusive_limit = base.inconclusive_limit
     if "inconclusive_limit" in node:
         inconclusive_limit = _int(node, "inconclusive_limit", f"{path}.inconclusive_limit", low=1)
-    thresholds = base.thresholds
+    thresholds, comparisons = base.thresholds, base.comparisons
     if "thresholds" in node:
         tnode = _mapping(node, "thresholds", f"{path}.thresholds")
-        thresholds = _thresholds(tnode, f"{path}.thresholds", base.thresholds, queries)
-    return HealthPolicy(thresholds, interval, failure_limit, inconclusive_limit)
+        thresholds, comparisons = _thresholds(tnode, f"{path}.thresholds", base, queries)
+    return HealthPolicy(thresholds, interval, failure_limit, inconclusive_limit, comparisons)
 
 
 def _thresholds(
-    node: Node, path: str, base: tuple[Threshold, ...], queries: frozenset[str] | None
-) -> tuple[Threshold, ...]:
-    """Parse ``node`` and merge it over ``base`` per metric (an entry replaces its metric)."""
-    merged = {t.metric: t for t in base}
+    node: Node, path: str, base: HealthPolicy, queries: frozenset[str] | None
+) -> tuple[tuple[Threshold, ...], tuple[Comparison, ...]]:
+    """Parse ``node`` and merge it over ``base`` per metric (an entry replaces its metric's
+    threshold; its ``compare``, when given, replaces the metric's comparison)."""
+    merged: dict[str, Threshold] = {t.metric: t for t in base.thresholds}
+    compared: dict[str, Comparison] = {c.metric: c for c in base.comparisons}
     for metric in node:
         _metric_name(node, metric, path)
         mpath = f"{path}.{metric}"
@@ -455,6 +601,10 @@ def _thresholds(
         tnode = _mapping(node, metric, mpath)
         _check_keys(tnode, _THRESHOLD_KEYS, mpath)
         bounds = [key for key in ("max", "min") if key in tnode]
+        if not bounds and "compare" in tnode:  # a relative judgement instead of a threshold
+            merged.pop(metric, None)
+            compared[metric] = _comparison(tnode, f"{mpath}.compare", metric, None)
+            continue
         if len(bounds) != 1:
             _fail(
                 tnode.loc(bounds[-1] if bounds else None, mpath),
@@ -468,7 +618,9 @@ def _thresholds(
         if "unit" in tnode:
             unit = _text(tnode, "unit", f"{mpath}.unit", max_len=16, empty=True)
         merged[metric] = Threshold(metric, direction, limit, unit)
-    return tuple(merged.values())
+        if "compare" in tnode:
+            compared[metric] = _comparison(tnode, f"{mpath}.compare", metric, direction)
+    return tuple(merged.values()), tuple(compared.values())
 
 
 def _metric_name(node: Node, metric: str, path: str) -> None:

@@ -20,19 +20,23 @@ exactly one healthy round, never "healthy" without a sample.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .errors import Interrupted, RollbackIncomplete, RolledBack
 from .events import Kind
-from .executor import Executor, StepReport
+from .executor import Executor, HostResult, StepReport
 from .ledger import InventoryState, Ledger
 from .metrics import Round, take_round
-from .models import HealthPolicy, MetricsSource, Observed, Phase, Playbook
+from .models import HealthPolicy, MetricsSource, Phase, Playbook
 from .monitor import Budget, Decision, Poll, Verdict, describe_values, judge
 from .plan import Action
 from .yamlsrc import format_duration
+
+if TYPE_CHECKING:
+    from .waves import Split
 
 #: Waits up to the given seconds; returns True when the run was cancelled meanwhile.
 Wait = Callable[[float], bool]
@@ -101,6 +105,8 @@ class Soak:
         max_gap: float | None = None,
         on_rollback: Callable[[str, StepReport], None] | None = None,
         on_round: Callable[[], None] | None = None,
+        split: Split | None = None,
+        on_fleet_wide: Callable[[str], None] | None = None,
     ) -> None:
         self.ex = ex
         self.playbook = playbook
@@ -123,6 +129,12 @@ class Soak:
         #: without touching a host (another controller changed the fleet)
         self.on_round = on_round
         self.base_dir = Path(playbook.path).parent
+        #: during a wave with a baseline: which hosts are the canary and which the baseline
+        #: (rollout.waves). Absolute thresholds then judge the canary only; a breach the
+        #: baseline shares is fleet-wide and, instead of a rollback, calls ``on_fleet_wide``
+        #: (which raises: a person decides)
+        self.split = split
+        self.on_fleet_wide = on_fleet_wide
 
     @property
     def inventory(self) -> str:
@@ -181,22 +193,42 @@ class Soak:
         thresholds = self.policy.thresholds
         self.ex.check_right(heartbeat=True)  # a run that lost its lock stops before sampling
         rnd = take_round(
-            self.source, self.ex.backend, self.ex.hosts, thresholds, base_dir=self.base_dir
-        )
+            self.source, self.ex.backend, self.ex.hosts, thresholds, base_dir=self.base_dir,
+            metrics=self.policy.metrics,
+        )  # fmt: skip
         self.ex.check_right()  # the round renewed the fleet lease, or found it taken
         if self.on_round is not None:
             self.on_round()
         drifted = self._repair_drift(rnd)
-        poll = judge(rnd.samples, thresholds)
+        poll, fleet_wide = self._judge(rnd)
         decision = self.budget.update(poll)
         state = self.ex.ledger.state(self.inventory)
         counted = 0.0
         if not decision.rollback:
             counted, state = self._count(poll.verdict is Verdict.HEALTHY and not drifted, state)
-        self._record(rnd, poll, decision, drifted, state)
+        self._record(rnd, poll, decision, drifted, state, fleet_wide)
+        if decision.rollback and fleet_wide and self.on_fleet_wide is not None:
+            self.on_fleet_wide(decision.reason)
         if decision.rollback:
             self._rollback(decision)
         return PollStep(poll, decision, drifted, state, counted)
+
+    def _judge(self, rnd: Round) -> tuple[Poll, bool]:
+        """The round's verdict, and whether its breach is fleet-wide (shared by the baseline).
+
+        Without a baseline every host is judged. During a wave, only the canary is: a
+        baseline host breaching alone says nothing about the phase, and a breach the
+        baseline shares on the same metric is the fleet's, not the phase's."""
+        thresholds = self.policy.thresholds
+        split = self.split
+        if split is None or not split.baseline:
+            return judge(rnd.samples, thresholds), False
+        canary = judge([s for s in rnd.samples if s.host in split.canary], thresholds)
+        if canary.verdict is not Verdict.BREACH:
+            return canary, False
+        baseline = judge([s for s in rnd.samples if s.host in split.baseline], thresholds)
+        shared = {b.metric for b in baseline.breaches}
+        return canary, all(b.metric in shared for b in canary.breaches)
 
     def complete(self, state: InventoryState) -> bool:
         """The soak's time is counted and enough healthy rounds were sampled."""
@@ -225,26 +257,38 @@ class Soak:
         state = self.ex.ledger.count_soak(self.inventory, seconds, phase=self.phase.number)
         return seconds, state
 
+    def expected(self, host: str) -> Phase:
+        """The phase ``host`` must hold: the previous one for a wave's baseline host."""
+        if self.split is not None and host in self.split.baseline:
+            return self.split.previous
+        return self.phase
+
     def _repair_drift(self, rnd: Round) -> tuple[str, ...]:
         drifted = [
-            name for name, flags in rnd.flags.items() if flags is not None and self._differs(flags)
+            name
+            for name, flags in rnd.flags.items()
+            if flags is not None and self.expected(name).state.changes_from(flags)
         ]
         if not drifted:
             return ()
         for name in drifted:
             flags = rnd.flags[name] or {}
-            changes = self.phase.state.changes_from(flags)
+            expected = self.expected(name)
+            changes = expected.state.changes_from(flags)
             self.ex.emit(
                 Kind.DRIFT,
-                f"drifted from {self.phase.title}: "
+                f"drifted from {expected.title}: "
                 + ", ".join(str(c) for c in changes)
                 + "; re-applying",
                 host=name,
                 ok=False,
                 changes=[str(c) for c in changes],
             )
-        report = self.ex.converge(drifted, self.phase, Action.REAPPLY)
-        for result in report.results:
+        results: list[HostResult] = []
+        for phase in {self.expected(n).number: self.expected(n) for n in drifted}.values():
+            group = [n for n in drifted if self.expected(n).number == phase.number]
+            results.extend(self.ex.converge(group, phase, Action.REAPPLY).results)
+        for result in results:
             self.ex.emit(
                 Kind.DRIFT,
                 "re-applied and verified"
@@ -255,9 +299,6 @@ class Soak:
             )
         return tuple(drifted)
 
-    def _differs(self, flags: Mapping[str, Observed]) -> bool:
-        return bool(self.phase.state.changes_from(flags))
-
     def _record(
         self,
         rnd: Round,
@@ -265,6 +306,7 @@ class Soak:
         decision: Decision,
         drifted: tuple[str, ...],
         state: InventoryState,
+        fleet_wide: bool = False,
     ) -> None:
         left = max(0.0, state.soak_required - state.soak_counted)
         metrics = [
@@ -288,9 +330,17 @@ class Soak:
             Verdict.INCONCLUSIVE: f"inconclusive ({decision.inconclusive_in_row}/"
             f"{self.policy.inconclusive_limit}): " + "; ".join(str(g) for g in poll.gaps),
         }[poll.verdict]
+        wave: dict[str, Any] = {}
+        if self.split is not None:
+            wave = {"wave": self.split.wave.index, "wave_id": self.split.wave.id,
+                    "canary": sorted(self.split.canary), "baseline": sorted(self.split.baseline),
+                    "fleet_wide": fleet_wide}  # fmt: skip
+            if fleet_wide:
+                text += " (the baseline breaches too: fleet-wide, not the phase)"
         self.ex.emit(
             Kind.SAMPLE,
             text,
+            **wave,
             ok=poll.verdict is Verdict.HEALTHY,
             phase=self.phase.number,
             verdict=verdict,
