@@ -308,18 +308,26 @@ def approve(c: Any, flags: Flags, phase: str, note: str | None = None) -> None:
 def history(c: Any, flags: Flags, count: int = 20) -> None:
     """List the inventory's recent runs: who, when, what, and how each ended."""
     from rollout.history import render_history
+    from rollout.wavereport import waves_by_run
 
     with ledger_only(flags) as ctx:
-        print(render_history(ctx.ledger.runs(ctx.inventory.name, int(count)), as_json=flags.json))
+        print(render_history(ctx.ledger.runs(ctx.inventory.name, int(count)), as_json=flags.json,
+                             waves=waves_by_run(ctx.ledger, ctx.inventory.name)))
 
 
 @command(*BASE, help={
     "run": "Run id (see history); default: the inventory's latest run",
     "html": HTML_HELP,
+    "junit": "Write the run's wave judgements as JUnit XML (a test case per wave and metric) "
+    "to this file",
 })  # fmt: skip
-def report(c: Any, flags: Flags, run: str | None = None, html: str | None = None) -> None:
-    """Show one run's timeline: steps, per-host results, every health sample and verdict."""
+def report(
+    c: Any, flags: Flags, run: str | None = None, html: str | None = None, junit: str | None = None
+) -> None:
+    """Show one run's timeline: steps, per-host results, every health sample and verdict,
+    and each wave's canary-against-baseline judgement."""
     from rollout.history import render_report
+    from rollout.wavereport import waves_of_run, write_junit
 
     with ledger_only(flags) as ctx:
         if html:
@@ -328,8 +336,12 @@ def report(c: Any, flags: Flags, run: str | None = None, html: str | None = None
         if run is None:
             run = _latest_run(ctx)
         record = ctx.ledger.run(run)
-        print(render_report(record, ctx.ledger.events(run), ctx.ledger.intents(run),
-                            as_json=flags.json))  # fmt: skip
+        events = ctx.ledger.events(run)
+        waves = waves_of_run(ctx.ledger, record, events)
+        if junit:
+            write_junit(junit, waves)
+        print(render_report(record, events, ctx.ledger.intents(run), as_json=flags.json,
+                            waves=waves))  # fmt: skip
 
 
 @command(*BASE, help={

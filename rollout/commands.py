@@ -35,7 +35,15 @@ from .events import Emit, Event, Kind
 from .executor import Confirm, Executor, StepReport
 from .fleetstate import FleetSide, Holder, HostState, Knowledge, Record
 from .inventory import load_inventory, select_hosts
-from .ledger import InventoryState, Ledger, LockRecord, RunRecord, RunStatus, open_ledger
+from .ledger import (
+    InventoryState,
+    Ledger,
+    LockRecord,
+    RunRecord,
+    RunStatus,
+    WaveRecord,
+    open_ledger,
+)
 from .models import Host, Inventory, NotifyKind, Observed, Phase, Playbook
 from .output import Redactor
 from .plan import Action, Plan, resolve_target
@@ -638,7 +646,22 @@ def make_soak(ctx: Context, ex: Executor, phase: Phase, previous: Phase) -> Soak
         on_round=lambda: check_fleet(ctx, ex, what=f"soak of {phase.title}"),
         split=split,
         on_fleet_wide=on_fleet_wide if split is not None else None,
+        on_sample=_textfile_writer(ctx, phase),
     )
+
+
+def _textfile_writer(ctx: Context, phase: Phase) -> Callable[[Mapping[str, Any]], None] | None:
+    """Each soak round written for node_exporter's textfile collector (``health.textfile``)."""
+    path = ctx.playbook.textfile
+    if path is None:
+        return None
+
+    def write(data: Mapping[str, Any]) -> None:
+        from .wavereport import prometheus_text, write_textfile
+
+        write_textfile(path, prometheus_text(ctx.inventory.name, phase.number, data))
+
+    return write
 
 
 def monitor(ctx: Context) -> InventoryState:
@@ -1019,6 +1042,9 @@ class HostStatus:
     record: Record | None = None  # the host's last change, from its fleet record
     behind: bool = False  # this ledger does not know that change (another controller's)
     lease: str | None = None  # who holds the host's fleet lease now, if anyone
+    #: the phase this host must hold when it differs from the recorded one: a wave's
+    #: baseline host stays at the previous phase (rollout.waves)
+    expected: int | None = None
 
 
 @dataclass(frozen=True)
@@ -1029,11 +1055,15 @@ class StatusReport:
     holder: LockRecord | None
     interrupted: tuple[RunRecord, ...]
     open_intents: int
+    wave: WaveRecord | None = None  # the wave the phase is in, while it has a baseline
 
     @property
     def drifted(self) -> tuple[str, ...]:
         return tuple(
-            h.host for h in self.hosts if h.flags is not None and h.matches != self.recorded
+            h.host
+            for h in self.hosts
+            if h.flags is not None
+            and h.matches != (h.expected if h.expected is not None else self.recorded)
         )
 
 
@@ -1069,6 +1099,12 @@ def status(ctx: Context) -> StatusReport:
                 held = f"{lease.id} by {lease.holder.describe()}, {lease.expires_in:.0f}s left"
             rows.append(HostStatus(name, flags, ctx.playbook.match(flags), None, record,
                                    behind, held))  # fmt: skip
+    from .waves import current_wave
+
+    wave = current_wave(ctx)
+    if wave is not None and not wave.final:
+        rows = [r if r.host in wave.canary else dataclasses.replace(r, expected=wave.from_phase)
+                for r in rows]  # fmt: skip
     return StatusReport(
         inventory=inv,
         recorded=ledger.state(inv).phase,
@@ -1076,6 +1112,7 @@ def status(ctx: Context) -> StatusReport:
         holder=ledger.holder(inv),
         interrupted=tuple(ledger.interrupted_runs(inv)),
         open_intents=len(ledger.open_intents(inv)),
+        wave=wave if wave is not None and not wave.final else None,
     )
 
 

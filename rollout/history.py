@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .ledger import EventRecord, Intent, RunRecord
+from .ledger import EventRecord, Intent, RunRecord, WaveRecord
 
 
 def _when(ts: float | None) -> str:
@@ -24,10 +24,22 @@ def run_json(run: RunRecord) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def render_history(runs: Sequence[RunRecord], *, as_json: bool = False) -> str:
-    """One line per run, newest first."""
+def render_history(
+    runs: Sequence[RunRecord],
+    *,
+    as_json: bool = False,
+    waves: Mapping[str, Sequence[WaveRecord]] | None = None,
+) -> str:
+    """One line per run, newest first; under it, the waves it applied (run id -> waves)."""
+    from .wavereport import history_lines, wave_json
+
+    applied = waves or {}
     if as_json:
-        return "\n".join(json.dumps({"event": "history.run", **run_json(r)}) for r in runs)
+        return "\n".join(
+            json.dumps({"event": "history.run", **run_json(r),
+                        "waves": [wave_json(w) for w in applied.get(r.id, ())]})
+            for r in runs
+        )  # fmt: skip
     if not runs:
         return "no runs recorded"
     lines = []
@@ -40,6 +52,7 @@ def render_history(runs: Sequence[RunRecord], *, as_json: bool = False) -> str:
             lines.append(f"    reason: {r.reason}")
         if r.summary and r.status.value != "succeeded":
             lines.append(f"    {r.summary}")
+        lines.extend(history_lines(applied.get(r.id, ())))
     return "\n".join(lines)
 
 
@@ -49,10 +62,15 @@ def render_report(
     intents: Sequence[Intent],
     *,
     as_json: bool = False,
+    waves: Sequence[WaveRecord] = (),
 ) -> str:
-    """A run's timeline: every step, per-host result and health sample with its verdict."""
+    """A run's timeline: every step, per-host result and health sample with its verdict; then
+    each wave's judgement, a table per wave and metric."""
+    from .wavereport import wave_json, wave_lines
+
     if as_json:
         out = [json.dumps({"event": "report.run", **run_json(run)})]
+        out += [json.dumps(wave_json(w)) for w in waves]
         out += [
             json.dumps(
                 {
@@ -109,4 +127,5 @@ def render_report(
         lines.append("Changes started and never settled (the run died mid-change):")
         for i in open_intents:
             lines.append(f"  {i.host}: {i.action} to phase {i.target_phase} at {_when(i.started)}")
+    lines.extend(wave_lines(waves))
     return "\n".join(lines)

@@ -74,11 +74,20 @@ def soak_panel(data: Mapping[str, Any], title: str) -> Group:
         hosts.append(f"{name} ", style=style)
         if state != "ok":
             hosts.append(f"({state}) ", style="dim")
+    wave = Text()
+    if data.get("wave") is not None:
+        canary, baseline = data.get("canary") or [], data.get("baseline") or []
+        wave.append(f"wave {data.get('wave')}: ", style="bold")
+        wave.append(f"canary {', '.join(map(str, canary))}", style="cyan")
+        wave.append(f" judged against {len(baseline)} baseline host(s) at the previous phase",
+                    style="dim")  # fmt: skip
+        if data.get("fleet_wide"):
+            wave.append("  fleet-wide breach: the baseline breaches too", style="yellow")
     status = Text(
         f"last poll: {verdict}",
         style={"healthy": "green", "breach": "bold red", "inconclusive": "yellow"}.get(verdict, ""),
     )
-    return Group(header, table, budget, hosts, status)
+    return Group(header, wave, table, budget, hosts, status)
 
 
 class LiveSoak:

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 from .errors import RolloutError, SpansHosts
 from .events import Event, Kind
 from .models import Observed, Playbook, format_value
+from .yamlsrc import format_duration
 
 
 def _symbols(stream: TextIO) -> tuple[str, str, str]:
@@ -126,6 +127,11 @@ def render_status(report: Any, playbook: Playbook, *, as_json: bool = False) -> 
     recorded = report.recorded
     known = recorded is None or 0 <= recorded <= playbook.last
     expected = recorded if recorded is not None else 0
+    wave = getattr(report, "wave", None)
+
+    def want(h: Any) -> int:  # a wave's baseline host is expected at the previous phase
+        return h.expected if getattr(h, "expected", None) is not None else expected
+
     if as_json:
         return json.dumps(
             {
@@ -143,7 +149,8 @@ def render_status(report: Any, playbook: Playbook, *, as_json: bool = False) -> 
                             k: (v if isinstance(v, (bool, int)) or v is None else str(v))
                             for k, v in h.flags.items()
                         },
-                        "drifted": h.flags is not None and h.matches != expected,
+                        "drifted": h.flags is not None and h.matches != want(h),
+                        "expected_phase": want(h),
                         "last_change": None if h.record is None else {
                             "run": h.record.run_id, "who": h.record.who,
                             "where": h.record.where, "when": h.record.changed,
@@ -167,6 +174,11 @@ def render_status(report: Any, playbook: Playbook, *, as_json: bool = False) -> 
                 },
                 "interrupted_runs": [r.id for r in report.interrupted],
                 "open_intents": report.open_intents,
+                "wave": None if wave is None else {
+                    "phase": wave.phase, "wave": wave.index, "total": wave.total,
+                    "canary": list(wave.canary), "from_phase": wave.from_phase,
+                    "soak": wave.soak, "verdict": wave.verdict,
+                },
             },
             sort_keys=True,
         )
@@ -192,22 +204,31 @@ def render_status(report: Any, playbook: Playbook, *, as_json: bool = False) -> 
             "playbook that deployed it (--playbook), or bring the fleet into this one with "
             f"`invoke rollback --to {playbook.last} --reason ...`"
         )
-    want = playbook.phase(expected).state if known else None
+    if wave is not None:
+        lines.append(
+            f"  {wave.title} under way: canary {', '.join(wave.canary)} at phase {wave.phase}; "
+            f"the other hosts are its baseline at phase {wave.from_phase}; verdict "
+            + (f"{wave.verdict} ({wave.judgement.get('reason', '')})" if wave.verdict
+               else f"pending (soak {format_duration(wave.soak)})")
+        )  # fmt: skip
+        if wave.verdict in ("marginal", "inconclusive", "fleet-wide"):
+            lines.append(f"! the next wave waits for a person: `invoke approve --phase "
+                         f"{wave.phase}`, or `invoke rollback --to {wave.from_phase}`")  # fmt: skip
     width = max([len(h.host) for h in report.hosts] + [4])
     for h in report.hosts:
         if h.flags is None:
             lines.append(f"  {h.host:<{width}}  UNREACHABLE  {h.error}")
             continue
         state = "drifted" if h.matches is None else f"phase {h.matches}"
-        mark = "  " if not known or h.matches == expected else "! "
+        mark = "  " if not known or h.matches == want(h) else "! "
         lines.append(f"{mark}{h.host:<{width}}  {state:<11}  {flags_line(h.flags)}")
         if h.record is not None:
             late = "  (this ledger is BEHIND: another controller)" if h.behind else ""
             lines.append(" " * (width + 4) + "last change: " + h.record.story() + late)
         if h.lease is not None:
             lines.append(" " * (width + 4) + "fleet lease: " + h.lease)
-        if want is not None and h.matches != expected:
-            diffs = want.changes_from(h.flags)
+        if known and h.matches != want(h):
+            diffs = playbook.phase(want(h)).state.changes_from(h.flags)
             lines.append(
                 " " * (width + 4)
                 + "differs from the recorded phase: "
@@ -232,7 +253,7 @@ def render_status(report: Any, playbook: Playbook, *, as_json: bool = False) -> 
             f"! {report.open_intents} change(s) were started and never settled "
             "(a crash); the flags above are what the hosts hold now"
         )
-    drifted = [h.host for h in report.hosts if h.flags is not None and h.matches != expected]
+    drifted = [h.host for h in report.hosts if h.flags is not None and h.matches != want(h)]
     # every hint is a command that works: phase 0 is reached by a rollback, never a deploy
     converge = (f"invoke deploy --phase {expected}" if expected > 0
                 else "invoke rollback --to 0 --reason ...")  # fmt: skip

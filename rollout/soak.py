@@ -20,7 +20,7 @@ exactly one healthy round, never "healthy" without a sample.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,6 +107,7 @@ class Soak:
         on_round: Callable[[], None] | None = None,
         split: Split | None = None,
         on_fleet_wide: Callable[[str], None] | None = None,
+        on_sample: Callable[[Mapping[str, Any]], None] | None = None,
     ) -> None:
         self.ex = ex
         self.playbook = playbook
@@ -135,6 +136,8 @@ class Soak:
         #: (which raises: a person decides)
         self.split = split
         self.on_fleet_wide = on_fleet_wide
+        #: a side output of each recorded round (the Prometheus textfile); never raises here
+        self.on_sample = on_sample
 
     @property
     def inventory(self) -> str:
@@ -337,11 +340,7 @@ class Soak:
                     "fleet_wide": fleet_wide}  # fmt: skip
             if fleet_wide:
                 text += " (the baseline breaches too: fleet-wide, not the phase)"
-        self.ex.emit(
-            Kind.SAMPLE,
-            text,
-            **wave,
-            ok=poll.verdict is Verdict.HEALTHY,
+        data: dict[str, Any] = dict(
             phase=self.phase.number,
             verdict=verdict,
             values=describe_values(rnd.samples),
@@ -356,7 +355,14 @@ class Soak:
             counted=state.soak_counted,
             required=state.soak_required,
             left=left,
+            **wave,
         )
+        self.ex.emit(Kind.SAMPLE, text, ok=poll.verdict is Verdict.HEALTHY, **data)
+        if self.on_sample is not None:
+            try:
+                self.on_sample(data)
+            except Exception as exc:  # a side output never stops a soak
+                self.ex.emit(Kind.WARNING, f"soak metrics not written: {exc}")
 
     def _rollback(self, decision: Decision) -> None:
         """Roll back to the previous phase; a second signal at any point ends it as
