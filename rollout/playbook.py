@@ -163,20 +163,12 @@ def _playbook(data: object, source: str, base_dir: Path | None) -> Playbook:
         if "source" in node:
             source_ = _source(_mapping(node, "source", "health.source"), base_dir)
         health = _health(node, "health", health, _query_metrics(source_))
-        if health.comparisons and source_.kind is SourceKind.PROMETHEUS:
-            first = health.comparisons[0].metric
-            _fail(
-                node.loc("thresholds", f"health.thresholds.{first}.compare"),
-                "a relative judgement (`compare`) needs one sample per host, and the "
-                "prometheus source gives one for the whole fleet",
-                "use the console or command source, or drop `compare`",
-            )
         if "textfile" in node:
             textfile = _text(node, "textfile", "health.textfile", max_len=4096)
     scoring = Scoring()
     if "judgement" in data:
         scoring = _scoring(data, "judgement", "judgement", scoring)
-    phases = _phases(data, defaults, health, _query_metrics(source_))
+    phases = _phases(data, defaults, health, _query_metrics(source_), scoring)
     policy = RolloutPolicy()
     if "policy" in data:
         policy = _policy(_mapping(data, "policy", "policy"))
@@ -231,7 +223,11 @@ def _flags(node: Node) -> FlagState:
 
 
 def _phases(
-    data: Node, defaults: FlagState, health: HealthPolicy, queries: frozenset[str] | None
+    data: Node,
+    defaults: FlagState,
+    health: HealthPolicy,
+    queries: frozenset[str] | None,
+    scoring: Scoring,
 ) -> tuple[Phase, ...]:
     items = data["phases"]
     if not isinstance(items, NodeList) or not items:
@@ -266,7 +262,7 @@ def _phases(
                 "number phases 1..N in ascending order, without gaps",
             )
         seen[number] = item.key_lines["phase"]
-        phase = _phase(item, path, number, previous, health, queries)
+        phase = _phase(item, path, number, previous, health, queries, scoring)
         out.append(phase)
         previous = phase.state
     return tuple(out)
@@ -279,6 +275,7 @@ def _phase(
     previous: FlagState,
     health: HealthPolicy,
     queries: frozenset[str] | None,
+    base_scoring: Scoring,
 ) -> Phase:
     name = _text(node, "name", f"{path}.name", max_len=80)
     risk_text = _text(node, "risk", f"{path}.risk", max_len=16)
@@ -323,7 +320,7 @@ def _phase(
         waves = _waves(node, f"{path}.waves")
     scoring = None
     if "judgement" in node:
-        scoring = _scoring(node, "judgement", f"{path}.judgement", Scoring())
+        scoring = _scoring(node, "judgement", f"{path}.judgement", base_scoring)
     return Phase(
         number, name, risk, soak, delta, state, validation, override, gates, waves, scoring
     )
@@ -600,6 +597,13 @@ def _thresholds(
             )
         tnode = _mapping(node, metric, mpath)
         _check_keys(tnode, _THRESHOLD_KEYS, mpath)
+        if "compare" in tnode and queries is not None:
+            _fail(
+                tnode.loc("compare", f"{mpath}.compare"),
+                "a relative judgement (`compare`) needs one sample per host, and the "
+                "prometheus source gives one for the whole fleet",
+                "use the console or command source, or drop `compare`",
+            )
         bounds = [key for key in ("max", "min") if key in tnode]
         if not bounds and "compare" in tnode:  # a relative judgement instead of a threshold
             merged.pop(metric, None)

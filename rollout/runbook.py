@@ -56,7 +56,10 @@ def context(playbook: Playbook) -> dict[str, Any]:
             )
             if on
         ]
+        waves = [(f"{w.hosts}" if isinstance(w.hosts, str) else f"{w.hosts} host(s)",
+                  format_duration(w.soak)) for w in phase.waves]  # fmt: skip
         phases.append({
+            "waves": waves,
             "number": phase.number, "name": phase.name, "risk": phase.risk.value,
             "high": phase.risk is Risk.HIGH, "validation": phase.validation,
             "state": [(flag, format_value(value)) for flag, value in phase.state],
@@ -78,6 +81,15 @@ def context(playbook: Playbook) -> dict[str, Any]:
                    "failure_limit": playbook.health.failure_limit,
                    "inconclusive_limit": playbook.health.inconclusive_limit,
                    "thresholds": thresholds(playbook.health)},
+        "comparisons": [
+            {"metric": c.metric, "worse": "higher" if c.direction is Direction.MAX else "lower",
+             "allowed": f"{c.allowed:g}{'%' if c.percent else ''}",
+             "confidence": f"{c.confidence:.0%}", "min_samples": c.min_samples,
+             "weight": f"{c.weight:g}", "critical": c.critical}
+            for c in playbook.health.comparisons
+        ],
+        "scoring": {"pass": f"{playbook.scoring.pass_score:g}",
+                    "marginal": f"{playbook.scoring.marginal_score:g}"},
         "source": {"console": "each host's remote console "
                    "(Foundation.Deployment.Monitor.get_deployment_health/0)",
                    "command": "a metrics command on each host",

@@ -452,6 +452,19 @@ CASES: dict[str, tuple[int, str | None, str]] = {
     "bad_notify_url.yml": (11, "notify.webhook.url", "a webhook URL is a secret"),
     "bad_notify_event.yml": (11, "notify.events[2]", "unknown event 'deploy.finished'"),
     "bad_notify_timeout.yml": (12, "notify.webhook.timeout", "holds up the rollout"),
+    "bad_wave_size.yml": (13, "phases[1].waves[2].hosts", "bad wave size '100%'"),
+    "bad_wave_shrinks.yml": (13, "phases[1].waves[2].hosts", "does not grow past wave 1"),
+    "bad_wave_key.yml": (12, "phases[1].waves[1].weight", "unknown key 'weight'"),
+    "bad_compare_confidence.yml": (
+        9, "health.thresholds.error_rate.compare.confidence", "outside 0.5..0.999",
+    ),
+    "bad_compare_no_direction.yml": (
+        8, "health.thresholds.latency_p99.compare.direction", "no threshold to take",
+    ),
+    "bad_compare_prometheus.yml": (
+        8, "health.thresholds.error_rate.compare", "needs one sample per host",
+    ),
+    "bad_judgement_order.yml": (3, "judgement.marginal", "marginal 90 is above pass 70"),
 }
 
 #: file -> a fragment the hint must contain, where the hint is the point of the case
