@@ -23,20 +23,17 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import Interrupted, RollbackIncomplete, RolledBack
 from .events import Kind
 from .executor import Executor, HostResult, StepReport
-from .ledger import InventoryState, Ledger
+from .ledger import InventoryState, Ledger, WaveRecord
 from .metrics import Round, take_round
 from .models import HealthPolicy, MetricsSource, Phase, Playbook
 from .monitor import Budget, Decision, Poll, Verdict, describe_values, judge
 from .plan import Action
 from .yamlsrc import format_duration
-
-if TYPE_CHECKING:
-    from .waves import Split
 
 #: Waits up to the given seconds; returns True when the run was cancelled meanwhile.
 Wait = Callable[[float], bool]
@@ -74,6 +71,16 @@ def healthy_rounds(ledger: Ledger, state: InventoryState) -> int:
 def soak_done(ledger: Ledger, state: InventoryState) -> bool:
     """The recorded phase's soak is complete: its time counted and a healthy round sampled."""
     return state.soak_complete and healthy_rounds(ledger, state) >= MIN_HEALTHY_ROUNDS
+
+
+@dataclass(frozen=True)
+class Split:
+    """Who is canary and who is baseline while a wave soaks (``rollout.waves`` makes it)."""
+
+    wave: WaveRecord
+    canary: frozenset[str]
+    baseline: frozenset[str]
+    previous: Phase  # where the baseline hosts are
 
 
 @dataclass(frozen=True)

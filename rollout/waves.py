@@ -41,6 +41,7 @@ from .executor import Executor, StepReport
 from .ledger import InventoryState, RunRecord, WaveRecord
 from .models import NotifyKind, Phase, Wave
 from .plan import Action, Plan, make_batches
+from .soak import Split
 from .yamlsrc import format_duration
 
 #: Verdicts after which the next wave waits for a person's approval.
@@ -60,16 +61,6 @@ class WavePlan:
     @property
     def final(self) -> bool:
         return self.index >= self.total
-
-
-@dataclass(frozen=True)
-class Split:
-    """Who is canary and who is baseline while a wave soaks (read by ``soak.Soak``)."""
-
-    wave: WaveRecord
-    canary: frozenset[str]
-    baseline: frozenset[str]
-    previous: Phase  # where the baseline hosts are
 
 
 # -- the plan (pure) ---------------------------------------------------------------------------

@@ -78,6 +78,8 @@ LAYER_OF = {
     "history": "commands",
     "htmlreport": "commands",
     "junit": "commands",
+    "waves": "commands",
+    "wavereport": "commands",
     # devtools: the lab and the fakes; only tests and the CLI's lab.* tasks import them
     "lab": "devtools",
     "testing": "devtools",
