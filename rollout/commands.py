@@ -453,8 +453,10 @@ def deploy(ctx: Context, phase: int, *, force: bool = False) -> StepReport:
     recorded = ctx.ledger.state(ctx.inventory.name).phase
     target = resolve_target(Action.DEPLOY, ctx.playbook, recorded, phase, force=force)
     with running(ctx, _command_text("deploy", ctx.options)) as (run, _lock, ex):
+        from .waves import continuing, refuse_past_waves
+
+        refuse_past_waves(ctx, target)
         _readiness_gate(ctx, ex, target)
-        from .waves import continuing
 
         # a phase whose waves are under way has passed its gates when its first wave started
         for gate in () if continuing(ctx, target) else wiring.deploy_gates():
@@ -725,7 +727,12 @@ def make_plan(ctx: Context, phase: int, *, force: bool = False) -> Plan:
     target = resolve_target(Action.DEPLOY, ctx.playbook, recorded, phase, force=force)
     with running(ctx, _command_text("plan", ctx.options), lease=False) as (_run, _lock, ex):
         readings = ex.preflight()
-        return ex.plan(Action.DEPLOY, target, readings, recorded)
+        plan = ex.plan(Action.DEPLOY, target, readings, recorded)
+        if target.waves and not ctx.limited:
+            from .waves import describe_waves
+
+            describe_waves(ctx, ex, target)
+        return plan
 
 
 def _record_phase(ctx: Context, ex: Executor, run: RunRecord, phase: int, soak: float) -> None:

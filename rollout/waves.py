@@ -295,6 +295,33 @@ def continuing(ctx: Context, target: Phase) -> WaveRecord | None:
     return wave
 
 
+def refuse_past_waves(ctx: Context, target: Phase) -> None:
+    """A phase other than the one whose waves are under way may not start: its baseline
+    hosts would be left two phases behind."""
+    wave = current_wave(ctx)
+    if wave is None or wave.final or wave.phase == target.number:
+        return
+    total = len(ctx.inventory.hosts)
+    raise Refused(
+        f"{target.title} cannot start: {wave.title} is under way ({len(wave.canary)} of "
+        f"{total} host(s) have phase {wave.phase}, the rest are at phase {wave.from_phase}); "
+        "nothing was changed",
+        hint=f"finish phase {wave.phase}'s waves (`invoke advance`, or `invoke deploy --phase "
+        f"{wave.phase}`), or go back with `invoke rollback --to {wave.from_phase} --reason ...`",
+    )
+
+
+def describe_waves(ctx: Context, ex: Executor, target: Phase) -> None:
+    """Say how ``target`` will reach the fleet (``invoke plan``): each wave's hosts and soak."""
+    soak = ctx.options.soak if ctx.options.soak is not None else target.soak
+    plans = plan_waves([h.name for h in ctx.hosts], target, soak)
+    text = " | ".join(f"{p.index}: {', '.join(p.hosts)} ({format_duration(p.soak)})"
+                      for p in plans)  # fmt: skip
+    waves = [{"wave": p.index, "hosts": list(p.hosts), "soak": p.soak} for p in plans]
+    ex.emit(Kind.INFO, f"{target.title} goes out in {len(plans)} wave(s): {text}",
+            phase=target.number, waves=waves)  # fmt: skip
+
+
 def deploy_waves(
     ctx: Context, ex: Executor, run: RunRecord, plan: Plan, target: Phase, soak: float
 ) -> StepReport:

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from rollout.commands import Context, deploy, status
-from rollout.errors import RolledBack, WaveHeld
+from rollout.errors import Refused, RolledBack, WaveHeld
 from rollout.models import Playbook
 from rollout.playbook import load_playbook_text
 from rollout.testing import FakeBackend, FakeHost, fake_context
@@ -177,3 +177,15 @@ def test_deploy_again_goes_on_from_the_held_wave_after_approval(
     deploy(ctx, 1)
     assert at_phase(six, waves_playbook, 1) == NAMES
     assert [w.verdict for w in ctx.ledger.waves("inv")] == ["fleet-wide", "pass", "pass"]
+
+
+def test_the_next_phase_cannot_start_while_waves_are_under_way(
+    ctx: Context, six: FakeBackend, waves_playbook: Playbook
+) -> None:
+    """Phase 2 is refused during phase 1's wave 1: its baseline would be left behind."""
+    ctx.options = dataclasses.replace(ctx.options, wait=False)
+    deploy(ctx, 1)
+    with pytest.raises(Refused, match="wave 1/3 of phase 1 is under way"):
+        deploy(ctx, 2)
+    assert at_phase(six, waves_playbook, 1) == ["h1"]
+    assert at_phase(six, waves_playbook, 0) == NAMES[1:]
