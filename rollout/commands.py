@@ -599,10 +599,19 @@ def _deploy_body(
 
 
 def make_soak(ctx: Context, ex: Executor, phase: Phase, previous: Phase) -> Soak:
-    """The soak watcher for ``phase``, with the CLI's interval override applied."""
+    """The soak watcher for ``phase``, with the CLI's interval override applied; during a
+    wave, it judges the canary against the baseline (rollout.waves)."""
     from .soak import Soak
+    from .waves import current_wave, split_for
+
+    wave = current_wave(ctx)
 
     def on_rollback(reason: str, report: StepReport) -> None:
+        if wave is not None and wave.phase == phase.number and wave.verdict is None:
+            why = f"absolute thresholds breached: {reason}"  # the wave's record says how it ended
+            ctx.ledger.finish_wave(wave.id, "fail", {"verdict": "fail", "score": None,
+                                   "metrics": [], "wave": wave.index, "phase": wave.phase,
+                                   "reason": why})  # fmt: skip
         notify(
             ctx,
             ex,
@@ -617,9 +626,6 @@ def make_soak(ctx: Context, ex: Executor, phase: Phase, previous: Phase) -> Soak
     policy = ctx.playbook.health_for(phase.number)
     if ctx.options.interval is not None:
         policy = dataclasses.replace(policy, interval=ctx.options.interval)
-    from .waves import current_wave, split_for
-
-    wave = current_wave(ctx)
     split = split_for(ctx, wave) if wave is not None and wave.phase == phase.number else None
     if split is not None:
         previous = split.previous
@@ -1187,6 +1193,19 @@ def restart(ctx: Context, *, service: str | None = None, batch: int = 1,
 
     recorded = ctx.ledger.state(ctx.inventory.name).phase
     phase = recorded_phase(ctx, recorded) if recorded is not None else None
+    from .waves import current_wave
+
+    wave = current_wave(ctx)
+    if wave is not None and not wave.final:
+        # a restart re-applies the recorded phase on every host it restarts: it would move
+        # the wave's baseline forward (TODO(issue 16): restart each side at its own phase)
+        raise Refused(
+            f"restart refused: {wave.title} is under way and its baseline hosts must stay at "
+            f"phase {wave.from_phase}; nothing was changed",
+            hint=f"finish the waves first (`invoke advance`), or `invoke rollback --to "
+            f"{wave.from_phase} --reason ...`; an emergency is always `invoke rollback "
+            "--emergency`",
+        )
     with running(ctx, _command_text("restart", ctx.options)) as (_run, _lock, ex):
         if ex.side is not None:
             ex.claim()

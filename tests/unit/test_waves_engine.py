@@ -124,7 +124,7 @@ def test_a_baseline_host_breaching_alone_does_not_blame_the_phase(
     with pytest.raises(RolledBack):  # the final wave has no baseline: h6 breaches there
         deploy(ctx, 1)
     verdicts = [w.verdict for w in ctx.ledger.waves("inv")]
-    assert verdicts == ["pass", "pass", None]
+    assert verdicts == ["pass", "pass", "fail"]  # the final wave: absolute thresholds only
 
 
 def test_a_drifted_baseline_host_goes_back_to_the_previous_phase(
@@ -189,3 +189,17 @@ def test_the_next_phase_cannot_start_while_waves_are_under_way(
         deploy(ctx, 2)
     assert at_phase(six, waves_playbook, 1) == ["h1"]
     assert at_phase(six, waves_playbook, 0) == NAMES[1:]
+
+
+def test_restart_is_refused_while_a_wave_has_a_baseline(
+    ctx: Context, six: FakeBackend, waves_playbook: Playbook
+) -> None:
+    """A rolling restart re-applies the recorded phase: during a wave it would move the
+    baseline forward, so it is refused and nothing changes."""
+    from rollout.commands import restart
+
+    ctx.options = dataclasses.replace(ctx.options, wait=False)
+    deploy(ctx, 1)
+    with pytest.raises(Refused, match="baseline hosts must stay at phase 0"):
+        restart(ctx)
+    assert [f.restarts for f in six.fakes.values()] == [0] * 6
