@@ -46,8 +46,9 @@ def lab(stub_lab: Lab) -> Lab:
 
 
 def wave_playbook(
-    dest: Path, *, wave_soak: str = "2s", min_samples: int = 5, first: int = 1
-) -> Path:
+    dest: Path, *, wave_soak: str = "2s", min_samples: int = 5, first: int = 1,
+    textfile: Path | None = None,
+) -> Path:  # fmt: skip
     """Phase 1 in waves (``first`` hosts, then half the fleet, then the rest), error_rate
     compared."""
     fast_playbook(dest, interval="250ms", failure_limit=2, inconclusive_limit=3)
@@ -56,6 +57,8 @@ def wave_playbook(
         "allowed": 1.0, "confidence": 0.95, "min_samples": min_samples,
     }  # fmt: skip
     data["health"]["thresholds"]["average_response_time"].pop("compare", None)
+    if textfile is not None:
+        data["health"]["textfile"] = str(textfile)
     phase1 = data["phases"][0]
     phase1["soak"] = "2s"
     phase1["waves"] = [{"hosts": first, "soak": wave_soak}, {"hosts": "50%", "soak": wave_soak}]
@@ -76,7 +79,8 @@ def test_canary_worse_than_baseline_rolls_back_only_the_canary(lab: Lab, tmp_pat
     the judgement as a table, as JSON and as JUnit test cases."""
     canary = lab.hosts[0]
     control.set_metric_series(canary, "error_rate", 3.5, 0.2)
-    playbook = wave_playbook(tmp_path / "p.yml")
+    prom = tmp_path / "rollout.prom"
+    playbook = wave_playbook(tmp_path / "p.yml", textfile=prom)
     cli = CLI(lab.inventory, tmp_path / "ledger.db")
     ran = cli("deploy", "--phase", "1", "--yes", playbook=playbook)
     assert ran.code == 4, ran.stdout + ran.stderr
@@ -86,6 +90,9 @@ def test_canary_worse_than_baseline_rolls_back_only_the_canary(lab: Lab, tmp_pat
     [judged] = judgements(cli)
     assert judged["verdict"] == "fail" and judged["canary"] == [canary.name]
     [metric] = judged["metrics"]
+    exposed = prom.read_text()  # the last round, for node_exporter's textfile collector
+    assert f'host="{canary.name}",metric="error_rate",side="canary"}}' in exposed
+    assert 'side="baseline"' in exposed and "rollout_wave{" in exposed
     assert metric["outcome"] == "fail" and metric["canary_count"] >= 5
     assert metric["baseline_count"] >= 5 * 5
     assert metric["canary_median"] > 3.0 and metric["baseline_median"] < 1.0
