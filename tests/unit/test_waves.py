@@ -96,9 +96,11 @@ def test_compare_merges_per_metric_and_may_replace_a_threshold() -> None:
     assert (pb.scoring_for(1).pass_score, pb.scoring_for(1).marginal_score) == (99.0, 60.0)
 
 
-def test_ledger_records_waves_and_their_verdict_once(tmp_path: Path) -> None:
-    """start_wave records the phase and the wave together; a verdict, once set, is final."""
-    with Ledger(tmp_path / "l.db") as ledger:
+def test_ledger_records_waves_and_their_verdict_once(ledger_target: str) -> None:
+    """start_wave records the phase and the wave together; a verdict, once set, is final
+    (on SQLite and on PostgreSQL: schema 3 on both)."""
+    with Ledger(ledger_target) as ledger:
+        assert ledger.schema_version == 3
         run = ledger.start_run("inv", "deploy", (), None)
         wave = ledger.start_wave("inv", run.id, phase=4, from_phase=3, index=1, total=3,
                                  hosts=["h1"], canary=["h1"], soak=600.0)  # fmt: skip
