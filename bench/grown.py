@@ -4,8 +4,8 @@ A week of scheduled ``advance`` calls leaves hundreds of runs and their health s
 ledger. This measures, in-process and side by side (rounds interleaved so load drifts hit
 every ledger alike), the ledger reads behind the commands an operator runs on it:
 
-- ``advance gate``: the soak gate of every ``advance`` call (``soak.healthy_rounds``: the
-  healthy rounds recorded for the current phase);
+- ``advance gate``: what every ``advance`` call reads of the soak so far (``soak``: enough
+  healthy rounds recorded for the current phase, and the latest round);
 - ``rollback read``: the phases each host was verified at (``commands._highest_verified``);
 - ``history``: the 20 newest runs, rendered;
 - ``report``: the newest run's timeline, rendered.
@@ -68,7 +68,12 @@ def grow(path: Path, calls: int, hosts: int, per_phase: int) -> None:
 
 
 def _reads(ledger: Ledger) -> dict[str, Callable[[], object]]:
-    from rollout.soak import healthy_rounds
+    from rollout.soak import MIN_HEALTHY_ROUNDS, _rounds_newest_first, healthy_rounds
+
+    def gate() -> object:
+        state = ledger.state(INVENTORY)
+        enough = healthy_rounds(ledger, state, at_most=MIN_HEALTHY_ROUNDS)
+        return enough, next(_rounds_newest_first(ledger, state), None)
 
     def verified() -> object:
         return len(ledger.inventory_events(INVENTORY, Kind.VERIFY.value))
@@ -78,7 +83,7 @@ def _reads(ledger: Ledger) -> dict[str, Callable[[], object]]:
         return render_report(run, ledger.events(run.id), ledger.intents(run.id))
 
     return {
-        "advance gate": lambda: healthy_rounds(ledger, ledger.state(INVENTORY)),
+        "advance gate": gate,
         "rollback read": verified,
         "history": lambda: render_history(ledger.runs(INVENTORY, 20)),
         "report": report,

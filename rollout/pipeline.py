@@ -233,14 +233,13 @@ def _sample_run(
 def rebuild_budget(ctx: Context, budget: Budget, state: InventoryState) -> Budget:
     """The consecutive breach/inconclusive counts from this soak's samples in the ledger."""
     since = state.phase_changed or 0.0
-    verdicts = []
-    for event in ctx.ledger.inventory_events(ctx.inventory.name, Kind.SAMPLE.value):
+    breaches = inconclusive = 0
+    for event in ctx.ledger.newest_events(ctx.inventory.name, Kind.SAMPLE.value, since=since):
         inner = event.data.get("data")
         data: dict[str, object] = inner if isinstance(inner, dict) else {}
-        if event.ts >= since and data.get("phase") == state.phase:
-            verdicts.append(str(data.get("verdict")))
-    breaches = inconclusive = 0
-    for verdict in reversed(verdicts):
+        if data.get("phase") != state.phase:
+            continue
+        verdict = str(data.get("verdict"))
         if verdict == "breach" and inconclusive == 0:
             breaches += 1
         elif verdict == "inconclusive" and breaches == 0:

@@ -20,7 +20,7 @@ exactly one healthy round, never "healthy" without a sample.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,27 +50,36 @@ class _Sampled:
     healthy: bool
 
 
-def _sampled_rounds(ledger: Ledger, state: InventoryState) -> list[_Sampled]:
-    """This phase's rounds in the ledger since it was recorded, oldest first."""
+def _rounds_newest_first(ledger: Ledger, state: InventoryState) -> Iterator[_Sampled]:
+    """This phase's rounds in the ledger since it was recorded, newest first, read lazily:
+    the readers need the latest few, so their cost does not grow with the ledger's history
+    (``bench.grown``)."""
     since = state.phase_changed or 0.0
-    out = []
-    for event in ledger.inventory_events(state.inventory, Kind.SAMPLE.value):
+    for event in ledger.newest_events(state.inventory, Kind.SAMPLE.value, since=since):
         inner = event.data.get("data")
         data: dict[str, object] = inner if isinstance(inner, dict) else {}
-        if event.ts >= since and data.get("phase") == state.phase:
+        if data.get("phase") == state.phase:
             healthy = data.get("verdict") == Verdict.HEALTHY.value and not data.get("drifted")
-            out.append(_Sampled(event.ts, healthy))
-    return out
+            yield _Sampled(event.ts, healthy)
 
 
-def healthy_rounds(ledger: Ledger, state: InventoryState) -> int:
-    """How many healthy, drift-free rounds the ledger holds for the recorded phase."""
-    return sum(1 for r in _sampled_rounds(ledger, state) if r.healthy)
+def healthy_rounds(ledger: Ledger, state: InventoryState, *, at_most: int | None = None) -> int:
+    """How many healthy, drift-free rounds the ledger holds for the recorded phase (counting
+    stops at ``at_most``: a gate only needs to know there are enough)."""
+    count = 0
+    for sampled in _rounds_newest_first(ledger, state):
+        if sampled.healthy:
+            count += 1
+            if at_most is not None and count >= at_most:
+                break
+    return count
 
 
 def soak_done(ledger: Ledger, state: InventoryState) -> bool:
     """The recorded phase's soak is complete: its time counted and a healthy round sampled."""
-    return state.soak_complete and healthy_rounds(ledger, state) >= MIN_HEALTHY_ROUNDS
+    return state.soak_complete and (
+        healthy_rounds(ledger, state, at_most=MIN_HEALTHY_ROUNDS) >= MIN_HEALTHY_ROUNDS
+    )
 
 
 @dataclass(frozen=True)
@@ -129,7 +138,7 @@ class Soak:
         #: last healthy, drift-free round (or None when that round was not healthy)
         self._last_healthy: float | None = None
         self._sampled = False
-        self._healthy = 0  # healthy rounds of this phase, in the ledger and in this run
+        self._healthy = 0  # healthy rounds of this phase (ledger + this run), up to the minimum
         self.max_gap = max_gap if max_gap is not None else max(2 * policy.interval, 10.0)
         self.budget = Budget(policy)
         self.on_rollback = on_rollback
@@ -153,7 +162,7 @@ class Soak:
     def run(self) -> InventoryState:
         """Poll every ``interval`` until the soak completes; raises on rollback or cancel."""
         state = self.ex.ledger.state(self.inventory)
-        self._healthy = healthy_rounds(self.ex.ledger, state)
+        self._healthy = healthy_rounds(self.ex.ledger, state, at_most=MIN_HEALTHY_ROUNDS)
         self.ex.emit(
             Kind.SOAK,
             f"soaking {self.phase.title}: {format_duration(state.soak_counted)} of "
@@ -251,9 +260,9 @@ class Soak:
         seconds = 0.0
         now = self.mono()
         if not self._sampled:
-            rounds = _sampled_rounds(self.ex.ledger, state) if healthy else []
-            if rounds and rounds[-1].healthy:
-                gap = self.wall() - rounds[-1].ts
+            last = next(_rounds_newest_first(self.ex.ledger, state), None) if healthy else None
+            if last is not None and last.healthy:
+                gap = self.wall() - last.ts
                 if 0 <= gap <= self.max_gap:
                     seconds = gap
         elif healthy and self._last_healthy is not None:

@@ -150,7 +150,8 @@ def samples(ctx: Context, wave: WaveRecord) -> tuple[Samples, Samples]:
     canary: dict[str, list[float]] = defaultdict(list)
     baseline: dict[str, list[float]] = defaultdict(list)
     members = set(wave.canary)
-    for event in ctx.ledger.inventory_events(ctx.inventory.name, Kind.SAMPLE.value):
+    events = ctx.ledger.newest_events(ctx.inventory.name, Kind.SAMPLE.value, since=wave.started)
+    for event in events:  # newest first: each side's samples are a set, their order is moot
         inner = event.data.get("data")
         if not isinstance(inner, dict) or inner.get("wave_id") != wave.id:
             continue
