@@ -41,8 +41,8 @@ Log = Callable[[str], None]
 class Config:
     """What to run: lab sizes and repetitions per size, and which parts."""
 
-    sizes: tuple[int, ...] = (10, 50, 100)
-    reps: tuple[int, ...] = (5, 4, 3)
+    sizes: tuple[int, ...] = (10, 50, 100, 250)
+    reps: tuple[int, ...] = (5, 4, 3, 2)
     with_ansible: bool = True
     real_hosts: int = 5  # 0: skip the real-release part
     real_reps: int = 3
