@@ -420,7 +420,8 @@ class Executor:
             }, host=host)  # fmt: skip
 
     def release_lease(self) -> None:
-        """Give back this run's lease on every host that holds it (at the end of the run)."""
+        """Give back this run's lease on every host that holds it (at the end of the run);
+        a host whose last apply gave it back already (op final) is not called again."""
         side = self.side
         if side is None or side.lease_id is None:
             return
