@@ -25,8 +25,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="N=10 only, fewer repetitions")
-    parser.add_argument("--sizes", help="lab sizes, e.g. 10,50,100 (default)")
-    parser.add_argument("--reps", help="repetitions per size, e.g. 5,5,3 (default)")
+    parser.add_argument("--sizes", help="lab sizes, e.g. 10,50,100,250 (default)")
+    parser.add_argument("--reps", help="repetitions per size, e.g. 5,4,3,2 (default)")
     parser.add_argument("--no-ansible", action="store_true", help="leave ansible-playbook out")
     parser.add_argument("--no-real", action="store_true", help="skip the real-release part")
     parser.add_argument("--no-profile", action="store_true", help="skip the sampled deploy")
@@ -55,8 +55,8 @@ def config_from(args: argparse.Namespace) -> Config:
         if len(reps) != len(config.sizes):
             raise SystemExit("--reps needs one number per size")
         config = replace(config, reps=reps)
-    if any(n < 1 or n > 200 for n in config.sizes) or any(r < 1 or r > 50 for r in config.reps):
-        raise SystemExit("sizes must be 1..200 and repetitions 1..50")
+    if any(n < 1 or n > 250 for n in config.sizes) or any(r < 1 or r > 50 for r in config.reps):
+        raise SystemExit("sizes must be 1..250 and repetitions 1..50")
     return replace(
         config,
         with_ansible=not args.no_ansible,

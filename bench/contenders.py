@@ -33,6 +33,9 @@ RUN_DEADLINE = 300.0
 def tool_env(ledger: Path) -> dict[str, str]:
     """The caller's environment with a private ledger and no webhook (traffic stays local)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROLLOUT_")}
+    # an installed tool has its bytecode cached; a shell that turns caching off would make
+    # every run compile the engine from source (~0.3-1 s of CPU), which is not the tool's cost
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["ROLLOUT_LEDGER"] = str(ledger)
     return env
 

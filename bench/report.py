@@ -11,6 +11,8 @@ Data = Mapping[str, Any]
 FLOOR = "ssh"
 TOOL = "rollout"
 FIXED = "rollout+known_hosts"
+#: Issue 14: a 50-host deploy with read-back within this factor of the raw OpenSSH floor.
+BOUND = 1.15
 
 
 def _med(values: Iterable[float]) -> float:
@@ -118,14 +120,14 @@ def targets_table(data: Data) -> str:
         floor = _median_of(data, "stub", n50, "deploy", FLOOR)
         if tool and floor:
             ratio = tool / floor
-            rows.append((f"deploy with read-back, N={n50}: within 1.1x of the raw OpenSSH floor",
-                         f"{ratio:.2f}x ({tool:.2f} s vs {floor:.2f} s)",
-                         "met" if ratio <= 1.1 else "NOT met"))  # fmt: skip
+            rows.append((f"deploy with read-back, N={n50}: within {BOUND}x of the raw OpenSSH "
+                         "floor", f"{ratio:.2f}x ({tool:.2f} s vs {floor:.2f} s)",
+                         "met" if ratio <= BOUND else "NOT met"))  # fmt: skip
             fixed = _median_of(data, "stub", n50, "deploy", FIXED)
             if fixed:
                 rows.append((f"(same, with the proposed known_hosts fix: {FIXED})",
                              f"{fixed / floor:.2f}x ({fixed:.2f} s vs {floor:.2f} s)",
-                             "met" if fixed / floor <= 1.1 else "NOT met"))  # fmt: skip
+                             "met" if fixed / floor <= BOUND else "NOT met"))  # fmt: skip
         for job in data["jobs"]:
             tool = _median_of(data, "stub", n50, job, TOOL)
             ans = _median_of(data, "stub", n50, job, "ansible")
@@ -134,17 +136,45 @@ def targets_table(data: Data) -> str:
                              f"{ans / tool:.1f}x ({tool:.2f} s vs {ans:.2f} s)",
                              "met" if ans / tool >= 5 else "NOT met"))  # fmt: skip
     big = max(sizes) if sizes else None
-    for r in data["records"]:
-        if r["rep"] == -1 and r["n"] == big and r["contender"] == TOOL and r["tree_rss_kib"]:
-            mib = r["tree_rss_kib"] / 1024
-            rows.append((f"controller memory at N={big}: under 150 MB",
-                         f"{mib:.0f} MiB ({mib * 1.048576:.0f} MB) peak RSS",
-                         "met" if mib * 1.048576 < 150 else "NOT met"))  # fmt: skip
+    if big is not None:
+        rows += _big_rows(data, big)
     listing = data["cli"].get("invoke --list")
     if listing:
         rows.append(("`invoke --list` under 0.5 s", f"{_med(listing):.3f} s (median)",
                      "met" if _med(listing) < 0.5 else "NOT met"))  # fmt: skip
     return _table(("target", "measured", "verdict"), rows)
+
+
+def _big_rows(data: Data, big: int) -> list[tuple[str, str, str]]:
+    """The largest lab's targets: controller memory (250 MiB at N >= 250, else 150 MB) and,
+    from N=250 on, a deploy ratio no worse than at N=100."""
+    rows = []
+    tree = [r["tree_rss_kib"] for r in data["records"] if r["rep"] == -1 and r["n"] == big
+            and r["contender"] == TOOL and r["tree_rss_kib"]]  # fmt: skip
+    largest = [r["max_rss_kib"] for r in data["records"] if r["part"] == "stub" and
+               r["n"] == big and r["contender"] == TOOL and r["max_rss_kib"]]  # fmt: skip
+    if tree or largest:
+        mib = max(tree or [0]) / 1024
+        most = max(largest or [0]) / 1024
+        shown = f"{max(mib, most):.0f} MiB peak RSS (tree sampled {mib:.0f}, getrusage {most:.0f})"
+        if big >= 250:
+            rows.append((f"controller memory at N={big}: under 250 MiB", shown,
+                         "met" if max(mib, most) < 250 else "NOT met"))  # fmt: skip
+        else:
+            rows.append((f"controller memory at N={big}: under 150 MB", shown,
+                         "met" if max(mib, most) * 1.048576 < 150 else "NOT met"))  # fmt: skip
+    if big >= 250:
+        ratios = {}
+        for n in (100, big):
+            tool = _median_of(data, "stub", n, "deploy", TOOL)
+            floor = _median_of(data, "stub", n, "deploy", FLOOR)
+            if tool and floor:
+                ratios[n] = tool / floor
+        if len(ratios) == 2:
+            rows.append((f"deploy, N={big}: x floor no worse than at N=100",
+                         f"{ratios[big]:.2f}x vs {ratios[100]:.2f}x",
+                         "met" if ratios[big] <= ratios[100] else "NOT met"))  # fmt: skip
+    return rows
 
 
 def profile_table(data: Data) -> str:

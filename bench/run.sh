@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark suite in one command: installs what it needs (the project's .venv, GNU time,
 # ansible-core in bench/.venv-ansible), then runs `python -m bench` with the given options.
-#   bash bench/run.sh            # N = 10, 50, 100 stub hosts + N = 5 real releases (~15 min)
+#   bash bench/run.sh            # N = 10, 50, 100, 250 stub hosts + N = 5 real releases (~20 min)
 #   bash bench/run.sh --quick    # N = 10 only, fewer repetitions (~3 min)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -41,8 +41,8 @@ Log = Callable[[str], None]
 class Config:
     """What to run: lab sizes and repetitions per size, and which parts."""
 
-    sizes: tuple[int, ...] = (10, 50, 100)
-    reps: tuple[int, ...] = (5, 4, 3)
+    sizes: tuple[int, ...] = (10, 50, 100, 250)
+    reps: tuple[int, ...] = (5, 4, 3, 2)
     with_ansible: bool = True
     real_hosts: int = 5  # 0: skip the real-release part
     real_reps: int = 3
@@ -339,7 +339,7 @@ def ledger_ab(
 
 def run_suite(config: Config, command: str, log: Log = print) -> Results:
     """Run everything ``config`` asks for and return the results (nothing written)."""
-    from rollout.lab.testing import free_base_port, running_lab
+    from rollout.lab.testing import running_lab
 
     started = time.perf_counter()
     playbook = load_playbook(PLAYBOOK)
@@ -360,7 +360,7 @@ def run_suite(config: Config, command: str, log: Log = print) -> Results:
             lab_work = work / f"stub{n}"
             lab_work.mkdir()
             log(f"lab: {n} SSH-only hosts")
-            with running_lab(n, with_release=False, base_port=free_base_port(n)) as lab:
+            with running_lab(n, with_release=False, base_port=_free_ports(n)) as lab:
                 hosts = load_inventory(lab.inventory).hosts
                 fleet = StubFleet(hosts, playbook)
                 ledgers = ledger_templates(fleet, lab.inventory, lab_work)
@@ -382,7 +382,7 @@ def run_suite(config: Config, command: str, log: Log = print) -> Results:
             lab_work = work / "release"
             lab_work.mkdir()
             log(f"lab: {n} hosts with real Foundation releases")
-            with running_lab(n, with_release=True, base_port=free_base_port(n)) as lab:
+            with running_lab(n, with_release=True, base_port=_free_ports(n)) as lab:
                 hosts = load_inventory(lab.inventory).hosts
                 rfleet = ReleaseFleet(hosts, playbook, lab_work)
                 ledgers = ledger_templates(rfleet, lab.inventory, lab_work)
@@ -396,6 +396,19 @@ def run_suite(config: Config, command: str, log: Log = print) -> Results:
                 results.erl = erlstudy.study(hosts, playbook, lab_work, config.erl_reps, log)
     results.seconds = time.perf_counter() - started
     return results
+
+
+def _free_ports(n: int, tries: int = 10) -> int:
+    """A base port for an ``n``-host lab; the previous lab's sshds may take a few seconds to
+    let go of theirs (bounded: ``tries`` searches two seconds apart)."""
+    from rollout.lab.testing import free_base_port
+
+    for _ in range(tries - 1):
+        try:
+            return free_base_port(n)
+        except RuntimeError:
+            time.sleep(2)
+    return free_base_port(n)
 
 
 def to_json(results: Results) -> str:

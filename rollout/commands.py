@@ -568,6 +568,7 @@ def _side_warning(ex: Executor, message: str) -> None:
 def _deploy_body(
     ctx: Context, ex: Executor, run: RunRecord, plan: Plan, target: Phase
 ) -> StepReport:
+    watch = ctx.options.wait and not ctx.limited
     soak = ctx.options.soak if ctx.options.soak is not None else target.soak
     if target.waves and not ctx.limited and len(ctx.hosts) > 1:
         from .waves import deploy_waves
@@ -576,7 +577,7 @@ def _deploy_body(
     if target.waves:
         ex.emit(Kind.WARNING, f"{target.title}'s waves are skipped: "
                 + ("--limit picks the hosts" if ctx.limited else "one host has no baseline"))
-    report = ex.execute_deploy(plan)
+    report = ex.execute_deploy(plan, release_last=not watch)
     _record_phase(ctx, ex, run, target.number, soak)
     failed = report.failed
     if failed:
@@ -586,7 +587,7 @@ def _deploy_body(
             hint="fix those hosts, then re-run the same deploy",
             results=[r.summary() for r in failed],
         )
-    if ctx.options.wait and not ctx.limited:
+    if watch:
         assert plan.undo is not None
         make_soak(ctx, ex, target, plan.undo).run()
     elif not ctx.limited:

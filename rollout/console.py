@@ -114,6 +114,8 @@ class Change:
 
     action: str
     phase: int | None
+    #: the run's last change to the host: the same call gives the fleet lease back
+    last: bool = False
 
 
 @dataclass(frozen=True)
@@ -159,12 +161,32 @@ class RemoteConsole:
     def host(self) -> str:
         return self.session.host.name
 
-    def read_flags(self) -> FlagReading:
+    def read_flags(self, op: Op | None = None) -> FlagReading:
         body = render(
             "console/read_flags.exs.j2", marker=MARKER, payload=encode_payload(self.allow)
         )
-        data, fleet = self._call(body, op=self.side.op_read if self.side else Op.NONE)
+        if op is None:
+            self._retake()
+            op = self.side.op_read if self.side else Op.NONE
+        data, fleet = self._call(body, op=op)
         return self._reading(data, fleet)
+
+    def _retake(self) -> None:
+        """Take back the lease a final apply gave back, before the run calls the host again
+        (an undo after a later host failed): only while the host still holds the record this
+        run left there, so nobody's change in between is overwritten."""
+        side = self.side
+        if side is None or side.lease_id is None or self.host not in side.given_back:
+            return
+        expected = side.given_back[self.host]
+        state = self.read_flags(Op.TAKE).state
+        if state is None or state.raw_record not in expected:
+            raise ConsoleError(
+                self.host,
+                "the host's fleet record changed after this run gave its lease back; "
+                "this run does not change it again",
+                hint="`invoke status` shows who changed the host",
+            )
 
     def apply(self, state: FlagState, change: Change | None = None) -> ApplyResult:
         payload = encode_payload(self.allow, state)
@@ -173,8 +195,12 @@ class RemoteConsole:
         op = Op.NONE
         if self.side is not None and self.side.lease_id is not None:
             change = change or Change("change", None)
+            self._retake()
             record = self.side.record_for(self.host, change.action, change.phase)
             op = Op.APPLY
+            if change.last:
+                op = Op.FINAL
+                self.side.giving_back(self.host, record)
         data, fleet = self._call(body, allow_failure=True, op=op, record=record)
         errors = data.get("errors")
         if not isinstance(errors, dict):
@@ -199,6 +225,8 @@ class RemoteConsole:
         payload = encode_payload(self.allow, metrics=self.metrics)
         body = render("console/read_health.exs.j2", marker=MARKER, payload=payload)
         op = Op.RENEW if self.side and self.side.lease_id else Op.PEEK if self.side else Op.NONE
+        if op is Op.RENEW:
+            self._retake()
         data, fleet = self._call(body, timeout=self.health_timeout, op=op)
         raw_metrics = data.get("metrics")
         if not isinstance(raw_metrics, dict) or set(raw_metrics) != set(self.metrics):
@@ -231,9 +259,9 @@ class RemoteConsole:
         lease_id = side.lease_id if side else None
         if op in (Op.TAKE, Op.PEEK) and side is not None and side.lease_id is None:
             op = Op.PEEK
-        if replace_id is None and side is not None and op in (Op.TAKE, Op.APPLY):
+        if replace_id is None and side is not None and op in (Op.TAKE, Op.APPLY, Op.FINAL):
             replace_id = side.replace.get(self.host)
-            if op is Op.APPLY and replace_id != "*":
+            if op is not Op.TAKE and replace_id != "*":
                 replace_id = None
         head = header(op, lease_id, side.ttl if side else 0, replace_id,
                       side.holder if side else None, record)  # fmt: skip

@@ -420,7 +420,8 @@ class Executor:
             }, host=host)  # fmt: skip
 
     def release_lease(self) -> None:
-        """Give back this run's lease on every host that holds it (at the end of the run)."""
+        """Give back this run's lease on every host that holds it (at the end of the run);
+        a host whose last apply gave it back already (op final) is not called again."""
         side = self.side
         if side is None or side.lease_id is None:
             return
@@ -513,9 +514,12 @@ class Executor:
 
     # -- converging ----------------------------------------------------------------------
 
-    def converge(self, names: Sequence[str], target: Phase, action: Action) -> StepReport:
-        """Apply ``target``'s full state to ``names`` in parallel; verify by read-back."""
-        results = run_parallel(list(names), lambda n: self._converge_one(n, target, action))
+    def converge(
+        self, names: Sequence[str], target: Phase, action: Action, *, last: bool = False
+    ) -> StepReport:
+        """Apply ``target``'s full state to ``names`` in parallel; verify by read-back.
+        ``last``: the run's last change to them, whose call also gives their lease back."""
+        results = run_parallel(list(names), lambda n: self._converge_one(n, target, action, last))
         out = []
         for name in names:
             outcome = results[name]
@@ -533,7 +537,9 @@ class Executor:
                 )
         return StepReport(target, tuple(out))
 
-    def _converge_one(self, name: str, target: Phase, action: Action) -> HostResult:
+    def _converge_one(
+        self, name: str, target: Phase, action: Action, last: bool = False
+    ) -> HostResult:
         self.check_right()
         intent = self.ledger.intent(
             self.run.id,
@@ -543,7 +549,8 @@ class Executor:
             {"state": _jsonable(target.state.as_dict())},
         )
         try:
-            result = self._apply_and_verify(name, target.state, Change(action.value, target.number))
+            change = Change(action.value, target.number, last)
+            result = self._apply_and_verify(name, target.state, change)
         except RightLost as exc:
             self.ledger.settle(intent.id, False, {"error": exc.message, "changed": False})
             raise
@@ -649,8 +656,10 @@ class Executor:
 
     # -- commands ------------------------------------------------------------------------
 
-    def execute_deploy(self, plan: Plan) -> StepReport:
-        """Apply a deploy plan batch by batch; undo the changed hosts when a batch fails."""
+    def execute_deploy(self, plan: Plan, *, release_last: bool = False) -> StepReport:
+        """Apply a deploy plan batch by batch; undo the changed hosts when a batch fails.
+        ``release_last``: nothing follows the last batch (no soak), so its applies give the
+        fleet lease back in the same call (an undo takes it back first)."""
         changed: list[str] = []
         results: dict[str, HostResult] = {}
         for index, batch in enumerate(plan.batches, start=1):
@@ -664,7 +673,8 @@ class Executor:
                 hosts=list(batch),
             )
             changed.extend(batch)
-            report = self.converge(batch, plan.target, plan.action)
+            last = release_last and index == len(plan.batches)
+            report = self.converge(batch, plan.target, plan.action, last=last)
             for result in report.results:
                 results[result.host] = result
             failed = report.failed

@@ -22,7 +22,9 @@ Operations (:class:`Op`): ``peek`` reads; ``take`` takes the lease when it is fr
 already ours, or held by the exact id the caller may replace (``*``: any, for an emergency);
 ``renew`` extends our lease; ``apply`` renews it and writes the record *before* running the
 change, all under the host's flock (so a take-over waits for an apply in flight and the
-apply never runs for a run that lost the lease); ``note`` writes a record without a change
+apply never runs for a run that lost the lease); ``final`` is an apply that also gives the
+lease back, still under the flock, when the console exits 0 (a run's last change to the
+host: no call of its own to release it); ``note`` writes a record without a change
 (resume); ``release`` gives the lease back. A lease that is not ours ends the call with
 :data:`CONFLICT_STATUS` before the console runs: nothing is changed.
 """
@@ -84,7 +86,7 @@ take)
     if [ $mine = 0 ] && [ -n "$cur" ]; then say "previous $cur $exp"; say "previousholder $curh"; fi
     put; say "lease taken $lid $((now + ttl))"
   else status=conflict; say "lease held $cur $exp"; say "holder $curh"; fi;;
-renew|apply|note)
+renew|apply|note|final)
   if [ $mine = 1 ] || [ "$prev" = '*' ]; then put; say "lease renewed $lid $((now + ttl))"
   else status=conflict; say "lease lost ${cur:--} $exp"; say "holder $curh"; fi;;
 release)
@@ -96,7 +98,7 @@ clear)
 peek) say "lease peek ${cur:--} $exp"; say "holder $curh";;
 *) exit 70;;
 esac
-if [ $status = ok ] && { [ "$op" = apply ] || [ "$op" = note ]; }; then
+if [ $status = ok ] && { [ "$op" = apply ] || [ "$op" = note ] || [ "$op" = final ]; }; then
   printf '%s\n' "$rec" > "$d/record.tmp" && mv -f "$d/record.tmp" "$d/record" ||
     { say "error cannot write $d/record"; out; exit 71; }
 fi
@@ -107,6 +109,7 @@ say "record $r"
 case $op in release|note|clear) out; exit 0;; esac
 "$0" rpc "$(cat)" 9>&-
 rc=$?
+[ "$op" = final ] && [ $rc = 0 ] && rm -f "$d/lease" && say "released $lid"
 out
 exit $rc
 """.replace("WAIT", str(STATE_LOCK_WAIT))
@@ -120,6 +123,7 @@ class Op(Enum):
     TAKE = "take"
     RENEW = "renew"
     APPLY = "apply"
+    FINAL = "final"  # an apply that gives the lease back after a console exit 0
     NOTE = "note"
     RELEASE = "release"
     CLEAR = "clear"  # remove the lease whose exact id is given (`invoke unlock fl-...`)
@@ -296,7 +300,8 @@ class Knowledge:
 @dataclass(frozen=True)
 class Lease:
     """A host's lease as one call saw it. ``status``: taken, renewed, held, lost, released,
-    notmine or peek; ``expires`` and ``now`` are the host's clock (epoch seconds)."""
+    notmine or peek (a ``final`` apply that gave it back: released); ``expires`` and ``now``
+    are the host's clock (epoch seconds)."""
 
     status: str
     id: str | None
@@ -347,6 +352,8 @@ def parse_state(stdout: str) -> HostState | None:
             prev = fields["previous"].split(" ")
             prev_id = shown(prev[0], 40) if prev[0] else None
             prev_exp = _float(prev[1]) if len(prev) > 1 else 0.0
+        if "released" in fields and status == "renewed":
+            status = "released"  # a final apply: renewed, the change ran, then given back
         lease = Lease(
             status=status,
             id=lease_id,
@@ -439,6 +446,9 @@ class FleetSide:
     replace: dict[str, str] = field(default_factory=dict)  # host -> lease id we may replace
     states: dict[str, HostState] = field(default_factory=dict)
     lost: dict[str, HostState] = field(default_factory=dict)
+    #: hosts whose lease a final apply gave (or, its outcome unknown, may have given) back,
+    #: with the records the host may hold if no one changed it since (see ``seen``)
+    given_back: dict[str, frozenset[str]] = field(default_factory=dict)
     pause: tuple[str, str] | None = None  # (by, reason) written with every change
     reason: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -449,6 +459,19 @@ class FleetSide:
             lease = state.lease
             if lease is not None and lease.status == "lost":
                 self.lost[host] = state
+            if lease is not None and lease.status == "released" and lease.id == self.lease_id:
+                self.given_back[host] = frozenset((state.raw_record,))
+            elif lease is not None and lease.status in ("taken", "renewed"):
+                self.given_back.pop(host, None)
+
+    def giving_back(self, host: str, record: Record) -> None:
+        """A final apply to ``host`` is about to be sent: until its answer is read, the host
+        may hold either its last seen record or ``record`` and may have no lease of ours."""
+        with self._lock:
+            last = self.states.get(host)
+            self.given_back[host] = frozenset(
+                (record.to_json(), last.raw_record if last else "")
+            )
 
     def record_for(self, host: str, action: str, phase: int | None) -> Record:
         """The record a change to ``host`` writes: the generation after the last one seen."""

@@ -22,7 +22,6 @@ import threading
 import time
 import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -120,17 +119,18 @@ Poster = Callable[[str, bytes, float], HttpReply]
 LedgerRecorder = Callable[[str, Mapping[str, object]], object]
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A webhook that redirects is misconfigured; following it could post elsewhere."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
 def post_json(
     url: str, body: bytes, timeout: float, *, proxies: Mapping[str, str] | None = None
 ) -> HttpReply:
     """POST ``body`` as JSON with urllib; ``proxies`` None means the environment's proxies."""
+    import urllib.request  # lazy: it pulls in http.client and ssl, ~40 ms a command
+
+    class _NoRedirect(urllib.request.HTTPRedirectHandler):
+        """A webhook that redirects is misconfigured; following it could post elsewhere."""
+
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
     handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
     if proxies is not None:
         handlers.append(urllib.request.ProxyHandler(dict(proxies)))

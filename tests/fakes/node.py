@@ -151,7 +151,7 @@ class FakeNode:
             else:
                 conflict = True
                 said += [f"lease held {cur} {exp}", f"holder {curh}"]
-        elif op in ("renew", "apply", "note"):
+        elif op in ("renew", "apply", "note", "final"):
             if mine or prev == "*":
                 put()
                 said.append(f"lease renewed {lid} {now + ttl}")
@@ -174,7 +174,7 @@ class FakeNode:
             said += [f"lease peek {cur or '-'} {exp}", f"holder {curh}"]
         else:
             return 70, "", ""
-        if not conflict and op in ("apply", "note"):
+        if not conflict and op in ("apply", "note", "final"):
             self.record = rec
         said.append(f"record {self.record or ''}")
         state = "".join(f"{STATE_MARKER} {line}\n" for line in said)
@@ -183,6 +183,9 @@ class FakeNode:
         if op in ("release", "note", "clear"):
             return 0, state, ""
         status, out, err = self._rpc(body)
+        if op == "final" and status == 0:  # the change ran: the lease goes back, as the script
+            self.lease = None
+            state += f"{STATE_MARKER} released {lid}\n"
         return status, out + state, err
 
     # -- bin/foundation rpc over the console templates --------------------------------------
