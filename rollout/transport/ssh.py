@@ -1,9 +1,7 @@
-"""SSH sessions over paramiko: one connection per host for the whole run.
+"""SSH sessions over Fabric and paramiko: one connection per host for the whole run.
 
-A :class:`paramiko.SSHClient` opens each connection with what Fabric's ``Connection`` gave it
-when Fabric opened it (hermetic: no ``~/.ssh/config``; the user, port, key file and agent from
-the inventory), without Fabric's per-host ``Config`` (about 1.5 ms of the GIL per host, and
-0.1-0.3 s to import Fabric), and with three changes to the defaults:
+Fabric's :class:`fabric.Connection` opens the connection (hermetic config: no
+``~/.ssh/config``, no Fabric config files), with three changes to its defaults:
 
 * host keys are verified and fail closed (:mod:`.hostkeys`); Fabric's default accepts any key;
 * the TCP socket is ours, with ``TCP_NODELAY`` (paramiko leaves Nagle on, which costs a
@@ -64,11 +62,13 @@ class SSHSession:
         self,
         host: Host,
         client: paramiko.SSHClient,
+        fabric_conn: object,
         hops: Sequence[paramiko.SSHClient] = (),
         redact: Redactor | None = None,
     ) -> None:
         self.host = host
         self._client = client
+        self._conn = fabric_conn  # keeps Fabric's Connection (and its config) alive
         self._hops = list(hops)  # bastion connections, first hop first
         self._lock = threading.Lock()
         self._redact = redact or Redactor()
@@ -220,6 +220,8 @@ class SSHTransport:
         )
 
     def connect(self, host: Host) -> SSHSession:
+        from fabric import Config, Connection  # lazy: fabric costs ~0.3 s to import
+
         known_hosts = (
             Path(host.known_hosts_file) if host.known_hosts_file else default_known_hosts()
         )
@@ -235,17 +237,21 @@ class SSHTransport:
             "channel_timeout": self.connect_timeout,
         }
         connect_kwargs.update(_key_options(host.key_file))
-        client = paramiko.SSHClient()
+        config = Config(lazy=True, overrides={"load_ssh_configs": False})
+        conn = Connection(
+            host.address,
+            user=host.user,
+            port=host.port,
+            config=config,
+            connect_kwargs=connect_kwargs,
+        )
+        client: paramiko.SSHClient = conn.client
         client.get_host_keys().update(keys)
         client.set_missing_host_key_policy(
             self._policy(host, known_hosts)
         )
         try:
-            # username None: paramiko takes the local user, as Fabric's default did
-            client.connect(
-                host.address, port=host.port, username=host.user,
-                **connect_kwargs,  # type: ignore[arg-type]
-            )  # fmt: skip
+            conn.open()
         except HostKeyError:
             _close(sock, hops)
             raise
@@ -272,7 +278,7 @@ class SSHTransport:
         transport = client.get_transport()
         if transport is not None and self.keepalive:
             transport.set_keepalive(self.keepalive)
-        return SSHSession(host, client, hops, self.redact)
+        return SSHSession(host, client, conn, hops, self.redact)
 
     def _open_socket(self, host: Host, via: Host | Jump | None = None) -> socket.socket:
         target = via or host
