@@ -6,5 +6,5 @@ what is measured and holds the latest figures. Modules: :mod:`.suite` (the run),
 :mod:`.fanout` and :mod:`.ansible` (the other two ways), :mod:`.measure` (timing and memory),
 :mod:`.fleet` (host and ledger state between runs), :mod:`.report` (Markdown),
 :mod:`.sampler` and :mod:`.patched` (where the tool's time goes, and proposed fixes measured
-in-process), :mod:`.erlcall`, :mod:`.erlterm` and :mod:`.erlstudy` (the erl_call prototype).
+in-process), :mod:`.erlcall`, and :mod:`.erlstudy` (the erl_call prototype).
 """

@@ -21,9 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from rollout.erlterm import Atom, TermError, parse
 from rollout.transport.base import remote_command
-
-from .erlterm import Atom, TermError, parse
 
 TABLE = "foundation_feature_flags"
 MONITOR = "'Elixir.Foundation.Deployment.Monitor'"

@@ -10,10 +10,11 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from .console import ApplyResult, Change, FlagReading, HealthReading, RemoteConsole
+from .erlcall import ConsolePaths, PathChoice
 from .errors import TransportError
 from .fleet import Fleet, Outcome
 from .fleetstate import FleetSide
-from .models import FlagState, Host, Playbook
+from .models import ConsoleMode, FlagState, Host, Playbook
 from .output import MAX_COMMAND_OUTPUT_BYTES
 from .transport.base import CommandResult, Session, Transport
 
@@ -37,6 +38,10 @@ class Backend(Protocol):
 
     def run(self, name: str, argv: Sequence[str], *, timeout: float) -> CommandResult: ...
 
+    def console_path(self, name: str) -> PathChoice | None:
+        """The console path this run chose for ``name`` (None before its first call)."""
+        ...
+
     def reset(self, name: str) -> None:
         """Drop a host's session so the next use reconnects (after a transport failure)."""
         ...
@@ -47,8 +52,16 @@ class Backend(Protocol):
 class SSHBackend:
     """Real hosts over SSH."""
 
-    def __init__(self, hosts: Sequence[Host], transport: Transport, playbook: Playbook) -> None:
+    def __init__(
+        self,
+        hosts: Sequence[Host],
+        transport: Transport,
+        playbook: Playbook,
+        console: ConsoleMode | None = None,
+    ) -> None:
         self.fleet = Fleet(hosts, transport)
+        #: each host's console path, probed once per run (``console``: ROLLOUT_CONSOLE)
+        self.paths = ConsolePaths(console)
         self.allow = playbook.flags
         self.metrics = tuple(t.metric for t in playbook.health.thresholds)
         for phase in playbook.phases:
@@ -79,7 +92,11 @@ class SSHBackend:
             timeout=self.timeout,
             health_timeout=self.health_timeout,
             side=self.side,
+            paths=self.paths,
         )
+
+    def console_path(self, name: str) -> PathChoice | None:
+        return self.paths.get(name)
 
     def run(self, name: str, argv: Sequence[str], *, timeout: float) -> CommandResult:
         try:

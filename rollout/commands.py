@@ -20,6 +20,7 @@ from . import wiring
 from .backend import Backend, SSHBackend
 from .cancel import Cancel
 from .clock import SYSTEM, Clock, ClockPart
+from .erlcall import console_override
 from .errors import (
     FleetChanged,
     HostError,
@@ -162,7 +163,7 @@ def load_context(
             on_pin=on_pin,
             redact=Redactor(known_secrets(inventory, pb)),
         )
-        return SSHBackend(selected, transport, pb)
+        return SSHBackend(selected, transport, pb, console_override())
 
     context = Context(
         options,
@@ -1059,6 +1060,8 @@ class HostStatus:
     #: the phase this host must hold when it differs from the recorded one: a wave's
     #: baseline host stays at the previous phase (rollout.waves)
     expected: int | None = None
+    console: str | None = None  # the console path read through (rollout.erlcall)
+    console_fallback: str | None = None  # why rpc, when erl_call was wanted
 
 
 @dataclass(frozen=True)
@@ -1112,7 +1115,8 @@ def status(ctx: Context) -> StatusReport:
             if lease is not None and lease.live and lease.holder is not None:
                 held = f"{lease.id} by {lease.holder.describe()}, {lease.expires_in:.0f}s left"
             rows.append(HostStatus(name, flags, ctx.playbook.match(flags), None, record,
-                                   behind, held))  # fmt: skip
+                                   behind, held, console=outcome.value.console,
+                                   console_fallback=outcome.value.console_fallback))  # fmt: skip
     from .waves import current_wave
 
     wave = current_wave(ctx)

@@ -1,12 +1,17 @@
 """The release's remote console: render code from ``templates/console``, run it, parse it.
 
-Code runs in the live node through ``bin/foundation rpc "$(cat)"`` (a ``mix release`` has no
-``remote_console``, and ``remote`` with piped stdin evaluates in a throwaway VM). The body and
-the console's environment (``release_env``, e.g. the cookie) travel on stdin, never on the
-SSH command line. Values never become code: flag and metric names are checked against the
-playbook's allowlist and a strict pattern, then travel with the desired values as one base64
-literal that the template decodes and checks again. Every setter reply is asserted; the node
-prints one ``ROLLOUT-RESULT/1 {json}`` line, and anything else is a :class:`ConsoleError`.
+Code runs in the live node through one of two paths, chosen once per host per run
+(:mod:`rollout.erlcall`): the release's ``erts-*/bin/erl_call`` with the Erlang expressions of
+``templates/console/erl/`` (milliseconds; the default where the release has it), or
+``bin/foundation rpc "$(cat)"`` with the Elixir of ``templates/console/`` (a client VM per
+call; a ``mix release`` has no ``remote_console``, and ``remote`` with piped stdin evaluates
+in a throwaway VM). The body and the console's environment (``release_env``, e.g. the cookie)
+travel on stdin, never on the SSH command line. Values never become code: flag and metric
+names are checked against the playbook's allowlist and a strict pattern, then travel with the
+desired values as one base64 literal that the template decodes and checks again. Every
+setter reply is checked; the rpc path's node prints one ``ROLLOUT-RESULT/1 {json}`` line,
+the erl_call path's answers one term of an exact shape, and anything else is a
+:class:`ConsoleError`.
 """
 
 from __future__ import annotations
@@ -21,6 +26,14 @@ from functools import cache
 import jinja2
 
 from . import resources
+from .erlcall import (
+    UNAVAILABLE_STATUS,
+    ConsolePath,
+    ConsolePaths,
+    Kind,
+    PathChoice,
+    judge,
+)
 from .errors import CommandTimeout, ConsoleError, TemplateError, UsageError
 from .fleetstate import (
     CONFLICT_STATUS,
@@ -37,6 +50,7 @@ from .fleetstate import (
 from .models import (
     FLAG_NAME_RE,
     METRIC_NAME_RE,
+    ConsoleMode,
     FlagState,
     FlagValue,
     Observed,
@@ -106,6 +120,8 @@ class FlagReading:
     node: str
     flags: Mapping[str, Observed]
     state: HostState | None = None  # the host's fleet-side record and lease (fleetstate)
+    console: str = "rpc"  # the console path the reading came through (rollout.erlcall)
+    console_fallback: str | None = None  # why rpc, when erl_call was wanted (auto)
 
 
 @dataclass(frozen=True)
@@ -148,8 +164,10 @@ class RemoteConsole:
         health_timeout: float | None = None,
         side: FleetSide | None = None,
         state_dir: str | None = None,
+        paths: ConsolePaths | None = None,
     ) -> None:
         self.session = session
+        self.paths = paths if paths is not None else ConsolePaths()
         self.side = side
         self.state_dir = state_dir or session.host.state_dir
         self.health_timeout = health_timeout or timeout
@@ -162,13 +180,11 @@ class RemoteConsole:
         return self.session.host.name
 
     def read_flags(self, op: Op | None = None) -> FlagReading:
-        body = render(
-            "console/read_flags.exs.j2", marker=MARKER, payload=encode_payload(self.allow)
-        )
+        payload = encode_payload(self.allow)
         if op is None:
             self._retake()
             op = self.side.op_read if self.side else Op.NONE
-        data, fleet = self._call(body, op=op)
+        data, fleet = self._call("read_flags", payload, Kind.READ, op=op)
         return self._reading(data, fleet)
 
     def _retake(self) -> None:
@@ -190,7 +206,6 @@ class RemoteConsole:
 
     def apply(self, state: FlagState, change: Change | None = None) -> ApplyResult:
         payload = encode_payload(self.allow, state)
-        body = render("console/apply_flags.exs.j2", marker=MARKER, payload=payload)
         record = None
         op = Op.NONE
         if self.side is not None and self.side.lease_id is not None:
@@ -201,7 +216,9 @@ class RemoteConsole:
             if change.last:
                 op = Op.FINAL
                 self.side.giving_back(self.host, record)
-        data, fleet = self._call(body, allow_failure=True, op=op, record=record)
+        data, fleet = self._call(
+            "apply_flags", payload, Kind.APPLY, allow_failure=True, op=op, record=record
+        )
         errors = data.get("errors")
         if not isinstance(errors, dict):
             raise self._garbage("the apply result has no errors object")
@@ -215,7 +232,8 @@ class RemoteConsole:
     ) -> HostState:
         """A lease or record operation alone (release, note, clear): no console code runs."""
         _, fleet = self._call(
-            "", op=op, record=record, expect_result=False, replace_id=replace_id
+            None, "", Kind.READ, op=op, record=record, expect_result=False,
+            replace_id=replace_id,
         )
         if fleet is None:
             raise self._garbage("the state directory call printed no state")
@@ -223,11 +241,12 @@ class RemoteConsole:
 
     def health(self) -> HealthReading:
         payload = encode_payload(self.allow, metrics=self.metrics)
-        body = render("console/read_health.exs.j2", marker=MARKER, payload=payload)
         op = Op.RENEW if self.side and self.side.lease_id else Op.PEEK if self.side else Op.NONE
         if op is Op.RENEW:
             self._retake()
-        data, fleet = self._call(body, timeout=self.health_timeout, op=op)
+        data, fleet = self._call(
+            "read_health", payload, Kind.HEALTH, timeout=self.health_timeout, op=op
+        )
         raw_metrics = data.get("metrics")
         if not isinstance(raw_metrics, dict) or set(raw_metrics) != set(self.metrics):
             raise self._garbage("the health result does not list the expected metrics")
@@ -242,9 +261,64 @@ class RemoteConsole:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _call(
+    def path(self) -> PathChoice:
+        """This host's console path for the run: chosen (and probed, for auto) once."""
+        chosen = self.paths.get(self.host)
+        if chosen is not None:
+            return chosen
+        mode = self.paths.mode(self.session.host.console)
+        if mode is ConsoleMode.RPC:
+            choice = PathChoice(ConsolePath.RPC)
+        elif mode is ConsoleMode.ERL_CALL:
+            choice = PathChoice(ConsolePath.ERL_CALL)
+        else:
+            choice = self._probe()
+        return self.paths.set(self.host, choice)
+
+    def _probe(self) -> PathChoice:
+        """One erl_call round trip that changes nothing: does it reach this host's node?"""
+        body = render("console/erl/probe.erl.j2")
+        deadline = min(self.timeout, 15.0)
+        result = self._run(body, ConsolePath.ERL_CALL, Op.NONE, None, None, deadline)
+        if result.timed_out:
+            return PathChoice(ConsolePath.RPC, f"erl_call did not answer within {deadline:.0f}s")
+        reply = judge(result.stdout, Kind.PROBE)
+        if reply.data is not None and result.exit_status == 0:
+            return PathChoice(ConsolePath.ERL_CALL)
+        if reply.status is None and result.exit_status == UNAVAILABLE_STATUS:
+            why = result.stderr.strip().removeprefix("rollout: ") or "erl_call is unavailable"
+        else:
+            why = "erl_call did not reach the node: " + (reply.why or result.tail())
+            if result.stderr.strip():
+                why += f" ({result.tail(2)})"
+        return PathChoice(ConsolePath.RPC, why[:300])
+
+    def _run(
         self,
         body: str,
+        path: ConsolePath,
+        op: Op,
+        record: Record | None,
+        replace_id: str | None,
+        deadline: float,
+    ) -> CommandResult:
+        host = self.session.host
+        env = "".join(f"{name}={value.reveal()}\n" for name, value in host.release_env)
+        side = self.side
+        lease_id = side.lease_id if side else None
+        head = header(op, lease_id, side.ttl if side else 0, replace_id,
+                      side.holder if side else None, record)  # fmt: skip
+        stdin = (script_stdin() + env + "\n" + head + body).encode("utf-8")
+        # erl_call's own deadline passes a second before the remote `timeout` kills the call
+        inner = str(max(1, int(deadline) - 1))
+        argv = ["sh", "-c", LOADER, host.release_bin, self.state_dir, path.value, inner]
+        return self.session.run(argv, stdin=stdin, timeout=deadline)
+
+    def _call(
+        self,
+        template: str | None,
+        payload: str,
+        kind: Kind,
         *,
         allow_failure: bool = False,
         timeout: float | None = None,
@@ -253,29 +327,31 @@ class RemoteConsole:
         expect_result: bool = True,
         replace_id: str | None = None,
     ) -> tuple[dict[str, object], HostState | None]:
-        host = self.session.host
-        env = "".join(f"{name}={value.reveal()}\n" for name, value in host.release_env)
         side = self.side
-        lease_id = side.lease_id if side else None
         if op in (Op.TAKE, Op.PEEK) and side is not None and side.lease_id is None:
             op = Op.PEEK
         if replace_id is None and side is not None and op in (Op.TAKE, Op.APPLY, Op.FINAL):
             replace_id = side.replace.get(self.host)
             if op is not Op.TAKE and replace_id != "*":
                 replace_id = None
-        head = header(op, lease_id, side.ttl if side else 0, replace_id,
-                      side.holder if side else None, record)  # fmt: skip
-        stdin = (script_stdin() + env + "\n" + head + body).encode("utf-8")
-        argv = ["sh", "-c", LOADER, host.release_bin, self.state_dir]
+        choice = self.path() if template is not None else PathChoice(ConsolePath.RPC)
+        if template is None:
+            body = ""
+        elif choice.path is ConsolePath.ERL_CALL:
+            body = render(f"console/erl/{template}.erl.j2", payload=payload)
+        else:
+            body = render(f"console/{template}.exs.j2", marker=MARKER, payload=payload)
         deadline = timeout or self.timeout
-        result = self.session.run(argv, stdin=stdin, timeout=deadline)
+        result = self._run(body, choice.path, op, record, replace_id, deadline)
         if result.timed_out:
             raise CommandTimeout(
                 self.host,
                 f"the remote console did not answer within {deadline:.0f}s and was killed; "
                 "the outcome is unknown until the host is read back",
             )
-        fleet = parse_state(result.stdout)
+        erl = judge(result.stdout, kind) if choice.path is ConsolePath.ERL_CALL else None
+        # on the erl_call path the state lines are only those after erl_call's own output
+        fleet = parse_state(erl.rest if erl is not None else result.stdout)
         if fleet is not None and side is not None:
             side.seen(self.host, fleet)
         if result.exit_status == CONFLICT_STATUS and fleet is not None:
@@ -291,6 +367,16 @@ class RemoteConsole:
             if result.exit_status != 0:
                 raise self._failure(result)
             return {}, fleet
+        if erl is not None:
+            if erl.status == 142:
+                raise CommandTimeout(
+                    self.host,
+                    f"erl_call's deadline ({max(1, int(deadline) - 1)}s) passed before the "
+                    "node answered; the outcome is unknown until the host is read back",
+                )
+            if erl.data is None or result.exit_status != 0:
+                raise self._erl_failure(result, erl.why)
+            return erl.data, fleet
         data = _find_result(result)
         if data is None:
             raise self._failure(result)
@@ -309,8 +395,14 @@ class RemoteConsole:
             node_name = base64.b64decode(node, validate=True).decode("utf-8", "replace")
         except (binascii.Error, ValueError):
             raise self._garbage("the node name is not base64") from None
+        choice = self.paths.get(self.host) or PathChoice(ConsolePath.RPC)
         return FlagReading(
-            self.host, node_name, {k: _observed(v) for k, v in flags.items()}, fleet
+            self.host,
+            node_name,
+            {k: _observed(v) for k, v in flags.items()},
+            fleet,
+            choice.path.value,
+            choice.fallback,
         )
 
     def _failure(self, result: CommandResult) -> ConsoleError:
@@ -323,6 +415,20 @@ class RemoteConsole:
         return ConsoleError(
             self.host, f"remote console failed (exit {result.exit_status}): {tail}", hint=hint
         )
+
+    def _erl_failure(self, result: CommandResult, why: str) -> ConsoleError:
+        hint = "check that the node runs and that release_bin and release_env are right"
+        if result.exit_status == UNAVAILABLE_STATUS:
+            why = result.stderr.strip().removeprefix("rollout: ") or why
+            hint = (
+                "this host's release cannot be reached through erl_call: set "
+                "rollout_console: auto (or rpc) for it in the inventory"
+            )
+        elif result.exit_status == 1 and "connect" in why:
+            hint = "the node is down or the cookie is wrong: start the release, then re-run"
+        elif "reported an error" in why:
+            hint = "the release may not implement Foundation.FeatureFlags as expected"
+        return ConsoleError(self.host, f"remote console (erl_call) failed: {why}", hint=hint)
 
     def _garbage(self, why: str) -> ConsoleError:
         return ConsoleError(

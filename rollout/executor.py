@@ -203,7 +203,9 @@ class Executor:
     def _emit_read(self, name: str, outcome: Outcome[FlagReading]) -> None:
         if outcome.error is not None:
             self._forget_if_broken(name, outcome.error)
-            self.emit(Kind.READ, outcome.error.detail, host=name, ok=False)
+            self.emit(
+                Kind.READ, outcome.error.detail, host=name, ok=False, **self._console_data(name)
+            )
         else:
             assert outcome.value is not None
             flags = outcome.value.flags
@@ -215,7 +217,18 @@ class Executor:
                 ok=True,
                 flags=_jsonable(flags),
                 matches=match,
+                **self._console_data(name),
             )
+
+    def _console_data(self, name: str) -> dict[str, object]:
+        """Which console path ``name`` uses (and why rpc, when erl_call was wanted)."""
+        choice = self.backend.console_path(name)
+        if choice is None:
+            return {}
+        data: dict[str, object] = {"console": choice.path.value}
+        if choice.fallback:
+            data["console_fallback"] = choice.fallback
+        return data
 
     def _connect_and_read(self, name: str) -> _Preflight:
         """Connect to one host and read it as soon as its own connection is up."""
@@ -310,7 +323,8 @@ class Executor:
                 # a host that answers SSH but not its console stays in the run (a rollback
                 # still tries it, and reports it); the script took its lease before the console
                 self._forget_if_broken(name, outcome.error)
-                self.emit(Kind.READ, outcome.error.detail, host=name, ok=False)
+                self.emit(Kind.READ, outcome.error.detail, host=name, ok=False,
+                          **self._console_data(name))  # fmt: skip
             elif outcome.value is not None:
                 readings[name] = outcome.value
         self._announce_takeovers()
@@ -571,6 +585,7 @@ class Executor:
                 ok=True,
                 phase=target.number,
                 flags=_jsonable(result.flags),
+                **self._console_data(name),
             )
         else:
             self.emit(
@@ -582,6 +597,7 @@ class Executor:
                 flags=_jsonable(result.flags),
                 mismatched=list(result.mismatched),
                 error=result.error,
+                **self._console_data(name),
             )
         return result
 

@@ -10,7 +10,8 @@ in a small state directory (``rollout_state_dir``, default ``<release root>/.rol
 ``lock``    the ``flock`` that makes every read-decide-write on the two files atomic.
 
 Both files ride on the console calls the tool already makes (no extra round trip): the
-fixed script :data:`STATE_SCRIPT` runs around the release's ``rpc`` in the same ``sh -c``.
+fixed script :data:`STATE_SCRIPT` runs around the console call (the release's ``rpc``, or
+its ``erl_call``: :mod:`rollout.erlcall`) in the same ``sh -c``.
 The header (operation, lease id, time to live) and both JSON documents travel on stdin,
 never on the command line; the script only copies them into files with
 write-temp-then-rename and prints them back, so a value is never code. Every call prints
@@ -40,6 +41,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 
+from .erlcall import CONSOLE_FUNCTION
 from .errors import HostError, UsageError
 
 STATE_MARKER = "ROLLOUT-STATE/1"
@@ -53,13 +55,19 @@ MAX_DOC = 4096
 
 #: Reads ``NAME=value`` environment lines up to a blank line, then the state header (three
 #: lines: ``op lease_id ttl replace``, the holder JSON, the record JSON). ``$0`` is the
-#: release's bin script, ``$1`` the state directory. The rest of stdin is the rpc expression.
+#: release's bin script, ``$1`` the state directory, ``$2`` the console path (``rpc`` or
+#: ``erl_call``, :mod:`rollout.erlcall`) and ``$3`` erl_call's own deadline in seconds. The
+#: rest of stdin is the console's code: the rpc expression, or erl_call's expressions.
 STATE_SCRIPT = r"""while IFS= read -r l && [ -n "$l" ]; do export "$l"; done
 IFS=' ' read -r op lid ttl prev || exit 70
 IFS= read -r holder || exit 70
 IFS= read -r rec || exit 70
 case $ttl in ''|*[!0-9]*) exit 70;; esac
-[ "$op" = none ] && exec "$0" rpc "$(cat)"
+cm=${2:-rpc} ct=${3:-60}
+case $cm in rpc|erl_call) ;; *) exit 70;; esac
+case $ct in ''|*[!0-9]*) exit 70;; esac
+ERLCALL_FUNCTION
+[ "$op" = none ] && { con; exit; }
 d=$1
 st=
 say() { st="${st}ROLLOUT-STATE/1 $1
@@ -107,12 +115,12 @@ r=
 say "record $r"
 [ $status = conflict ] && { out; exit 75; }
 case $op in release|note|clear) out; exit 0;; esac
-"$0" rpc "$(cat)" 9>&-
+con 9>&-
 rc=$?
 [ "$op" = final ] && [ $rc = 0 ] && rm -f "$d/lease" && say "released $lid"
 out
 exit $rc
-""".replace("WAIT", str(STATE_LOCK_WAIT))
+""".replace("WAIT", str(STATE_LOCK_WAIT)).replace("ERLCALL_FUNCTION\n", CONSOLE_FUNCTION)
 
 
 class Op(Enum):

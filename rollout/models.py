@@ -136,6 +136,14 @@ def same_value(a: Observed, b: Observed) -> bool:
     return type(a) is type(b) and a == b
 
 
+class ConsoleMode(Enum):
+    """``rollout_console``: how a host's console calls reach its node (rollout.erlcall)."""
+
+    AUTO = "auto"  # erl_call where the release has it and it answers, else rpc (recorded)
+    ERL_CALL = "erl_call"  # erl_call only: a host without it fails, saying so
+    RPC = "rpc"  # bin/<release> rpc only
+
+
 class Risk(Enum):
     LOW = "low"
     MEDIUM = "medium"
@@ -374,6 +382,8 @@ class Host:
     #: ``<release root>/.rollout-state`` for ``<release root>/bin/<name>``, else
     #: ``<dir of release_bin>/.rollout-state-<name>``; see rollout.fleetstate)
     rollout_state_dir: str = ""
+    #: rollout_console: the console path (rollout.erlcall); auto unless the inventory says
+    console: ConsoleMode = ConsoleMode.AUTO
 
     def __str__(self) -> str:
         return self.name

@@ -160,6 +160,8 @@ def render_status(report: Any, playbook: Playbook, *, as_json: bool = False) -> 
                         },
                         "ledger_behind": h.behind,
                         "fleet_lease": h.lease,
+                        "console": getattr(h, "console", None),
+                        "console_fallback": getattr(h, "console_fallback", None),
                     }
                     for h in report.hosts
                 ],
@@ -221,7 +223,10 @@ def render_status(report: Any, playbook: Playbook, *, as_json: bool = False) -> 
             continue
         state = "drifted" if h.matches is None else f"phase {h.matches}"
         mark = "  " if not known or h.matches == want(h) else "! "
-        lines.append(f"{mark}{h.host:<{width}}  {state:<11}  {flags_line(h.flags)}")
+        via = f"  via {h.console}" if getattr(h, "console", None) else ""
+        lines.append(f"{mark}{h.host:<{width}}  {state:<11}  {flags_line(h.flags)}{via}")
+        if getattr(h, "console_fallback", None):
+            lines.append(" " * (width + 4) + "console: rpc, because " + h.console_fallback)
         if h.record is not None:
             late = "  (this ledger is BEHIND: another controller)" if h.behind else ""
             lines.append(" " * (width + 4) + "last change: " + h.record.story() + late)

@@ -154,6 +154,9 @@ class FakeBackend:
             return fake.handler(fake, tuple(argv))
         return CommandResult(name, " ".join(argv), 0, "", "", 0.0)
 
+    def console_path(self, name: str) -> None:
+        return None  # a fake host has no console path
+
     def reset(self, name: str) -> None:
         self.resets.append(name)
 

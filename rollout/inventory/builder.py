@@ -21,7 +21,7 @@ FLEET_VAR = "rollout_fleet"
 # Our own variable names, long enough that a near miss is a typo rather than another variable.
 _TYPO_GUARDED = (
     "release_bin", "release_env", "known_hosts_file", "restart_command", "state_paths",
-    "rollout_state_dir",
+    "rollout_state_dir", "rollout_console",
     FLEET_VAR,
 )  # fmt: skip
 

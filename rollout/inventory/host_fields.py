@@ -14,7 +14,7 @@ from typing import TypedDict
 
 from ..errors import SourceLocation
 from ..fields import is_control as _is_control
-from ..models import Host, Jump, Secret
+from ..models import ConsoleMode, Host, Jump, Secret
 from ..sshopts import (
     ARG_VARIABLES,
     ClientConfig,
@@ -94,6 +94,7 @@ class _HostFields(TypedDict, total=False):
     state_paths: tuple[str, ...]
     jumps: tuple[Jump, ...]
     rollout_state_dir: str
+    console: ConsoleMode
 
 
 def make_host(
@@ -158,6 +159,19 @@ def make_host(
     value = pick(merged, "rollout_state_dir")
     if value is not None:
         changes["rollout_state_dir"] = _remote_path(_text(value, name), value.loc, name)
+
+    value = pick(merged, "rollout_console")
+    if value is not None:
+        text = _text(value, name)
+        try:
+            changes["console"] = ConsoleMode(text)
+        except ValueError:
+            fail(
+                f"rollout_console for host {name!r} must be auto, erl_call or rpc, "
+                f"got {show_value(value, text)}",
+                value.loc,
+                "auto (the default) uses the release's erl_call where it answers, else rpc",
+            )
 
     value = pick(merged, "release_env")
     if value is not None:

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from bench import ansible, erlcall, fanout, fleet, measure, report
-from bench.erlterm import Atom, TermError, parse
 from bench.jobs import Job, Step, StepKind, console_steps, make_jobs, step_command
 from rollout.console import MARKER
+from rollout.erlterm import Atom, TermError, parse
 from rollout.models import Host
 from rollout.playbook import load_playbook
 
