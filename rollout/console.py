@@ -168,6 +168,8 @@ class RemoteConsole:
     ) -> None:
         self.session = session
         self.paths = paths if paths is not None else ConsolePaths()
+        self._pending: PathChoice | None = None  # a fallback settled once an rpc call works
+        self._choice: PathChoice | None = None  # the path of the last call
         self.side = side
         self.state_dir = state_dir or session.host.state_dir
         self.health_timeout = health_timeout or timeout
@@ -261,37 +263,48 @@ class RemoteConsole:
 
     # -- internals -------------------------------------------------------------------------
 
-    def path(self) -> PathChoice:
-        """This host's console path for the run: chosen (and probed, for auto) once."""
+    def path(self, deadline: float | None = None) -> PathChoice:
+        """This host's console path for the run: chosen (and probed, for auto) once.
+
+        A probe that finds no erl_call in the release settles rpc for the run. One that
+        reaches erl_call but not the node gives rpc for this call only, and settles it once
+        an rpc call works (erl_call cannot reach a node that rpc can); while neither works
+        (the node is down) every call probes again, so a node that comes back gets erl_call.
+        A probe that outlives its deadline is this call's timeout (rpc would wait as long).
+        """
         chosen = self.paths.get(self.host)
         if chosen is not None:
             return chosen
         mode = self.paths.mode(self.session.host.console)
         if mode is ConsoleMode.RPC:
-            choice = PathChoice(ConsolePath.RPC)
-        elif mode is ConsoleMode.ERL_CALL:
-            choice = PathChoice(ConsolePath.ERL_CALL)
-        else:
-            choice = self._probe()
-        return self.paths.set(self.host, choice)
+            return self.paths.set(self.host, PathChoice(ConsolePath.RPC))
+        if mode is ConsoleMode.ERL_CALL:
+            return self.paths.set(self.host, PathChoice(ConsolePath.ERL_CALL))
+        choice, settled = self._probe(deadline or self.timeout)
+        if settled:
+            return self.paths.set(self.host, choice)
+        self._pending = choice
+        return choice
 
-    def _probe(self) -> PathChoice:
+    def _probe(self, deadline: float) -> tuple[PathChoice, bool]:
         """One erl_call round trip that changes nothing: does it reach this host's node?"""
         body = render("console/erl/probe.erl.j2")
-        deadline = min(self.timeout, 15.0)
         result = self._run(body, ConsolePath.ERL_CALL, Op.NONE, None, None, deadline)
-        if result.timed_out:
-            return PathChoice(ConsolePath.RPC, f"erl_call did not answer within {deadline:.0f}s")
         reply = judge(result.stdout, Kind.PROBE)
+        if result.timed_out or reply.status == 142:
+            raise CommandTimeout(
+                self.host,
+                f"the node did not answer erl_call within {deadline:.0f}s; nothing was run",
+            )
         if reply.data is not None and result.exit_status == 0:
-            return PathChoice(ConsolePath.ERL_CALL)
+            return PathChoice(ConsolePath.ERL_CALL), True
         if reply.status is None and result.exit_status == UNAVAILABLE_STATUS:
             why = result.stderr.strip().removeprefix("rollout: ") or "erl_call is unavailable"
-        else:
-            why = "erl_call did not reach the node: " + (reply.why or result.tail())
-            if result.stderr.strip():
-                why += f" ({result.tail(2)})"
-        return PathChoice(ConsolePath.RPC, why[:300])
+            return PathChoice(ConsolePath.RPC, why[:300]), True
+        why = "erl_call did not reach the node: " + (reply.why or result.tail())
+        if result.stderr.strip():
+            why += f" ({result.tail(2)})"
+        return PathChoice(ConsolePath.RPC, why[:300]), False
 
     def _run(
         self,
@@ -334,14 +347,15 @@ class RemoteConsole:
             replace_id = side.replace.get(self.host)
             if op is not Op.TAKE and replace_id != "*":
                 replace_id = None
-        choice = self.path() if template is not None else PathChoice(ConsolePath.RPC)
+        deadline = timeout or self.timeout
+        choice = self.path(deadline) if template is not None else PathChoice(ConsolePath.RPC)
+        self._choice = choice
         if template is None:
             body = ""
         elif choice.path is ConsolePath.ERL_CALL:
             body = render(f"console/erl/{template}.erl.j2", payload=payload)
         else:
             body = render(f"console/{template}.exs.j2", marker=MARKER, payload=payload)
-        deadline = timeout or self.timeout
         result = self._run(body, choice.path, op, record, replace_id, deadline)
         if result.timed_out:
             raise CommandTimeout(
@@ -382,6 +396,8 @@ class RemoteConsole:
             raise self._failure(result)
         if result.exit_status != 0 and not allow_failure:
             raise self._failure(result)
+        if self._pending is choice:  # rpc works where erl_call did not: settled for the run
+            self.paths.set(self.host, choice)
         return data, fleet
 
     def _reading(self, data: Mapping[str, object], fleet: HostState | None = None) -> FlagReading:
@@ -395,7 +411,7 @@ class RemoteConsole:
             node_name = base64.b64decode(node, validate=True).decode("utf-8", "replace")
         except (binascii.Error, ValueError):
             raise self._garbage("the node name is not base64") from None
-        choice = self.paths.get(self.host) or PathChoice(ConsolePath.RPC)
+        choice = self._choice or PathChoice(ConsolePath.RPC)
         return FlagReading(
             self.host,
             node_name,
