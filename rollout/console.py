@@ -385,8 +385,9 @@ class RemoteConsole:
             if erl.status == 142:
                 raise CommandTimeout(
                     self.host,
-                    f"erl_call's deadline ({max(1, int(deadline) - 1)}s) passed before the "
-                    "node answered; the outcome is unknown until the host is read back",
+                    f"the remote console did not answer within {max(1, int(deadline) - 1)}s "
+                    "(erl_call's own deadline); the outcome is unknown until the host is read "
+                    "back",
                 )
             if erl.data is None or result.exit_status != 0:
                 raise self._erl_failure(result, erl.why)
