@@ -377,3 +377,22 @@ def test_term_parser_reads_the_subset_and_refuses_the_rest() -> None:
         with pytest.raises(TermError):
             parse(text)
 
+
+
+def test_inventory_rollout_console_is_read_and_checked(tmp_path: Path) -> None:
+    """rollout_console sets a host's path (auto by default); another value is exit-2 input
+    naming the key and the choices."""
+    from rollout.errors import InventoryError
+    from rollout.inventory import load_inventory
+
+    path = tmp_path / "inv.yml"
+    path.write_text(
+        "all:\n  hosts:\n    a: {}\n    b: {rollout_console: rpc}\n"
+        "    c: {rollout_console: erl_call}\n"
+    )
+    modes = {h.name: h.console for h in load_inventory(path).hosts}
+    assert modes == {"a": ConsoleMode.AUTO, "b": ConsoleMode.RPC, "c": ConsoleMode.ERL_CALL}
+    path.write_text("all:\n  hosts:\n    a: {rollout_console: ssh}\n")
+    with pytest.raises(InventoryError) as caught:
+        load_inventory(path)
+    assert "rollout_console" in caught.value.message and "erl_call" in caught.value.message
