@@ -30,13 +30,16 @@ COMMAND_TIMEOUT = 60.0
 RUN_DEADLINE = 300.0
 
 
-def tool_env(ledger: Path) -> dict[str, str]:
-    """The caller's environment with a private ledger and no webhook (traffic stays local)."""
+def tool_env(ledger: Path, console: str | None = None) -> dict[str, str]:
+    """The caller's environment with a private ledger and no webhook (traffic stays local);
+    ``console`` forces the tool's console path (ROLLOUT_CONSOLE)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROLLOUT_")}
     # an installed tool has its bytecode cached; a shell that turns caching off would make
     # every run compile the engine from source (~0.3-1 s of CPU), which is not the tool's cost
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["ROLLOUT_LEDGER"] = str(ledger)
+    if console:
+        env["ROLLOUT_CONSOLE"] = console
     return env
 
 
@@ -45,9 +48,14 @@ class Tool:
 
     name = "rollout"
 
-    def __init__(self, inventory: Path, ledgers: dict[str, Path]) -> None:
+    def __init__(
+        self, inventory: Path, ledgers: dict[str, Path], console: str | None = None
+    ) -> None:
         self.inventory = inventory
         self.ledgers = ledgers
+        self.console = console  # None: the tool's own choice (auto)
+        if console:
+            self.name = f"rollout({console})"
 
     def run(self, job: Job, run_dir: Path, *, sample_tree: bool = False) -> Sample:
         ledger = run_dir / "ledger.db"
@@ -56,7 +64,7 @@ class Tool:
         return run(
             argv,
             cwd=REPO,
-            env=tool_env(ledger),
+            env=tool_env(ledger, self.console),
             stdout=run_dir / f"{self.name}-{job.name}.log",
             deadline=RUN_DEADLINE,
             sample_tree=sample_tree,
@@ -91,14 +99,21 @@ class Fanout:
 
     name = "ssh"
 
-    def __init__(self, hosts: Sequence[Host], playbook: Playbook, jobs: Sequence[Job], work: Path):
+    def __init__(
+        self, hosts: Sequence[Host], playbook: Playbook, jobs: Sequence[Job], work: Path,
+        console: str = "rpc",
+    ) -> None:  # fmt: skip
         self.hosts = list(hosts)
+        if console != "rpc":
+            self.name = f"ssh+{console}"
+        where = work / ("fanout" if console == "rpc" else f"fanout-{console}")
         self.scripts = {
             job.name: fanout.write_script(
-                work / "fanout" / job.name / "run.sh", self.hosts, playbook, job, COMMAND_TIMEOUT
+                where / job.name / "run.sh", self.hosts, playbook, job, COMMAND_TIMEOUT,
+                console,
             )
             for job in jobs
-        }
+        }  # fmt: skip
         self.jobs = {job.name: job for job in jobs}
 
     def run(self, job: Job, run_dir: Path, *, sample_tree: bool = False) -> Sample:

@@ -48,8 +48,9 @@ def destination(host: Host) -> str:
 
 
 def write_script(
-    path: Path, hosts: Sequence[Host], playbook: Playbook, job: Job, timeout: float
-) -> Path:
+    path: Path, hosts: Sequence[Host], playbook: Playbook, job: Job, timeout: float,
+    console: str = "rpc",
+) -> Path:  # fmt: skip
     """Write the fan-out script for ``job`` to ``path``; outputs go to ``<dir>/out/<host>``.
 
     The remote script differs between hosts only in ``release_bin`` and ``restart_command``,
@@ -58,7 +59,7 @@ def write_script(
     """
     if any(h.release_env for h in hosts):
         raise ValueError("the fan-out floor does not carry release_env (the lab sets none)")
-    pieces = PLACEHOLDER.split(script(None, playbook, job.steps, timeout))
+    pieces = PLACEHOLDER.split(script(None, playbook, job.steps, timeout, console))
     parts, names = pieces[0::2], pieces[1::2]
     lines = [
         "#!/bin/bash",

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from rollout.console import MARKER, RPC_SCRIPT, encode_payload, render
+from rollout.erlcall import CONSOLE_FUNCTION
 from rollout.models import Host, Playbook
 from rollout.transport.base import remote_command
 
@@ -27,6 +28,16 @@ HEREDOC_TAG = "ROLLOUT_BENCH_EOF"
 BIN = "@release_bin@"
 RESTART = "@restart_command@"
 PLACEHOLDER = re.compile(r"@(release_bin|restart_command)@")
+#: The erl_call floor's remote script: the environment lines, then the tool's own fixed
+#: console function (rollout.erlcall: node, cookie file, erl_call under its own deadline)
+#: with the Erlang expressions on stdin; ``$0`` is release_bin, ``$1`` erl_call's deadline.
+ERL_CALL_SCRIPT = (
+    'while IFS= read -r l && [ -n "$l" ]; do export "$l"; done\ncm=erl_call ct=$1\n'
+    + CONSOLE_FUNCTION
+    + "con\n"
+)
+#: What starts an accepted erl_call reply line (the floor checks for one per console step).
+ERL_CALL_OK = "{ok, {rollout_"
 
 
 class StepKind(Enum):
@@ -47,18 +58,20 @@ class Step:
     kind: StepKind
     phase: int | None = None  # for APPLY: the phase whose full state is written
 
-    def body(self, playbook: Playbook) -> str:
-        """The console code for this step, as the tool renders it."""
+    def body(self, playbook: Playbook, path: str = "rpc") -> str:
+        """The console code for this step, as the tool renders it for ``path``."""
         if self.kind is StepKind.READ:
-            payload = encode_payload(playbook.flags)
-            return render("console/read_flags.exs.j2", marker=MARKER, payload=payload)
-        if self.kind is StepKind.HEALTH:
+            name, payload = "read_flags", encode_payload(playbook.flags)
+        elif self.kind is StepKind.HEALTH:
             metrics = tuple(t.metric for t in playbook.health.thresholds)
-            payload = encode_payload(playbook.flags, metrics=metrics)
-            return render("console/read_health.exs.j2", marker=MARKER, payload=payload)
-        assert self.phase is not None
-        payload = encode_payload(playbook.flags, playbook.phase(self.phase).state)
-        return render("console/apply_flags.exs.j2", marker=MARKER, payload=payload)
+            name, payload = "read_health", encode_payload(playbook.flags, metrics=metrics)
+        else:
+            assert self.phase is not None
+            state = playbook.phase(self.phase).state
+            name, payload = "apply_flags", encode_payload(playbook.flags, state)
+        if path == "erl_call":
+            return render(f"console/erl/{name}.erl.j2", payload=payload)
+        return render(f"console/{name}.exs.j2", marker=MARKER, payload=payload)
 
 
 @dataclass(frozen=True)
@@ -126,29 +139,39 @@ def make_jobs(emergency: bool) -> tuple[Job, ...]:
     )
 
 
-def step_command(host: Host | None, playbook: Playbook, step: Step, timeout: float) -> str:
+def step_command(
+    host: Host | None, playbook: Playbook, step: Step, timeout: float, path: str = "rpc"
+) -> str:
     """One step as a shell command with its stdin in a here-document.
 
     With ``host`` None the host's paths stay placeholders (:data:`BIN`, :data:`RESTART`) for
-    callers that fill them in per host (bash variables, Ansible host vars).
+    callers that fill them in per host (bash variables, Ansible host vars). ``path``: the
+    console path, ``rpc`` (``bin/<release> rpc``) or ``erl_call`` (:data:`ERL_CALL_SCRIPT`).
     """
     if step.kind is StepKind.RESTART:
         restart = (host.restart_command or "") if host is not None else RESTART
         return remote_command(["sh", "-c", restart], timeout) + "\n"
-    body = step.body(playbook)
+    body = step.body(playbook, path)
     if HEREDOC_TAG in body:
         raise ValueError(f"the console body contains {HEREDOC_TAG}")
     env = ""
     if host is not None:
         env = "".join(f"{name}={value.reveal()}\n" for name, value in host.release_env)
     release_bin = host.release_bin if host is not None else BIN
-    command = remote_command(["sh", "-c", RPC_SCRIPT, release_bin], timeout)
+    if path == "erl_call":
+        inner = str(max(1, int(timeout) - 1))
+        command = remote_command(["sh", "-c", ERL_CALL_SCRIPT, release_bin, inner], timeout)
+    else:
+        command = remote_command(["sh", "-c", RPC_SCRIPT, release_bin], timeout)
     return f"{command} <<'{HEREDOC_TAG}'\n{env}\n{body}{HEREDOC_TAG}\n"
 
 
-def script(host: Host | None, playbook: Playbook, steps: Sequence[Step], timeout: float) -> str:
+def script(
+    host: Host | None, playbook: Playbook, steps: Sequence[Step], timeout: float,
+    path: str = "rpc",
+) -> str:  # fmt: skip
     """Every step of a job for one host, in one remote shell that stops at the first failure."""
-    return "set -e\n" + "".join(step_command(host, playbook, s, timeout) for s in steps)
+    return "set -e\n" + "".join(step_command(host, playbook, s, timeout, path) for s in steps)
 
 
 def console_steps(job: Job) -> int:
@@ -158,4 +181,6 @@ def console_steps(job: Job) -> int:
 
 def result_lines(output: str) -> int:
     """How many console results an output holds (one per console step on success)."""
-    return sum(1 for line in output.splitlines() if line.startswith(MARKER + " "))
+    return sum(
+        1 for line in output.splitlines() if line.startswith((MARKER + " ", ERL_CALL_OK))
+    )

@@ -62,12 +62,13 @@ UNAVAILABLE_STATUS = 69
 #: ``con``: the console call of :data:`rollout.fleetstate.STATE_SCRIPT`. ``$cm`` is the path
 #: (``rpc`` or ``erl_call``), ``$ct`` erl_call's deadline; ``$0`` the release's bin script.
 #: The erl_call branch runs in a subshell, so the release's env.sh cannot touch the state
-#: script's variables; stdin (the expressions) goes straight to erl_call.
+#: script's variables (nor its umask); stdin (the expressions) goes straight to erl_call. It
+#: starts few processes (each costs the host about a millisecond): mktemp, erl_call, rm.
 CONSOLE_FUNCTION = r"""con() {
   [ "$cm" = erl_call ] || { "$0" rpc "$(cat)"; return; }
   (
   u() { printf 'rollout: %s\n' "$1" >&2; exit 69; }
-  s=$(readlink "$0" || true); [ -n "$s" ] || s=$0
+  s=$0; [ ! -L "$0" ] || s=$(readlink "$0") || s=$0
   RELEASE_ROOT=$(CDPATH='' cd "${s%/*}/.." && pwd -P) || u "cannot find the release root"
   ev= rv=
   [ -r "$RELEASE_ROOT/releases/start_erl.data" ] || u "the release has no releases/start_erl.data"
@@ -80,14 +81,17 @@ CONSOLE_FUNCTION = r"""con() {
   export RELEASE_ROOT RELEASE_NAME RELEASE_VSN RELEASE_COMMAND RELEASE_PROG
   [ ! -f "$RELEASE_ROOT/releases/$RELEASE_VSN/env.sh" ] ||
     . "$RELEASE_ROOT/releases/$RELEASE_VSN/env.sh"
-  k=${RELEASE_COOKIE:-$(cat "$RELEASE_ROOT/releases/COOKIE")} || u "cannot read the cookie"
+  k=${RELEASE_COOKIE:-}
+  [ -n "$k" ] || { IFS= read -r k < "$RELEASE_ROOT/releases/COOKIE" || [ -n "$k" ]; } ||
+    u "cannot read the release's releases/COOKIE"
   unset RELEASE_COOKIE
   n=${RELEASE_NODE:-$RELEASE_NAME} ds=${RELEASE_DISTRIBUTION:-sname}
   case $ds in sname|name) ;; *) u "RELEASE_DISTRIBUTION=$ds: erl_call needs sname or name";; esac
   h=$(mktemp -d) || u "mktemp -d failed"
   trap 'rm -rf "$h"' EXIT
   trap 'exit 143' HUP INT TERM
-  (umask 077 && printf '%s' "$k" > "$h/.erlang.cookie") || u "cannot write the cookie file"
+  umask 077
+  printf '%s' "$k" > "$h/.erlang.cookie" || u "cannot write the cookie file"
   k=
   printf '%s\n' "ROLLOUT-ERLCALL/1 begin"
   HOME=$h "$x" "-$ds" "$n" -timeout "$ct" -e

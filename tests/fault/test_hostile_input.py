@@ -224,6 +224,38 @@ def test_hostile_values_are_refused_or_carried(
         assert outcomes["newline"] == 2, outcomes
 
 
+#: What the erl_call console function takes from the host's environment (rollout.erlcall)
+ERL_CALL_ENV = ("RELEASE_NODE", "RELEASE_COOKIE", "RELEASE_DISTRIBUTION")
+
+
+@pytest.mark.scenario("hostile release_env on the erl_call path")
+def test_hostile_release_env_is_data_on_the_erl_call_path(
+    clean: Lab, marker: Path, tmp_path: Path
+) -> None:
+    """With rollout_console: erl_call, every corpus value as the node name, the cookie or the
+    distribution is refused (exit 2) or fails as a console error (exit 5); none is executed,
+    every node stays up, no flag changes, and the hostile cookie is in no output."""
+    for variable in ERL_CALL_ENV:
+        for name, value in hostile(marker).items():
+            work = tmp_path / f"{variable}-{name}"
+            work.mkdir()
+            inventory = faults.write_inventory(
+                clean, work / "hostile.yml",
+                host_vars={h.name: {"rollout_console": "erl_call",
+                                    "release_env": {variable: value}} for h in clean.hosts},
+            )  # fmt: skip
+            ran = InProcessCLI(inventory, work / "ledger.db")(
+                "status", "--limit", "h1", playbook=fault_playbook(work / "fault.yml")
+            )
+            assert ran.code in (2, 5), f"{variable}={name!r}: {ran.stdout}{ran.stderr}"
+            if ran.code == 5:
+                assert "erl_call" in ran.stdout + ran.stderr, ran.stdout + ran.stderr
+            if variable == "RELEASE_COOKIE" and len(value) >= 6:
+                assert value not in ran.stdout + ran.stderr
+            assert sorted(p.name for p in marker.iterdir()) == [], f"{variable}={name!r} ran"
+    assert_harmless(clean, marker)
+
+
 @pytest.mark.scenario("hostile --reason is data: ledger and webhook verbatim")
 def test_hostile_reason_reaches_ledger_and_webhook_verbatim(
     clean: Lab, marker: Path, tmp_path: Path, webhook: Webhook
