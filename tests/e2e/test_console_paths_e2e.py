@@ -5,6 +5,7 @@ on a host's command line or in erl_call's environment while erl_call runs."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import tempfile
@@ -18,7 +19,7 @@ import pytest
 from rollout.console import RemoteConsole
 from rollout.erlcall import ConsolePaths
 from rollout.inventory import load_inventory
-from rollout.lab import Lab, control, faults
+from rollout.lab import Lab, control, faults, procs
 from rollout.lab.testing import clean_lab_fixture, lab_fixture  # noqa: F401
 from rollout.models import Secret
 from rollout.playbook import load_playbook
@@ -176,3 +177,55 @@ def test_the_cookie_is_never_on_a_host_command_line(clean_lab: Lab) -> None:
         assert b"RELEASE_COOKIE=" not in environ
         home = next(v for v in environ.split(b"\0") if v.startswith(b"HOME="))[5:].decode()
         assert home.startswith("/tmp/") and not Path(home).exists()
+
+
+def _sessions(lab: Lab) -> dict[str, set[int]]:
+    """host -> its SSH connections: the sshd processes the listener forked (one per
+    connection; the pre-auth and user processes are their children)."""
+    out = {}
+    for host in lab.hosts:
+        listener = control.sshd_pid(host)
+        out[host.name] = {
+            p for p in faults.sshd_processes(host) if procs.parent_pid(p) == listener
+        }
+    return out
+
+
+def test_a_soak_holds_one_session_per_host_and_polls_with_one_erl_call(
+    cli: CLI, clean_lab: Lab
+) -> None:
+    """A monitor soak keeps one SSH session per host for its whole life, and each poll is one
+    erl_call on the host (counted by a logging wrapper around the release's erl_call)."""
+    ok(cli("deploy", "--phase", "1", "--yes", "--no-wait"))
+    wrapped = []
+    for host in clean_lab.hosts:
+        real = next((host.release_bin.parent.parent).glob("erts-*/bin/erl_call"))
+        moved = real.with_name("erl_call.real")
+        real.rename(moved)
+        log = real.with_name("erl_call.log")
+        real.write_text(f'#!/bin/sh\necho call >> {log}\nexec {moved} "$@"\n')
+        real.chmod(0o755)
+        log.touch()
+        log.chmod(0o666)
+        wrapped.append((real, moved, log))
+    seen: dict[str, set[int]] = {h.name: set() for h in clean_lab.hosts}
+    try:
+        proc = cli.popen("monitor", "--soak", "6s", "--interval", "1s", "--json")
+        while proc.poll() is None:
+            for name, pids in _sessions(clean_lab).items():
+                seen[name] |= pids
+            time.sleep(0.05)
+        out, err = proc.communicate()
+        calls = [len(log.read_text().splitlines()) for _real, _moved, log in wrapped]
+    finally:
+        for real, moved, log in wrapped:
+            real.unlink()
+            moved.rename(real)
+            log.unlink()
+    assert proc.returncode == 0, out + err
+    events = [json.loads(line) for line in out.splitlines() if line.strip()]
+    polls = sum(1 for e in events if e["event"] == "sample")
+    assert polls >= 4, out
+    assert all(len(pids) == 1 for pids in seen.values()), seen  # one connection per host
+    # the probe, the claim's read, one per poll (and at most a closing read)
+    assert all(polls + 2 <= n <= polls + 3 for n in calls), (calls, polls)
