@@ -44,6 +44,8 @@ LAYER_OF = {
     "monitor": "core",
     "canary": "core",
     "templating": "core",
+    "erlterm": "core",
+    "erlcall": "core",
     "report": "core",
     "live": "core",
     "invlist": "core",
