@@ -9,7 +9,15 @@ import pytest
 import yaml
 
 from bench import ansible, erlcall, fanout, fleet, measure, report
-from bench.jobs import Job, Step, StepKind, console_steps, make_jobs, step_command
+from bench.jobs import (
+    Job,
+    Step,
+    StepKind,
+    console_steps,
+    make_jobs,
+    result_lines,
+    step_command,
+)
 from rollout.console import MARKER
 from rollout.erlterm import Atom, TermError, parse
 from rollout.models import Host
@@ -93,6 +101,20 @@ def test_jobs_carry_the_tools_console_calls(playbook) -> None:
     assert step_command(None, playbook, Step(StepKind.RESTART), 60).endswith(
         "sh -c @restart_command@\n"
     )
+
+
+def test_erl_call_floor_runs_the_tools_erlang_expressions(playbook) -> None:
+    """The erl_call floor's step is the tool's erl_call body under the tool's own console
+    function, and its accepted replies count as console results (errors do not)."""
+    command = step_command(None, playbook, Step(StepKind.APPLY, 1), 60, "erl_call")
+    assert command.startswith("timeout -k 5 60 sh -c ")
+    assert "rollout_apply" in command and "base64:decode" in command and " 59 <<" in command
+    assert "rollout_payload =" not in command  # not the Elixir template
+    reply = (
+        'ROLLOUT-ERLCALL/1 begin\n{ok, {rollout_flags, "bg==", []}}\nROLLOUT-ERLCALL/1 end 0\n'
+    )
+    assert result_lines(reply) == 1
+    assert result_lines(reply.replace("{ok, {rollout_flags", '{error, "x"')) == 0
 
 
 def test_fanout_script_is_valid_bash_and_outputs_are_checked(playbook, tmp_path) -> None:
