@@ -139,8 +139,8 @@ def measure_size(
         )  # fmt: skip
         out["records"] = [r.__dict__ for r in records]
         out["poll"] = {
-            "erl_call": poll_cost(lab, ConsoleMode.ERL_CALL, 40),
-            "rpc": poll_cost(lab, ConsoleMode.RPC, 6),
+            "erl_call": poll_cost(lab, ConsoleMode.ERL_CALL, 60),
+            "rpc": poll_cost(lab, ConsoleMode.RPC, 8),
         }
         say(f"poll N={n}: {json.dumps(out['poll'])}")  # type: ignore[operator]
     return out

@@ -33,10 +33,12 @@ DEPLOY_2 = ("deploy", "--phase", "2", "--yes", "--no-wait")
 
 @pytest.fixture
 def setup(lab: Lab, tmp_path: Path) -> tuple[Lab, CLI, Path]:
-    """The lab reset and deployed to phase 1 (recorded), with a fast playbook."""
+    """The lab reset and deployed to phase 1 (recorded), with a fast playbook, on the rpc
+    console path: the kill points are timed against an rpc apply (~0.7 s per host); an
+    erl_call apply (milliseconds) would finish batch 2 before "mid-apply" fires."""
     restore(lab)
     playbook = fault_playbook(tmp_path / "fault.yml")
-    cli = CLI(lab.inventory, tmp_path / "ledger.db")
+    cli = CLI(lab.inventory, tmp_path / "ledger.db", env={"ROLLOUT_CONSOLE": "rpc"})
     deploy(cli, 1, playbook)
     return lab, cli, playbook
 
