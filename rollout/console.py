@@ -347,6 +347,8 @@ class RemoteConsole:
             replace_id = side.replace.get(self.host)
             if op is not Op.TAKE and replace_id != "*":
                 replace_id = None
+        if record is not None:
+            record.to_json()  # a record too large is refused before any host is contacted
         deadline = timeout or self.timeout
         choice = self.path(deadline) if template is not None else PathChoice(ConsolePath.RPC)
         self._choice = choice

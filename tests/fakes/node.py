@@ -1,14 +1,16 @@
 """Fake release hosts that decode what the console sends and answer as the real ones do.
 
 A :class:`FakeNode` receives the exact command line and stdin of a console call: the fixed
-loader (``sh -c LOADER <release_bin> <state_dir>``), then on stdin the fleet-state script, the
-release's environment, the state header and the rendered console template. It checks each
-part the way the host would (the loader reads exactly the script's bytes; the script parses
-the header; the template's prelude parses the payload with its strict patterns), runs the
-state operation on its lease and record as ``fleetstate.STATE_SCRIPT`` does, then evaluates
-the template as ``Foundation.FeatureFlags`` and ``Foundation.Deployment.Monitor`` would and
-prints the same ``ROLLOUT-RESULT/1`` and ``ROLLOUT-STATE/1`` lines. A body that is not one of
-the console's templates, rendered for its payload, is refused (a real node would run it).
+loader (``sh -c LOADER <release_bin> <state_dir> <path> <deadline>``; a fake release has no
+erl_call, so the ``erl_call`` path answers as rollout.erlcall's function does then), then on
+stdin the fleet-state script, the release's environment, the state header and the rendered
+console template. It checks each part the way the host would (the loader reads exactly the
+script's bytes; the script parses the header; the template's prelude parses the payload with
+its strict patterns), runs the state operation on its lease and record as
+``fleetstate.STATE_SCRIPT`` does, then evaluates the template as ``Foundation.FeatureFlags``
+and ``Foundation.Deployment.Monitor`` would and prints the same ``ROLLOUT-RESULT/1`` and
+``ROLLOUT-STATE/1`` lines. A body that is not one of the console's templates, rendered for
+its payload, is refused (a real node would run it).
 """
 
 from __future__ import annotations
@@ -94,9 +96,11 @@ class FakeNode:
         if words[:4] != ["timeout", "-k", str(KILL_AFTER), str(seconds)]:
             return self._result(request, 2, "", "fake node: not under the remote timeout")
         argv = words[4:]
-        if argv[:3] != ["sh", "-c", LOADER] or len(argv) != 5:
+        if argv[:3] != ["sh", "-c", LOADER] or len(argv) not in (5, 7):
             return self._result(request, 0, "", "")  # another command: exit 0, no output
         release_bin, _state_dir = argv[3], argv[4]
+        # the console path (rollout.erlcall): a fake release has no erts-*/bin/erl_call
+        self.path = argv[5] if len(argv) == 7 else "rpc"
         if release_bin != request.host.release_bin:
             return self._result(request, 127, "", f"sh: {release_bin}: not found")
         size = int(re.search(r"dd bs=(\d+) count=1", LOADER).group(1))  # type: ignore[union-attr]
@@ -191,6 +195,8 @@ class FakeNode:
     # -- bin/foundation rpc over the console templates --------------------------------------
 
     def _rpc(self, body: str) -> tuple[int, str, str]:
+        if getattr(self, "path", "rpc") == "erl_call":  # as the console function says it
+            return 69, "", "rollout: the release has no erts-13.1.5/bin/erl_call\n"
         if not self.up:
             return 1, "", "--rpc-eval : RPC failed with reason :nodedown\n"
         found = _PAYLOAD_RE.search(body)

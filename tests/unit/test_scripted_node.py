@@ -200,12 +200,13 @@ def test_values_reach_the_node_only_as_base64_data(nodes: FakeFleet) -> None:
     console = _console(nodes.transport, ("use_v2_coordinator",))
     result = console.apply(FlagState.of({"use_v2_coordinator": True}))
     assert result.errors == {} and result.reading.flags == {"use_v2_coordinator": True}
-    (request,) = nodes.transport.requests
+    probe, request = nodes.transport.requests  # the console path's probe (rollout.erlcall)
+    assert "rollout_probe" in probe.stdin.decode() and "use_v2" not in probe.stdin.decode()
     body = request.stdin.decode().split('rollout_payload =\n  "', 1)[1].split('"', 1)[0]
     lines = base64.b64decode(body).decode().split("\n")
     assert lines == ["allow use_v2_coordinator -", "set use_v2_coordinator true"]
     assert "use_v2_coordinator" not in request.command
-    assert nodes["h1"].ops == ["none"] and nodes["h1"].flags["use_v2_coordinator"] is True
+    assert nodes["h1"].ops == ["none", "none"] and nodes["h1"].flags["use_v2_coordinator"] is True
 
 
 # -- the fake node keeps to the real state script -----------------------------------------------
