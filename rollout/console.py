@@ -391,7 +391,8 @@ class RemoteConsole:
                     "(erl_call's own deadline); the outcome is unknown until the host is read "
                     "back",
                 )
-            if erl.data is None or result.exit_status != 0:
+            failed_apply = allow_failure and result.exit_status == 1 and erl.status == 0
+            if erl.data is None or (result.exit_status != 0 and not failed_apply):
                 raise self._erl_failure(result, erl.why)
             return erl.data, fleet
         data = _find_result(result)

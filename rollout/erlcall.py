@@ -93,11 +93,13 @@ CONSOLE_FUNCTION = r"""con() {
   umask 077
   printf '%s' "$k" > "$h/.erlang.cookie" || u "cannot write the cookie file"
   k=
-  printf '%s\n' "ROLLOUT-ERLCALL/1 begin"
-  HOME=$h "$x" "-$ds" "$n" -timeout "$ct" -e
+  o=$(HOME=$h "$x" "-$ds" "$n" -timeout "$ct" -e)
   r=$?
-  printf '\nROLLOUT-ERLCALL/1 end %s\n' "$r"
-  exit $r
+  printf 'ROLLOUT-ERLCALL/1 begin\n%s\nROLLOUT-ERLCALL/1 end %s\n' "$o" "$r"
+  [ $r = 0 ] || exit $r
+  # an apply whose setters did not all answer ok exits 1, as the rpc template's raise does
+  case $o in '{ok, {rollout_apply, '*) case $o in *'", [], ['*) ;; *) exit 1;; esac;; esac
+  exit 0
   )
 }
 """

@@ -396,3 +396,26 @@ def test_inventory_rollout_console_is_read_and_checked(tmp_path: Path) -> None:
     with pytest.raises(InventoryError) as caught:
         load_inventory(path)
     assert "rollout_console" in caught.value.message and "erl_call" in caught.value.message
+
+
+def test_a_final_apply_with_a_refused_setter_keeps_the_lease(tmp_path: Path) -> None:
+    """A last apply whose setter did not answer ok exits 1 on the host (as the rpc template's
+    raise does), so the state script keeps the lease; one whose setters all did gives it back."""
+    from rollout.console import Change
+
+    make_release(tmp_path)
+    holder = Holder("bob", "laptop", 1, None, "r-1", "deploy", "lg-1", "/l", 1.0)
+    side = FleetSide("otp", holder, 60, lease_id=new_lease_id(), op_read=Op.TAKE)
+    con, _ = console(tmp_path, side=side)
+    con.read_flags()
+    bad = base64.b64encode(b"{:error, :nope}").decode()
+    reply(tmp_path, "rollout_apply",
+          f'{{ok, {{rollout_apply, "{NODE}", [{{use_a, {{other, "{bad}"}}}}], '
+          "[{use_a, false}, {use_b, absent}]}}")  # fmt: skip
+    result = con.apply(FlagState.of({"use_a": True}), Change("deploy", 1, last=True))
+    assert result.errors["use_a"] == "{:error, :nope}"
+    assert (tmp_path / ".rollout-state" / "lease").exists()
+    reply(tmp_path, "rollout_apply", f'{{ok, {{rollout_apply, "{NODE}", [], '
+          "[{use_a, true}, {use_b, absent}]}}")  # fmt: skip
+    assert con.apply(FlagState.of({"use_a": True}), Change("deploy", 1, last=True)).errors == {}
+    assert not (tmp_path / ".rollout-state" / "lease").exists()
