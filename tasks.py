@@ -507,7 +507,7 @@ def inventory_(
 @command(help={"hosts": "Number of lab hosts (default 3)"})  # fmt: skip
 def lab_up(c: Any, hosts: int = 3) -> None:
     """Start the local lab: N sshd + Elixir release hosts; writes inventory/lab.yml."""
-    from rollout.lab import cli
+    from rollout_lab import cli
 
     code = cli.cmd_up(int(hosts))
     if code:
@@ -517,7 +517,7 @@ def lab_up(c: Any, hosts: int = 3) -> None:
 @command(help={"purge": "Also delete the lab directory"})  # fmt: skip
 def lab_down(c: Any, purge: bool = False) -> None:
     """Stop exactly the lab processes lab.up started (by pid)."""
-    from rollout.lab import cli
+    from rollout_lab import cli
 
     code = cli.cmd_down(purge)
     if code:
@@ -527,7 +527,7 @@ def lab_down(c: Any, purge: bool = False) -> None:
 @command()  # fmt: skip
 def lab_status(c: Any) -> None:
     """Show each lab host: sshd, node, console."""
-    from rollout.lab import cli
+    from rollout_lab import cli
 
     code = cli.cmd_status()
     if code:

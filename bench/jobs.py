@@ -181,6 +181,4 @@ def console_steps(job: Job) -> int:
 
 def result_lines(output: str) -> int:
     """How many console results an output holds (one per console step on success)."""
-    return sum(
-        1 for line in output.splitlines() if line.startswith((MARKER + " ", ERL_CALL_OK))
-    )
+    return sum(1 for line in output.splitlines() if line.startswith((MARKER + " ", ERL_CALL_OK)))

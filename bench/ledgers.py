@@ -1,7 +1,7 @@
 """``python -m bench.ledgers``: the ledger stores side by side, in one run.
 
 The same 50-host deploy (stub hosts, the suite's SSH-only lab) with the SQLite ledger on
-disk, on tmpfs, and on a throwaway local PostgreSQL server (``rollout.lab.postgres``, fsync
+disk, on tmpfs, and on a throwaway local PostgreSQL server (``rollout_lab.postgres``, fsync
 on, Unix socket), rounds interleaved so load drifts hit every store alike. The full suite
 (``bash bench/run.sh``) runs the same comparison as its "Ledger" table; this runs only it.
 
@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 
 from rollout.inventory import load_inventory
-from rollout.lab.testing import free_base_port, running_lab
 from rollout.playbook import load_playbook
+from rollout_lab.testing import free_base_port, running_lab
 
 from .report import ledger_table
 from .suite import PLAYBOOK, StubFleet, ledger_ab, ledger_templates

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import yaml
 
-from rollout.lab import control
-from rollout.lab.testing import running_lab
 from rollout.playbook import load_playbook
+from rollout_lab import control
+from rollout_lab.testing import running_lab
 
 REPO = Path(__file__).resolve().parent.parent
 INVOKE = str(Path(sys.executable).parent / "invoke")

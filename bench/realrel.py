@@ -34,11 +34,12 @@ from pathlib import Path
 from rollout.console import RemoteConsole
 from rollout.erlcall import ConsolePaths
 from rollout.inventory import load_inventory
-from rollout.lab import control, faults
-from rollout.lab.model import Lab
 from rollout.models import ConsoleMode
 from rollout.playbook import load_playbook
 from rollout.transport.ssh import SSHTransport
+from rollout_lab import control
+from rollout_lab.model import Lab
+from tests.fault import faults
 
 from . import ansible
 from .contenders import Ansible, Fanout, Tool
@@ -115,7 +116,7 @@ def poll_cost(lab: Lab, mode: ConsoleMode, polls: int) -> dict[str, float]:
 def measure_size(
     n: int, reps: int, with_ansible: bool, work: Path, log: object
 ) -> dict[str, object]:
-    from rollout.lab.testing import free_base_port, running_lab
+    from rollout_lab.testing import free_base_port, running_lab
 
     say = log  # type: ignore[assignment]
     playbook = load_playbook(PLAYBOOK)

@@ -303,7 +303,7 @@ def ledger_ab(
 ) -> dict[str, list[float]]:
     """The same deploy with the SQLite ledger on disk and on tmpfs (where fsync costs
     nothing), and on a local PostgreSQL server (fsync on, Unix socket), rounds interleaved."""
-    from rollout.lab.postgres import Cluster
+    from rollout_lab.postgres import Cluster
 
     shm = Path(tempfile.mkdtemp(prefix="rollout-bench-", dir="/dev/shm"))
     out: dict[str, list[float]] = {"disk": [], "tmpfs": [], "postgresql": []}
@@ -339,7 +339,7 @@ def ledger_ab(
 
 def run_suite(config: Config, command: str, log: Log = print) -> Results:
     """Run everything ``config`` asks for and return the results (nothing written)."""
-    from rollout.lab.testing import running_lab
+    from rollout_lab.testing import running_lab
 
     started = time.perf_counter()
     playbook = load_playbook(PLAYBOOK)
@@ -401,7 +401,7 @@ def run_suite(config: Config, command: str, log: Log = print) -> Results:
 def _free_ports(n: int, tries: int = 10) -> int:
     """A base port for an ``n``-host lab; the previous lab's sshds may take a few seconds to
     let go of theirs (bounded: ``tries`` searches two seconds apart)."""
-    from rollout.lab.testing import free_base_port
+    from rollout_lab.testing import free_base_port
 
     for _ in range(tries - 1):
         try:

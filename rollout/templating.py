@@ -8,7 +8,7 @@ users is passed explicitly, so each one's settings can be read at its call:
 * webhook bodies (:mod:`rollout.notify`): text, trailing newline kept, JSON and Slack filters;
 * the HTML report (:mod:`rollout.htmlreport`): autoescaped, ``finalize`` making control
   characters visible, block tags trimmed, a number filter;
-* the lab's config files and scripts (:mod:`rollout.lab.render`): text, a shell-quoting filter.
+* the lab's config files and scripts (:mod:`rollout_lab.render`): text, a shell-quoting filter.
 
 None of them is sandboxed: every template is a file of the checkout (``templates/``, the
 lab's), written by its operators, never input from a host. Templates hold code, never data;

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-.venv/bin/ruff check rollout tasks.py tests bench
+.venv/bin/ruff check rollout rollout_lab tasks.py tests bench
 .venv/bin/mypy
 # Tests mostly wait on SSH, BEAM boots and soak clocks, not on CPU: three workers, each
 # owning whole test files (a file shares one lab) and its own range of lab ports.

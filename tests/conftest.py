@@ -1,7 +1,7 @@
 """Root test configuration: the fault suite's per-scenario summary, also under xdist, and the
 throwaway PostgreSQL cluster the ledger's contract tests run against.
 
-The cluster (``rollout.lab.postgres``) is started lazily, once per pytest process (each xdist
+The cluster (``rollout_lab.postgres``) is started lazily, once per pytest process (each xdist
 worker gets its own, on its own ports), by the first test that asks for it, and stopped at
 the end of the session. ``ledger_target`` parametrizes a test over both stores: a SQLite file
 path, or the URI of a fresh PostgreSQL schema.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rollout.lab.postgres import Cluster
+from rollout_lab.postgres import Cluster
 
 pytest_plugins = ["tests.fault.summary"]
 

@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollout.lab import Lab, procs, sshd
-from rollout.lab.account import LabUser, chown_tree, ensure_user, run_as
-from rollout.lab.testing import lab_dir
+from rollout_lab import Lab, procs, sshd
+from rollout_lab.account import LabUser, chown_tree, ensure_user, run_as
+from rollout_lab.testing import lab_dir
 
 BASTION_USER = "rollout-bastion"
 

@@ -12,10 +12,10 @@ import yaml
 from rollout.backup import load_backup, restore_backup, take_backup
 from rollout.commands import Context, Options, deploy, load_context, running
 from rollout.events import Collector, Kind
-from rollout.lab import Lab, control
-from rollout.lab.testing import clean_lab_fixture, lab_fixture  # noqa: F401
 from rollout.playbook import load_playbook
 from rollout.restart import RestartStatus, RestartStopped, rolling_restart
+from rollout_lab import Lab, control
+from rollout_lab.testing import clean_lab_fixture, lab_fixture  # noqa: F401
 
 from .cli import PLAYBOOK, fast_playbook
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rollout.lab import Lab, control
-from rollout.lab.testing import clean_lab_fixture, lab_fixture  # noqa: F401
 from rollout.playbook import load_playbook
+from rollout_lab import Lab, control
+from rollout_lab.testing import clean_lab_fixture, lab_fixture  # noqa: F401
 
 from .bastion import Bastion, only_through, running_bastion
 from .cli import CLI, PLAYBOOK, Ran
@@ -110,9 +110,7 @@ def test_a_host_is_reached_by_its_ssh_config_alias(clean_lab: Lab, tmp_path: Pat
     names = [f"alias-{h.name}" for h in clean_lab.hosts]
     lines = ["[foundation]"]
     for name, host in zip(names, clean_lab.hosts, strict=True):
-        lines.append(
-            f"{name} release_bin={host.release_bin} restart_command={host.restart_script}"
-        )
+        lines.append(f"{name} release_bin={host.release_bin} restart_command={host.restart_script}")
     lines += ["[all:vars]", f"known_hosts_file={clean_lab.known_hosts}"]
     inventory.write_text("\n".join(lines) + "\n")
     config = tmp_path / "ssh_config"

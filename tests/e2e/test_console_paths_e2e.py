@@ -19,12 +19,13 @@ import pytest
 from rollout.console import RemoteConsole
 from rollout.erlcall import ConsolePaths
 from rollout.inventory import load_inventory
-from rollout.lab import Lab, control, faults, procs
-from rollout.lab.testing import clean_lab_fixture, lab_fixture  # noqa: F401
 from rollout.models import Secret
 from rollout.playbook import load_playbook
 from rollout.transport.ssh import SSHTransport
+from rollout_lab import Lab, control, procs
+from rollout_lab.testing import clean_lab_fixture, lab_fixture  # noqa: F401
 
+from ..fault import faults
 from .cli import CLI, PLAYBOOK, Ran
 
 pytestmark = pytest.mark.e2e
@@ -185,9 +186,7 @@ def _sessions(lab: Lab) -> dict[str, set[int]]:
     out = {}
     for host in lab.hosts:
         listener = control.sshd_pid(host)
-        out[host.name] = {
-            p for p in faults.sshd_processes(host) if procs.parent_pid(p) == listener
-        }
+        out[host.name] = {p for p in faults.sshd_processes(host) if procs.parent_pid(p) == listener}
     return out
 
 

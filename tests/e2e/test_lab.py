@@ -13,7 +13,7 @@ import paramiko
 import pytest
 
 from rollout.errors import CommandTimeout, ConsoleError
-from rollout.lab import (
+from rollout_lab import (
     FLAGS,
     Lab,
     LabError,
@@ -37,9 +37,9 @@ from rollout.lab import (
     stop_sshd,
     up,
 )
-from rollout.lab.account import LabUser, spawn_as
-from rollout.lab.node import epmd_names
-from rollout.lab.testing import free_base_port, lab_dir
+from rollout_lab.account import LabUser, spawn_as
+from rollout_lab.node import epmd_names
+from rollout_lab.testing import free_base_port, lab_dir
 
 pytestmark = pytest.mark.e2e
 

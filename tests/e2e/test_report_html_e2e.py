@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rollout.lab import Lab, control
-from rollout.lab.testing import clean_lab_fixture, lab_fixture  # noqa: F401
+from rollout_lab import Lab, control
+from rollout_lab.testing import clean_lab_fixture, lab_fixture  # noqa: F401
 
 from ..page.browser import DOM, chromium, open_page
 from .cli import CLI, fast_playbook

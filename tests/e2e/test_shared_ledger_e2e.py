@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 import yaml
 
-from rollout.lab import Lab, control
-from rollout.lab.postgres import Cluster
-from rollout.lab.testing import clean_lab_fixture, lab_fixture  # noqa: F401
 from rollout.ledger import Ledger
 from rollout.playbook import load_playbook
+from rollout_lab import Lab, control
+from rollout_lab.postgres import Cluster
+from rollout_lab.testing import clean_lab_fixture, lab_fixture  # noqa: F401
 
 from .cli import CLI, INVOKE, PLAYBOOK, REPO, Ran, fast_playbook
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from rollout.lab import Lab, control
-from rollout.lab.testing import clean_lab_fixture, lab_fixture  # noqa: F401
 from rollout.ledger import Ledger
 from rollout.playbook import load_playbook
+from rollout_lab import Lab, control
+from rollout_lab.testing import clean_lab_fixture, lab_fixture  # noqa: F401
 
 from .cli import CLI, PLAYBOOK, fast_playbook
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rollout.lab import Lab, control, faults
-from rollout.lab.testing import clean_lab_fixture, lab_fixture  # noqa: F401
 from rollout.playbook import load_playbook
+from rollout_lab import Lab, control
+from rollout_lab.testing import clean_lab_fixture, lab_fixture  # noqa: F401
 
+from ..fault import faults
 from .cli import CLI, PLAYBOOK
 
 pytestmark = pytest.mark.e2e

@@ -18,10 +18,10 @@ from xml.etree import ElementTree
 import pytest
 import yaml
 
-from rollout.lab import Lab, control
-from rollout.lab.testing import reset, running_lab
 from rollout.ledger import Ledger
 from rollout.playbook import load_playbook
+from rollout_lab import Lab, control
+from rollout_lab.testing import reset, running_lab
 
 from .cli import CLI, PLAYBOOK, fast_playbook
 

@@ -17,12 +17,13 @@ from typing import Any
 import yaml
 
 from rollout.cancel import SIGNALS
-from rollout.lab import Lab, LabHost, control, faults
-from rollout.lab.testing import reset
 from rollout.ledger import Ledger
 from rollout.playbook import load_playbook
+from rollout_lab import Lab, LabHost, control
+from rollout_lab.testing import reset
 
 from ..e2e.cli import CLI, PLAYBOOK, Ran
+from . import faults
 
 Event = dict[str, Any]
 STATES = {p: load_playbook(PLAYBOOK).phase(p).state.as_dict() for p in range(6)}

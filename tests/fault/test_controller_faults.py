@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from rollout.inventory import load_inventory
-from rollout.lab import Lab, faults
-from rollout.lab.testing import lab_fixture  # noqa: F401
 from rollout.ledger import Ledger
+from rollout_lab import Lab
+from rollout_lab.testing import lab_fixture  # noqa: F401
 
 from ..e2e.cli import CLI
+from . import faults
 from .helpers import (
     Event,
     Watched,

@@ -23,11 +23,12 @@ from typing import Any
 
 import pytest
 
-from rollout.lab import Lab, LabHost, control, faults
-from rollout.lab.testing import clean_lab_fixture, lab_fixture  # noqa: F401
 from rollout.ledger import Ledger, RunStatus
+from rollout_lab import Lab, LabHost, control
+from rollout_lab.testing import clean_lab_fixture, lab_fixture  # noqa: F401
 
 from ..e2e.cli import CLI, Ran
+from . import faults
 from .endurance import figure, size
 from .helpers import Watched, assert_consistent, fault_playbook, kind, lease_files, phases
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from rollout.lab import control
-from rollout.lab.testing import running_lab
 from rollout.ledger import Ledger
+from rollout_lab import control
+from rollout_lab.testing import running_lab
 
 from ..e2e.cli import CLI
 from .endurance import ResourceSampler, figure, mib, size

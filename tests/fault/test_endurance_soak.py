@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rollout.lab import Lab, control
-from rollout.lab.testing import reset, running_lab
 from rollout.ledger import Ledger, RunStatus
 from rollout.playbook import load_playbook
+from rollout_lab import Lab, control
+from rollout_lab.testing import reset, running_lab
 from tests.e2e.cli import CLI, fast_playbook
 
 from .endurance import ResourceSampler, figure, mib, size, spread

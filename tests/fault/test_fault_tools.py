@@ -1,4 +1,4 @@
-"""The fault-injection tools themselves (rollout.lab.faults), against a local echo server."""
+"""The fault-injection tools themselves (tests/fault/faults.py), against a local echo server."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rollout.lab import faults
+from . import faults
 
 pytestmark = pytest.mark.fault
 

@@ -12,10 +12,11 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from rollout.lab import Lab, faults
-from rollout.lab.testing import lab_fixture  # noqa: F401
+from rollout_lab import Lab
+from rollout_lab.testing import lab_fixture  # noqa: F401
 
 from ..e2e.cli import CLI, Ran
+from . import faults
 from .helpers import fault_playbook, phases, restore
 
 pytestmark = pytest.mark.fault

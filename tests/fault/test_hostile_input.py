@@ -21,11 +21,12 @@ from typing import Any
 
 import pytest
 
-from rollout.lab import Lab, control, faults
-from rollout.lab.testing import lab_fixture  # noqa: F401
 from rollout.ledger import Ledger
+from rollout_lab import Lab, control
+from rollout_lab.testing import lab_fixture  # noqa: F401
 
 from ..e2e.cli import CLI, Ran
+from . import faults
 from .helpers import (
     InProcessCLI,
     Watched,

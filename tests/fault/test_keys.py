@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 
 from rollout.errors import HostKeyError
-from rollout.lab import Lab, faults
-from rollout.lab.testing import lab_fixture  # noqa: F401
 from rollout.models import Host
 from rollout.transport.ssh import PASSPHRASE_ENV, SSHTransport
+from rollout_lab import Lab
+from rollout_lab.testing import lab_fixture  # noqa: F401
 
 from ..e2e.cli import CLI
+from . import faults
 from .helpers import fault_playbook, phases, restore
 
 pytestmark = pytest.mark.fault

@@ -10,10 +10,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from rollout.lab import Lab
-from rollout.lab.postgres import Cluster
-from rollout.lab.testing import clean_lab_fixture, lab_fixture  # noqa: F401
 from rollout.ledger import Ledger, RunStatus
+from rollout_lab import Lab
+from rollout_lab.postgres import Cluster
+from rollout_lab.testing import clean_lab_fixture, lab_fixture  # noqa: F401
 
 from ..e2e.cli import CLI
 from .helpers import Watched, assert_consistent, fault_playbook, kind

@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 
 from rollout.inventory import load_inventory
-from rollout.lab import Lab, control, faults
-from rollout.lab.testing import lab_fixture  # noqa: F401
 from rollout.ledger import Ledger, RunStatus
+from rollout_lab import Lab, control
+from rollout_lab.testing import lab_fixture  # noqa: F401
 
 from ..e2e.cli import CLI
+from . import faults
 from .endurance import figure
 from .helpers import (
     Watched,

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rollout.lab import Lab, LabHost, control
-from rollout.lab.testing import reset, running_lab
+from rollout_lab import Lab, LabHost, control
+from rollout_lab.testing import reset, running_lab
 
 from ..e2e.cli import CLI
 from .helpers import STATES, fault_playbook

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from rollout.lab import Lab, control, faults
-from rollout.lab.testing import lab_fixture  # noqa: F401
+from rollout_lab import Lab, control
+from rollout_lab.testing import lab_fixture  # noqa: F401
 
 from ..e2e.cli import CLI
+from . import faults
 from .helpers import (
     CLIENT_GRACE,
     COMMAND_TIMEOUT,

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from rollout.lab import Lab, faults
-from rollout.lab.testing import lab_fixture  # noqa: F401
+from rollout_lab import Lab
+from rollout_lab.testing import lab_fixture  # noqa: F401
 
 from ..e2e.cli import CLI
+from . import faults
 from .helpers import (
     Watched,
     assert_consistent,

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from rollout.lab import Lab
-from rollout.lab.testing import clean_lab_fixture, lab_fixture  # noqa: F401
+from rollout_lab import Lab
+from rollout_lab.testing import clean_lab_fixture, lab_fixture  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -149,12 +149,13 @@ def test_runtime_dependencies_are_declared_and_pinned() -> None:
 
 
 def test_every_package_of_rollout_is_listed_for_the_wheel() -> None:
-    """pyproject.toml lists packages explicitly; every package under rollout/ is in that list,
-    so a new subpackage cannot be left out of a wheel."""
+    """pyproject.toml lists packages explicitly; every package under rollout/ and rollout_lab/
+    is in that list, so a new subpackage cannot be left out of a wheel."""
     setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(setuptools["packages"])
     found = {
         ".".join(init.parent.relative_to(REPO).parts)
-        for init in (REPO / "rollout").rglob("__init__.py")
+        for top in ("rollout", "rollout_lab")
+        for init in (REPO / top).rglob("__init__.py")
     }
     assert found == listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"

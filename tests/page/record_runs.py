@@ -28,9 +28,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rollout.lab import Lab, LabHost, control
-from rollout.lab.testing import free_base_port, running_lab
 from rollout.ledger import Ledger
+from rollout_lab import Lab, LabHost, control
+from rollout_lab.testing import free_base_port, running_lab
 
 from ..e2e.cli import CLI, fast_playbook
 from .recorded import RUNS, dump

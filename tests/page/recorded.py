@@ -78,6 +78,7 @@ def replay(data: dict[str, Any], path: Path) -> tuple[Ledger, str]:
         def go() -> None:
             made = ledger.intent(new.id, i["host"], i["action"], i["target_phase"], i["detail"])
             intents[i["id"]] = made.id
+
         return go
 
     def settle(i: dict[str, Any]) -> Callable[[], None]:

@@ -110,9 +110,7 @@ def test_erl_call_floor_runs_the_tools_erlang_expressions(playbook) -> None:
     assert command.startswith("timeout -k 5 60 sh -c ")
     assert "rollout_apply" in command and "base64:decode" in command and " 59 <<" in command
     assert "rollout_payload =" not in command  # not the Elixir template
-    reply = (
-        'ROLLOUT-ERLCALL/1 begin\n{ok, {rollout_flags, "bg==", []}}\nROLLOUT-ERLCALL/1 end 0\n'
-    )
+    reply = 'ROLLOUT-ERLCALL/1 begin\n{ok, {rollout_flags, "bg==", []}}\nROLLOUT-ERLCALL/1 end 0\n'
     assert result_lines(reply) == 1
     assert result_lines(reply.replace("{ok, {rollout_flags", '{error, "x"')) == 0
 

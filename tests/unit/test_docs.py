@@ -100,5 +100,3 @@ def test_schema_rejects_unknown_event() -> None:
     schema = json.loads((REPO / "docs" / "events.schema.json").read_text())
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"ts": 1, "event": "bogus", "message": "x"}, schema)
-
-

@@ -304,7 +304,7 @@ def test_erl_calls_own_deadline_is_a_timeout(tmp_path: Path) -> None:
         (READ.replace("use_b, 10", "use_a, 10"), 0),
         (READ.replace(NODE, 'x" junk "'), 0),
         (READ.replace("rollout_flags", "rollout_health"), 0),
-        ("{ok, {rollout_flags, \"" + NODE + "\", [{use_a, \"on\"}, {use_b, 1}]}}", 0),
+        ('{ok, {rollout_flags, "' + NODE + '", [{use_a, "on"}, {use_b, 1}]}}', 0),
     ],
 )
 def test_hostile_or_odd_replies_are_failures(tmp_path: Path, text: str, rc: int) -> None:
@@ -338,7 +338,7 @@ def test_hostile_values_never_reach_the_expression_as_code(tmp_path: Path) -> No
     make_release(tmp_path)
     con, session = console(tmp_path)
     with pytest.raises(UsageError):
-        con.apply(FlagState.of({"use_a); os:cmd(\"touch x\"), (": True}))
+        con.apply(FlagState.of({'use_a); os:cmd("touch x"), (': True}))
     assert session.calls == 0
     reply(tmp_path, "rollout_apply", f'{{ok, {{rollout_apply, "{NODE}", [], '
           "[{use_a, true}, {use_b, 5}]}}")  # fmt: skip
@@ -376,7 +376,6 @@ def test_term_parser_reads_the_subset_and_refuses_the_rest() -> None:
                  '"\\x2"', "[" * 40 + "]" * 40, "{ok, 1} {ok, 2}"):  # fmt: skip
         with pytest.raises(TermError):
             parse(text)
-
 
 
 def test_inventory_rollout_console_is_read_and_checked(tmp_path: Path) -> None:

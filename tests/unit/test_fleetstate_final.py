@@ -14,9 +14,9 @@ import pytest
 from rollout.console import Change, RemoteConsole
 from rollout.errors import ConsoleError
 from rollout.fleetstate import FleetSide, Holder, Op, new_lease_id
-from rollout.lab.release import _STUB
 from rollout.models import FlagState, Host
 from rollout.transport.base import MAX_OUTPUT_BYTES, CommandResult
+from rollout_lab.release import _STUB
 
 FLAGS = ("new_ui",)
 ON = FlagState.of({"new_ui": True})

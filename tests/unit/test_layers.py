@@ -82,8 +82,8 @@ LAYER_OF = {
     "junit": "commands",
     "waves": "commands",
     "wavereport": "commands",
-    # devtools: the lab and the fakes; only tests and the CLI's lab.* tasks import them
-    "lab": "devtools",
+    # devtools: the fakes; only tests and the CLI import them (the lab is its own top-level
+    # package, rollout_lab: see test_only_the_cli_imports_the_lab)
     "testing": "devtools",
     # cli: the tasks (rollout/_tasks.py is tasks.py) and the installed command
     "_tasks": "cli",
@@ -249,17 +249,50 @@ def test_known_exceptions_still_occur() -> None:
     assert not gone, f"remove from KNOWN_EXCEPTIONS (fixed): {gone}"
 
 
-def test_nothing_below_the_cli_imports_the_lab_or_the_fakes() -> None:
-    """The lab and rollout.testing are dev tooling: no engine module imports them."""
+def test_nothing_below_the_cli_imports_the_fakes() -> None:
+    """rollout.testing is dev tooling: no engine module imports it."""
     cli = LAYERS.index("cli")
     found = [
         f"{imp.file}:{imp.line}: rollout.{imp.importer} imports rollout.{imp.target}"
         for imp in all_imports()
-        if layer_key(imp.target) in ("lab", "testing")
-        and layer_key(imp.importer) not in ("lab", "testing")
+        if layer_key(imp.target) == "testing"
+        and layer_key(imp.importer) != "testing"
         and LAYERS.index(LAYER_OF[layer_key(imp.importer) or ""]) < cli
     ]
     assert not found, "\n".join(found)
+
+
+def lab_imports(name: str, source: str) -> list[int]:
+    """The lines of ``source`` that import the lab (``rollout_lab``), at any depth."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names = [node.module or ""]
+        if any(n == "rollout_lab" or n.startswith("rollout_lab.") for n in names):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_only_the_cli_imports_the_lab() -> None:
+    """The lab (rollout_lab, beside the engine) is development tooling: of the engine's
+    modules only the CLI layer (the lab.* tasks) may import it."""
+    found = [
+        f"{path.relative_to(ROOT)}:{line}: rollout.{name} imports rollout_lab; only the CLI "
+        "layer may (the lab.* tasks)"
+        for name, path in discover().items()
+        if LAYER_OF.get(layer_key(name) or "") != "cli"
+        for line in lab_imports(name, path.read_text(encoding="utf-8"))
+    ]
+    assert not found, "\n".join(found)
+
+
+def test_the_lab_check_finds_a_lab_import() -> None:
+    assert lab_imports("plan", "def f():\n    from rollout_lab import control\n") == [2]
+    assert lab_imports("plan", "import rollout_lab.faults\n") == [1]
+    assert lab_imports("plan", "from .lab import x\n") == []
 
 
 @pytest.mark.parametrize(
@@ -267,7 +300,7 @@ def test_nothing_below_the_cli_imports_the_lab_or_the_fakes() -> None:
     [
         ("plan", "rollout/plan.py", "from .commands import Context\n", "commands"),
         ("plan", "rollout/plan.py", "def f():\n    from rollout.executor import X\n", "executor"),
-        ("plan", "rollout/plan.py", "import rollout.lab.faults\n", "lab"),
+        ("plan", "rollout/plan.py", "import rollout.testing\n", "testing"),
         ("inventory.loader", "rollout/inventory/loader.py", "from ..backup import x\n", "backup"),
         ("plan", "rollout/plan.py", "from rollout import soak\n", "soak"),
     ],

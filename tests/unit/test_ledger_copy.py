@@ -54,6 +54,7 @@ def test_copy_keeps_runs_ids_events_state_and_is_idempotent(
             assert [(e.kind, e.host, e.data) for e in dst.events(run_id)] == [
                 (e.kind, e.host, e.data) for e in src.events(run_id)
             ]
+
             def shape(book: Ledger, run: str) -> list[tuple[object, ...]]:
                 return [(i.host, i.action, i.ok, i.detail, i.result) for i in book.intents(run)]
 
@@ -90,8 +91,9 @@ def test_the_task_copies_into_postgresql_and_history_shows_the_runs(
     ids = _history(source)
     inventory = tmp_path / "prod.yml"
     # records keyed "prod" (the old stem key): the inventory claims them (issue 11)
-    inventory.write_text("all:\n  vars: {rollout_fleet: prod}\n"
-                         "  hosts:\n    web-1: {ansible_host: 127.0.0.1}\n")
+    inventory.write_text(
+        "all:\n  vars: {rollout_fleet: prod}\n  hosts:\n    web-1: {ansible_host: 127.0.0.1}\n"
+    )
     copy = subprocess.run(
         [sys.executable, "-m", "invoke", "ledger.copy", "--src", str(source),
          "--dest", ledger_target],

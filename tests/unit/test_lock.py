@@ -61,9 +61,7 @@ def make(ledger_target: str, clock: FakeClock, procs: dict[int, str]) -> Iterato
     opened: list[Ledger] = []
 
     def factory(who: str = "alice", where: str = "deploy-1", pid: int = 100) -> Ledger:
-        ledger = Ledger(
-            ledger_target, clock=clock, who=who, where=where, pid=pid, probe=procs.get
-        )
+        ledger = Ledger(ledger_target, clock=clock, who=who, where=where, pid=pid, probe=procs.get)
         opened.append(ledger)
         return ledger
 

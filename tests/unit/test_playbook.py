@@ -456,13 +456,19 @@ CASES: dict[str, tuple[int, str | None, str]] = {
     "bad_wave_shrinks.yml": (13, "phases[1].waves[2].hosts", "does not grow past wave 1"),
     "bad_wave_key.yml": (12, "phases[1].waves[1].weight", "unknown key 'weight'"),
     "bad_compare_confidence.yml": (
-        9, "health.thresholds.error_rate.compare.confidence", "outside 0.5..0.999",
+        9,
+        "health.thresholds.error_rate.compare.confidence",
+        "outside 0.5..0.999",
     ),
     "bad_compare_no_direction.yml": (
-        8, "health.thresholds.latency_p99.compare.direction", "no threshold to take",
+        8,
+        "health.thresholds.latency_p99.compare.direction",
+        "no threshold to take",
     ),
     "bad_compare_prometheus.yml": (
-        8, "health.thresholds.error_rate.compare", "needs one sample per host",
+        8,
+        "health.thresholds.error_rate.compare",
+        "needs one sample per host",
     ),
     "bad_judgement_order.yml": (3, "judgement.marginal", "marginal 90 is above pass 70"),
 }

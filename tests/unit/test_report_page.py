@@ -176,7 +176,12 @@ def test_wave_judgement_as_recorded_by_the_canary_module_renders(tmp_path: Path)
     ev = gather(ledger, run.id)
     (j,) = ev.judgements
     assert (j.metric, j.verdict, j.wave_verdict, j.canary.hosts, j.baseline.count) == (
-        "error_rate", "fail", "fail", ("c1",), 20)
+        "error_rate",
+        "fail",
+        "fail",
+        ("c1",),
+        20,
+    )
     page = render_html(ev)
     assert 'data-wave-verdict="fail"' in page and "canary higher by 3.4" in page
 
@@ -197,7 +202,8 @@ def test_soak_windows_end_where_the_soak_ended() -> None:
               rollback]  # fmt: skip
     ev = build(_run(RunStatus.ROLLED_BACK), events)
     assert [(w.start - T0, w.end - T0, w.phase, w.outcome) for w in ev.soaks] == [
-        (5, 40, 3, "rolled back")]
+        (5, 40, 3, "rolled back")
+    ]
     chart = metric_chart(ev.series[0], ev.start, ev.end, soaks=ev.soaks)
     assert [b.label for b in chart.soaks] == ["soak of phase 3, +5s to +40s: rolled back"]
     assert 'class="soak"' in render_html(ev)

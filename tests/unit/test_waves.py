@@ -84,9 +84,7 @@ def test_compare_merges_per_metric_and_may_replace_a_threshold() -> None:
         "        latency: {compare: {direction: max, allowed: 5, min_samples: 3,"
         " weight: 2, critical: true}}\n"
     )
-    assert pb.health.comparisons == (
-        Comparison("error_rate", Direction.MAX, 10.0, percent=True),
-    )
+    assert pb.health.comparisons == (Comparison("error_rate", Direction.MAX, 10.0, percent=True),)
     phase_health = pb.health_for(1)
     assert [t.metric for t in phase_health.thresholds] == ["error_rate"]
     assert phase_health.comparisons[1] == Comparison(
@@ -155,8 +153,10 @@ def test_prometheus_text_is_valid_exposition_and_escapes_labels() -> None:
         "verdict": "healthy", "counted": 12.0, "required": 600.0, "wave": 1,
         "canary": ["h1"],
     })  # fmt: skip
-    assert 'rollout_soak_metric{inventory="in\\"v",phase="4",host="h1",metric="error_rate",' \
+    assert (
+        'rollout_soak_metric{inventory="in\\"v",phase="4",host="h1",metric="error_rate",'
         'side="canary"} 3.5' in text
+    )
     assert 'side="baseline"} 0.5' in text and "inf" not in text
     assert "rollout_soak_healthy{" in text and text.endswith("\n")
     for line in text.splitlines():

@@ -24,7 +24,7 @@ from .account import LabUser, chown_tree
 from .errors import LabError
 from .model import HostPaths
 
-REPO = Path(__file__).resolve().parent.parent.parent
+REPO = Path(__file__).resolve().parent.parent
 SOURCE = REPO / "lab" / "foundation"
 _SOURCE_PARTS = ("mix.exs", "lib", "rel", "config")
 _STAMP = ".rollout-lab-build"
@@ -194,7 +194,7 @@ def install(
     staging.rename(paths.release)
     paths.tmp.mkdir(parents=True, exist_ok=True)
     paths.node_env.write_text(
-        "# Written by rollout.lab for this copy; read by releases/*/env.sh.\n"
+        "# Written by rollout_lab for this copy; read by releases/*/env.sh.\n"
         f"export RELEASE_NODE={shlex.quote(node)}\n"
         f"export RELEASE_TMP={shlex.quote(str(paths.tmp))}\n"
         f"export RELEASE_MODE={RELEASE_MODE}\n"

@@ -4,13 +4,13 @@ Each lab made here lives in its own directory under /tmp (which the lab user can
 its own free ports, and is torn down and deleted afterwards. Use the fixtures from a test
 module or a conftest::
 
-    from rollout.lab.testing import clean_lab_fixture, lab_fixture  # noqa: F401
+    from rollout_lab.testing import clean_lab_fixture, lab_fixture  # noqa: F401
 
     LAB_HOSTS = 3          # optional: hosts in this module's lab (default 2)
 
     def test_something(clean_lab: Lab) -> None: ...
 
-or load the whole module as a plugin (``pytest_plugins = ["rollout.lab.testing"]`` in the
+or load the whole module as a plugin (``pytest_plugins = ["rollout_lab.testing"]`` in the
 root conftest). ``lab`` is one lab per test module; ``clean_lab`` is that lab with every
 node and sshd running and every host reset (flags off, healthy metrics, no delay).
 """

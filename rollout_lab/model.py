@@ -73,7 +73,7 @@ class Lab:
 
 @dataclass(frozen=True)
 class HostStatus:
-    """How one host is doing: sshd, node and console, as :func:`rollout.lab.status` saw them."""
+    """How one host is doing: sshd, node and console, as :func:`rollout_lab.status` saw them."""
 
     name: str
     port: int

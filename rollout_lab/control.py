@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from ..errors import CommandTimeout, ConsoleError
-from ..models import FLAG_NAME_RE, METRIC_NAME_RE
+from rollout.errors import CommandTimeout, ConsoleError
+from rollout.models import FLAG_NAME_RE, METRIC_NAME_RE
+
 from . import node, procs, sshd, state
 from .account import LabUser
 from .errors import LabError

@@ -11,7 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import ExitCode, RolloutError
+from rollout.errors import ExitCode, RolloutError
+
 from .manager import down, status, up
 from .model import HostStatus, Lab
 

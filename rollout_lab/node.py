@@ -114,7 +114,7 @@ def start(
     if short in names:
         raise LabError(
             f"a node named {node} is already registered with the lab's epmd",
-            hint="stop it first (`rollout.lab.stop_node`) or run `invoke lab.down`",
+            hint="stop it first (`rollout_lab.stop_node`) or run `invoke lab.down`",
         )
     log_sizes = _log_sizes(paths)
     proc = run_as(user, [str(paths.release_bin), "daemon"], cwd=paths.root, timeout=30)
@@ -177,7 +177,7 @@ def signal_node(
     """Send ``sig`` to the host's node; fail if it does not run."""
     ref = running(paths, node, recorded, user)
     if ref is None or not procs.send(ref, sig):
-        raise LabError(f"{node} is not running", hint="start it with `rollout.lab.start_node`")
+        raise LabError(f"{node} is not running", hint="start it with `rollout_lab.start_node`")
     return ref
 
 

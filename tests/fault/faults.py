@@ -43,10 +43,10 @@ from types import TracebackType
 
 import yaml
 
-from . import control, procs
-from .errors import LabError
-from .inventory import inventory_text
-from .model import Lab, LabHost
+from rollout_lab import control, procs
+from rollout_lab.errors import LabError
+from rollout_lab.inventory import inventory_text
+from rollout_lab.model import Lab, LabHost
 
 _CHUNK = 65536
 _POLL = 0.1  # seconds a pump waits before it looks at the proxy's mode again
@@ -551,7 +551,7 @@ def kill_sshd(host: LabHost, timeout: float = 5.0) -> list[int]:
     """SIGKILL ``host``'s sshd and its sessions: open connections drop, new ones are refused.
 
     The commands those sessions ran are left alone, as on a real host. Bring sshd back with
-    :func:`rollout.lab.control.start_sshd`.
+    :func:`rollout_lab.control.start_sshd`.
     """
     pids = sshd_processes(host)
     killed = _signal_all(pids, signal.SIGKILL)

@@ -1,4 +1,4 @@
-"""Rendering the lab's file templates (``rollout/lab/templates/*.j2``).
+"""Rendering the lab's file templates (``rollout_lab/templates/*.j2``).
 
 Templates hold the shape of a config file or script; values come in as arguments, and the
 ``q`` filter shell-quotes one. Undefined variables are an error.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from ..templating import jinja_environment
+from rollout.templating import jinja_environment
 
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
 

@@ -5,13 +5,13 @@ It hangs off the project's one root::
     RolloutError
     └── LabError        the lab could not be brought up, inspected or controlled
 
-Console and timeout failures of :func:`rollout.lab.control.rpc` use the project's own
+Console and timeout failures of :func:`rollout_lab.control.rpc` use the project's own
 :class:`~rollout.errors.ConsoleError` and :class:`~rollout.errors.CommandTimeout`.
 """
 
 from __future__ import annotations
 
-from ..errors import RolloutError
+from rollout.errors import RolloutError
 
 
 class LabError(RolloutError):
