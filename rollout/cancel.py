@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 
 from .errors import Interrupted
@@ -27,6 +29,19 @@ class Cancel:
     def __init__(self) -> None:
         self._event = threading.Event()
         self.signal_name: str | None = None
+        self._closing = False
+        self.late = False  # a second signal came while the run was closing its record
+
+    @contextmanager
+    def closing(self) -> Iterator[None]:
+        """While a run gives its leases back and writes its outcome, a second signal does not
+        stop it half-way (a run left RUNNING, a lease held): it is noted in ``late`` and the
+        run ends as it was going to, its outcome recorded."""
+        self._closing = True
+        try:
+            yield
+        finally:
+            self._closing = False
 
     def set(self, why: str = "cancelled") -> None:
         self.signal_name = why
@@ -50,6 +65,9 @@ class Cancel:
 
         def handler(signum: int, _frame: FrameType | None) -> None:
             if self.is_set():
+                if self._closing:
+                    self.late = True
+                    return
                 raise KeyboardInterrupt
             self.set(signal.Signals(signum).name)
 

@@ -338,11 +338,12 @@ def running(
         summary = exc.message
         raise
     finally:
-        try:
-            executor.release_lease()
-        finally:
-            backend.close()
-        ledger.finish_run(run.id, status, summary)
+        with ctx.cancel.closing():  # a second signal now would leave the record half-written
+            try:
+                executor.release_lease()
+            finally:
+                backend.close()
+            ledger.finish_run(run.id, status, summary)
         executor.emit(
             Kind.RUN_FINISH, summary, ok=status is RunStatus.SUCCEEDED, status=status.value
         )

@@ -41,7 +41,7 @@ def fault_playbook(
     dest: Path, *, edit: Callable[[dict[str, Any]], None] | None = None, **policy: Any
 ) -> Path:
     """The reference playbook with short deadlines: connect 3s, commands 5s, serial [1, 100%],
-    no notifications; ``edit`` may change the data before it is written."""
+    no notifications, no waves; ``edit`` may change the data before it is written."""
     data = yaml.safe_load(PLAYBOOK.read_text())
     data["health"]["source"] = {"kind": "console", "timeout": "3s"}
     data["policy"] = {
@@ -52,6 +52,9 @@ def fault_playbook(
         **policy,
     }
     data.pop("notify", None)
+    for phase in data["phases"]:
+        phase.pop("waves", None)  # the fault scenarios reach every host in one go; waves have
+        # their own tests (tests/e2e/test_waves_e2e.py)
     if edit is not None:
         edit(data)
     dest.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1 << 16))

@@ -549,6 +549,31 @@ def test_every_cancel_signal_is_routed_to_the_token() -> None:
             signal.signal(signum, handler)
 
 
+def test_a_second_signal_while_a_run_closes_its_record_does_not_cut_it() -> None:
+    """While a run gives its leases back and writes its outcome (``Cancel.closing``), a second
+    signal is noted, not raised: the record is never left half-written. Outside it, the
+    second signal still stops at once."""
+    import os
+    import signal
+
+    from rollout.cancel import Cancel
+
+    saved = signal.getsignal(signal.SIGINT)
+    try:
+        cancel = Cancel()
+        cancel.install()
+        os.kill(os.getpid(), signal.SIGINT)
+        written = []
+        with cancel.closing():
+            os.kill(os.getpid(), signal.SIGINT)
+            written.append("outcome")
+        assert written == ["outcome"] and cancel.late
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, saved)
+
+
 # -- host output bounded in bytes, secrets redacted ------------------------------------------
 
 
