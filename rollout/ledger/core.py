@@ -28,16 +28,16 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
 
-from . import schema
-from .database import (
+from .. import schema
+from ..database import (
     Database,
     LedgerError,
     LedgerUnavailable,
     SQLiteDatabase,
     open_database,
 )
-from .errors import LockBusy, UsageError
-from .lock import (
+from ..errors import LockBusy, UsageError
+from ..lock import (
     Liveness,
     LockHeld,
     LockRecord,
