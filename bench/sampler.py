@@ -25,7 +25,7 @@ MAX_SAMPLES = 150_000  # ten minutes at the interval: the loop is bounded
 RULES: tuple[tuple[str, str, str], ...] = (
     ("importlib/_bootstrap", "*", "import"),
     ("<frozen importlib", "*", "import"),
-    ("rollout/ledger.py", "*", "ledger (SQLite)"),
+    ("rollout/ledger/", "*", "ledger (SQLite)"),
     ("rollout/transport/ssh.py", "_collect", "waiting for the remote command"),
     ("paramiko/packet.py", "read_all", "idle: waiting for packets"),
     ("paramiko/", "*", "paramiko (connect, crypto, packets)"),

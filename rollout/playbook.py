@@ -1088,7 +1088,7 @@ def _webhook(node: Node, base_dir: Path | None) -> WebhookConfig:
 def _check_template(template: str, loc: SourceLocation) -> None:
     """A broken notification template is found when the playbook loads, not mid-rollback."""
     from .errors import TemplateError
-    from .notify import check_template
+    from .notification import check_template
 
     try:
         check_template(template)

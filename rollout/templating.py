@@ -5,7 +5,7 @@ undefined name is an error, never an empty string (STYLE.md, rule 7). What diffe
 users is passed explicitly, so each one's settings can be read at its call:
 
 * remote-console code (:mod:`rollout.console`): text, trailing newline kept;
-* webhook bodies (:mod:`rollout.notify`): text, trailing newline kept, JSON and Slack filters;
+* webhook bodies (:mod:`rollout.notification`): text, trailing newline kept, JSON and Slack filters;
 * the HTML report (:mod:`rollout.htmlreport`): autoescaped, ``finalize`` making control
   characters visible, block tags trimmed, a number filter;
 * the lab's config files and scripts (:mod:`rollout_lab.render`): text, a shell-quoting filter.
