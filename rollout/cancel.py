@@ -14,6 +14,7 @@ the ledger's intents cover it (docs/safety.md, "Crash safety").
 
 from __future__ import annotations
 
+import atexit
 import signal
 import threading
 from collections.abc import Iterator
@@ -73,6 +74,15 @@ class Cancel:
 
         for signum in SIGNALS:
             signal.signal(signum, handler)
+        atexit.register(_ignore_while_exiting)
+
+
+def _ignore_while_exiting() -> None:
+    """Once the process is exiting (its run over, its outcome recorded), a late signal is
+    ignored: the interpreter's finalization would otherwise restore the default action and a
+    SIGTERM would end the process as killed (exit -15) instead of with the run's own code."""
+    for signum in SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 #: The signals that cancel a run (the first settles, a second stops at once).

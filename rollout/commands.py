@@ -836,6 +836,10 @@ def emergency(ctx: Context, to: int | None = None, *, reason: str | None = None)
     if ctx.options.retry_deadline is None:  # an explicit --give-up-after wins
         ctx.options = dataclasses.replace(ctx.options, retry_deadline=EMERGENCY_RETRY)
     command = _command_text("rollback", ctx.options)
+    hint = (
+        f"finish it with `invoke rollback --emergency --to {target.number} --reason ...`; "
+        "`invoke status` shows each host"
+    )
     with running(ctx, command, reason, takeover=True) as (run, lock, ex):
         try:
             return _emergency_body(ctx, ex, run, lock, target, recorded, reason)
@@ -847,9 +851,12 @@ def emergency(ctx: Context, to: int | None = None, *, reason: str | None = None)
             raise Interrupted(
                 f"emergency rollback to {target.title} interrupted; the ledger records phase "
                 f"{state.phase} and rollouts are paused",
-                hint=f"finish it with `invoke rollback --emergency --to {target.number} "
-                "--reason ...`; `invoke status` shows each host",
+                hint=hint,
             ) from None
+        except Interrupted as exc:  # the first signal, settled between steps (the restarts)
+            if exc.hint is None:
+                exc.hint = hint
+            raise
 
 
 def _emergency_body(
