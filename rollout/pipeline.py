@@ -125,13 +125,8 @@ def advance(
     if closed:
         return _say(ctx, Outcome.WAITING, f"not advancing to {nxt.title}: " + "; ".join(closed),
                     state.phase)  # fmt: skip
-    ctx.options = replace(ctx.options, wait=False, yes=True)
-    try:
-        deploy(ctx, nxt.number)
-    except FleetChanged as exc:
-        if not exc.paused:
-            raise
-        return _say(ctx, Outcome.PAUSED, exc.message, state.phase)
+    if (paused := _deploy_step(ctx, nxt.number, state)) is not None:
+        return paused
     return AdvanceResult(
         Outcome.ADVANCED,
         f"deployed {nxt.title}; its soak ({format_duration(nxt.soak)}) starts now",
@@ -163,13 +158,8 @@ def _wave_step(
     elif wave.verdict != "pass" and not approved_after(ctx, wave):
         waiting = held(wave)
         return _say(ctx, Outcome.WAITING, f"{waiting.message}: {waiting.hint}", wave.phase)
-    ctx.options = replace(ctx.options, wait=False, yes=True)
-    try:
-        deploy(ctx, wave.phase)
-    except FleetChanged as exc:
-        if not exc.paused:
-            raise
-        return _say(ctx, Outcome.PAUSED, exc.message, state.phase)
+    if (paused := _deploy_step(ctx, wave.phase, state)) is not None:
+        return paused
     after = ctx.ledger.latest_wave(inv)
     title = after.title if after is not None else f"the next wave of phase {wave.phase}"
     soak = format_duration(after.soak) if after is not None else "?"
@@ -228,6 +218,20 @@ def _sample_run(
             f"soaking {phase.title}: {step.poll.verdict.value}, {format_duration(round(left))} left"
         )
     return AdvanceResult(Outcome.SAMPLED, message, phase.number)
+
+
+def _deploy_step(ctx: Context, number: int, state: InventoryState) -> AdvanceResult | None:
+    """One step of ``advance``: deploy ``number`` without waiting or asking (its next wave, or
+    the next phase). A fleet another controller paused is reported as paused, not an error;
+    None when the step was taken."""
+    ctx.options = replace(ctx.options, wait=False, yes=True)
+    try:
+        deploy(ctx, number)
+    except FleetChanged as exc:
+        if not exc.paused:
+            raise
+        return _say(ctx, Outcome.PAUSED, exc.message, state.phase)
+    return None
 
 
 def rebuild_budget(ctx: Context, budget: Budget, state: InventoryState) -> Budget:
