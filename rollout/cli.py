@@ -15,6 +15,7 @@ exit code (and, with ``--json``, one ``error`` line on stdout).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import sys
 from collections.abc import Callable, Iterator
@@ -85,6 +86,7 @@ class RolloutTask(Task):  # type: ignore[type-arg]
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if any(kwargs.get(name) in HELP_TOKENS for name in self.positional):
             return self.print_help()  # Invoke's parser took `deploy -h` for the phase
+        refuse_core_flags(sys.argv, self.name)
         if not self.groups:
             return super().__call__(*args, **kwargs)
         given = {k: kwargs.pop(k) for k in list(kwargs) if k in self.shared}
@@ -98,6 +100,91 @@ class RolloutTask(Task):  # type: ignore[type-arg]
 
 #: What a positional argument's place may hold when the operator asked for help instead.
 HELP_TOKENS = ("-h", "--help")
+
+#: What an old short flag meant in this tool before the options were declared once; the same
+#: letter after a task name is now one of Invoke's own flags (``rollback -e`` would echo).
+OLD_MEANINGS = {
+    "echo": "if you meant --emergency or --ledger, spell it out",
+    "debug": "if you meant --dest or --ledger, spell it out",
+    "warn-only": "if you meant --wait, spell it out",
+    "collection": "if you meant --lock-timeout, --count or --check, spell it out",
+    "search-root": "if you meant --reason or --run, spell it out",
+    "config": "if you meant --force, spell it out",
+    "dry": "Invoke's dry run does not reach this tool: `invoke plan` shows what would change",
+}
+
+#: The names a process has when it is the CLI (``python -m invoke`` runs ``invoke/__main__.py``).
+CLI_NAMES = frozenset({"invoke", "inv", "rollout"})
+
+
+def refuse_core_flags(argv: list[str], task: str) -> None:
+    """Refuse a run whose command line has one of Invoke's own flags after a task name.
+
+    Invoke reads its core flags anywhere on the line, so an old habit such as
+    ``invoke rollback -e --to 1`` (``-e`` was ``--emergency``) would run an ordinary rollback
+    with ``--echo``. Before any task runs, such a line is a usage error (exit 2) that names
+    the flag, what Invoke takes it for, and what was probably meant. Only a CLI process's
+    own ``argv`` is read (a test that runs ``Program`` in-process sets ``sys.argv``).
+    """
+    if not argv or not _is_cli(argv[0]) or not _may_name_core_flag(argv[2:]):
+        return
+    found = misplaced_core_flags(tuple(argv))
+    if not found:
+        return
+    from .errors import UsageError
+
+    lines = []
+    for name in found:
+        meant = OLD_MEANINGS.get(name)
+        was = f" ({meant})" if meant else ""
+        lines.append(f"`--{name}`{was}")
+    with exits("--json" in argv or "-j" in argv):
+        raise UsageError(
+            f"{task}: nothing was run: Invoke's own option {', '.join(lines)} was given after "
+            "the task name, where Invoke takes it for itself and the task never sees it",
+            hint="spell the task's option out, or put Invoke's own options before the task "
+            "name (`invoke --echo rollback ...`)",
+        )
+
+
+def _may_name_core_flag(tokens: list[str]) -> bool:
+    """Whether a token could be one of Invoke's own flags (the cheap test before a parse)."""
+    program = Program()
+    names = {n for arg in (*program.core_args(), *program.task_args()) for n in arg.names}
+    for token in tokens:
+        if token.startswith("--") and token[2:].split("=", 1)[0] in names:
+            return True
+        if token.startswith("-") and not token.startswith("--") and set(token[1:]) & names:
+            return True
+    return False
+
+
+def _is_cli(arg0: str) -> bool:
+    from pathlib import Path
+
+    path = Path(arg0)
+    return path.name in CLI_NAMES or (path.name == "__main__.py" and path.parent.name in CLI_NAMES)
+
+
+@functools.lru_cache(maxsize=4)
+def misplaced_core_flags(argv: tuple[str, ...]) -> tuple[str, ...]:
+    """The core flags (other than help) that ``argv`` gives after a task name, as Invoke
+    itself parses the line (``Program.core_via_tasks``); empty when it does not parse."""
+    from invoke.exceptions import ParseError
+    from invoke.parser import Parser
+
+    from . import _tasks
+
+    collection = Collection.from_module(_tasks)
+    initial = Program().initial_context  # as `invoke` has them: with --collection and --search-root
+    try:
+        core = Parser(initial=initial, ignore_unknown=True).parse_argv(list(argv[1:]))
+        contexts = collection.to_contexts(ignore_unknown_help=True)
+        via = Parser(initial=initial, contexts=contexts).parse_argv(core.unparsed)[0]
+    except ParseError:
+        return ()
+    seen = {arg.name for arg in via.args.values() if arg.got_value}
+    return tuple(sorted(seen - {"help", "complete"}))  # shell completion passes --complete
 
 
 def _argument(name: str, help: str) -> Argument:

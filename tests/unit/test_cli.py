@@ -8,6 +8,7 @@ import io
 import json
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,11 +65,14 @@ def run(*argv: str, prog: Program | None = None) -> Ran:
     keeps ``exit=True`` and reads the code from ``SystemExit``, as ``sys.exit`` would.)"""
     out, err = io.StringIO(), io.StringIO()
     code = 0
+    saved, sys.argv = sys.argv, ["invoke", *argv]  # the CLI reads its own command line too
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             (prog or Program(namespace=tasks.ns)).run(["invoke", *argv])
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            sys.argv = saved
     return Ran(code, out.getvalue(), err.getvalue())
 
 
@@ -234,3 +238,51 @@ def test_a_task_cannot_redeclare_a_shared_option() -> None:
 
     with pytest.raises(ValueError, match="shared options already"):
         RolloutTask(body, options=(OUTPUT,))
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag", "meant"),
+    [
+        (("rollback", "-e", "--to", "1", "--reason", "x"), "--echo", "--emergency"),
+        (("deploy", "--phase", "1", "-d"), "--debug", "--dest"),
+        (("status", "-V"), "--version", None),
+        (("rollback", "-f", "x.yml"), "--config", "--force"),
+        (("status", "history", "-w"), "--warn-only", "--wait"),
+        (("deploy", "--phase", "2", "-R"), "--dry", "invoke plan"),
+    ],
+)
+def test_invokes_own_flags_after_the_task_are_refused(
+    fleet: tuple[Path, Path], argv: tuple[str, ...], flag: str, meant: str | None
+) -> None:
+    """`invoke rollback -e ...` (an old habit for --emergency) would run a plain rollback with
+    Invoke's --echo: it exits 2 before any task runs, naming the flag and the likely meaning,
+    and the ledger is not even created."""
+    inventory, ledger = fleet
+    ran = run(*argv, "-j", "-i", str(inventory), "--ledger", str(ledger))
+    assert ran.code == 2, (ran.stdout, ran.stderr)
+    error = ran.error()
+    assert error["error"] == "UsageError" and "nothing was run" in error["message"]
+    assert f"`{flag}`" in error["message"]
+    if meant:
+        assert meant in error["message"]
+    assert not ledger.exists()
+
+
+def test_invokes_own_flags_before_the_task_and_values_are_not_refused(
+    fleet: tuple[Path, Path]
+) -> None:
+    """Invoke's options before the task name are Invoke's business, and a value that looks
+    like a flag (`--reason -e`) is a value: neither is refused."""
+    inventory, ledger = fleet
+    ran = run("-e", "history", "-j", "-i", str(inventory), "--ledger", str(ledger))
+    assert "nothing was run" not in ran.stdout + ran.stderr
+    from rollout.cli import misplaced_core_flags
+
+    assert misplaced_core_flags(("invoke", "rollback", "--reason", "-e")) == ()
+    assert misplaced_core_flags(("invoke", "-d", "rollback")) == ()
+    assert misplaced_core_flags(("invoke", "rollback", "-e")) == ("echo",)
+    # `invoke` (no bundled tasks) also has --collection and --search-root
+    assert misplaced_core_flags(("invoke", "rollback", "-c", "5", "-r", "x")) == (
+        "collection",
+        "search-root",
+    )
