@@ -74,7 +74,13 @@ class Cancel:
 
         for signum in SIGNALS:
             signal.signal(signum, handler)
-        atexit.register(_ignore_while_exiting)
+        global _EXIT_HOOKED
+        if not _EXIT_HOOKED:  # once a process, however many runs install a token
+            atexit.register(_ignore_while_exiting)
+            _EXIT_HOOKED = True
+
+
+_EXIT_HOOKED = False
 
 
 def _ignore_while_exiting() -> None:
