@@ -36,7 +36,7 @@ from rollout.options import (
 )
 
 if TYPE_CHECKING:
-    from rollout.commands import Context, LedgerContext
+    from rollout.commands.context import Context, LedgerContext
 
 #: The single shared options the inventory, runbook tasks take.
 INVENTORY, PLAYBOOK = one("inventory"), one("playbook")
@@ -474,7 +474,7 @@ def inventory_(
     import json
 
     from rollout import vault
-    from rollout.commands import DEFAULT_INVENTORY
+    from rollout.commands.context import DEFAULT_INVENTORY
     from rollout.errors import RolloutError
     from rollout.inventory import load_inventory, select_hosts
     from rollout.invlist import graph_text, host_data, list_data

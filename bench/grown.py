@@ -6,7 +6,8 @@ every ledger alike), the ledger reads behind the commands an operator runs on it
 
 - ``advance gate``: what every ``advance`` call reads of the soak so far (``soak``: enough
   healthy rounds recorded for the current phase, and the latest round);
-- ``rollback read``: the phases each host was verified at (``commands._highest_verified``);
+- ``rollback read``: the phases each host was verified at
+  (``commands.rollbacks._highest_verified``);
 - ``history``: the 20 newest runs, rendered;
 - ``report``: the newest run's timeline, rendered.
 

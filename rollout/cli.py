@@ -32,7 +32,7 @@ from . import __version__
 from .options import Flags, Group, help_text, short_flag
 
 if TYPE_CHECKING:
-    from .commands import Context, LedgerContext, Options
+    from .commands.context import Context, LedgerContext, Options
 
 __all__ = ["RolloutTask", "command", "engine", "ledger_only", "main", "program"]
 
@@ -248,7 +248,7 @@ def engine(flags: Flags, **own: Any) -> Iterator[Context]:
 
     ``own`` are a task's own options that the engine reads from ``Options`` (deploy's wait).
     """
-    from .commands import load_context
+    from .commands.context import load_context
     from .report import Reporter
 
     with exits(flags.json):
@@ -261,7 +261,7 @@ def engine(flags: Flags, **own: Any) -> Iterator[Context]:
 @contextmanager
 def ledger_only(flags: Flags) -> Iterator[LedgerContext]:
     """The inventory and ledger only: a broken playbook does not stop history or unlock."""
-    from .commands import load_ledger_context
+    from .commands.context import load_ledger_context
     from .report import Reporter
 
     with exits(flags.json):

@@ -1,6 +1,6 @@
 """The one clock a run is given: wall time, monotonic time and sleeping, injected together.
 
-A command's :class:`~rollout.commands.Context` holds one :class:`Clock`; what it drives
+A command's :class:`~rollout.commands.context.Context` holds one :class:`Clock`; what it drives
 (the executor's waits, the soak's durations, the ledger's timestamps) takes its parts from
 there. Wall time is what records and other processes share (epoch seconds); monotonic time
 measures durations inside this process, so a stepped wall clock neither shortens nor

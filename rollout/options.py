@@ -4,7 +4,7 @@ A task names the groups it takes (``@command(TARGET, OUTPUT, SSH, ...)`` in :mod
 and keeps only its own options in its signature, the way Fabric declares its core flags once
 (``Fab.core_args``) instead of in every task. The values arrive as one typed :class:`Flags`,
 and :meth:`Flags.options` is the one place they become the engine's
-:class:`~rollout.commands.Options`.
+:class:`~rollout.commands.context.Options`.
 
 Short flags are few and mean the same in every task (``-h`` stays Invoke's ``--help``):
 
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .commands import Options
+    from .commands.context import Options
 
 #: Each short flag and the option it stands for, in every task.
 SHORT_FLAGS: dict[str, str] = {
@@ -112,7 +112,7 @@ class Flags:
 
     def options(self) -> Options:
         """The one parse point: these flags as the engine's ``Options`` (durations parsed)."""
-        from .commands import DEFAULT_INVENTORY, Options
+        from .commands.context import DEFAULT_INVENTORY, Options
         from .database import redact_argv
         from .resources import default_playbook
 

@@ -13,16 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import Enum
 
-from .commands import (
-    Context,
-    _command_text,
-    check_fleet,
-    deploy,
-    fleet_paused,
-    make_soak,
-    recorded_phase,
-    running,
-)
+from .commands.context import Context
+from .commands.deploys import deploy
+from .commands.monitoring import make_soak
+from .commands.recording import recorded_phase
+from .commands.running import check_fleet, command_text, fleet_paused, running
 from .errors import FleetChanged, RolloutError, WaveHeld
 from .events import Kind
 from .ledger import InventoryState, WaveRecord
@@ -171,7 +166,7 @@ def _judge_run(ctx: Context, wave: WaveRecord) -> WaveRecord:
     """Judge a wave whose soak is served, in a run of its own (a fail rolls its canary back)."""
     from .waves import judge, settle
 
-    with running(ctx, _command_text("advance", ctx.options)) as (_run, _lock, ex):
+    with running(ctx, command_text("advance", ctx.options)) as (_run, _lock, ex):
         ex.claim()
         check_fleet(ctx, ex, what=f"judgement of {wave.title}")
         return settle(ctx, ex, wave, judge(ctx, wave))
@@ -192,7 +187,7 @@ def _sample(ctx: Context, state: InventoryState, max_gap: float) -> AdvanceResul
 def _sample_run(
     ctx: Context, state: InventoryState, phase: Phase, previous: Phase, max_gap: float
 ) -> AdvanceResult:
-    with running(ctx, _command_text("advance", ctx.options)) as (_run, _lock, ex):
+    with running(ctx, command_text("advance", ctx.options)) as (_run, _lock, ex):
         ex.claim()
         check_fleet(ctx, ex, what=f"advance of {phase.title}")
         paused = fleet_paused(ex)

@@ -119,7 +119,8 @@ def flags_line(flags: dict[str, Observed], only: Sequence[str] | None = None) ->
 
 
 def render_status(report: Any, playbook: Playbook, *, as_json: bool = False) -> str:
-    """The status table (or a JSON object) for a :class:`rollout.commands.StatusReport`.
+    """The status table (or a JSON object) for a
+    :class:`rollout.commands.statusreport.StatusReport`.
 
     A fleet with no recorded phase is expected at the baseline (phase 0). A recorded phase the
     playbook does not have (a shorter or another playbook) is said plainly, never a traceback.

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["PACKAGED_PLAYBOOK", "TEMPLATES", "default_playbook"]
+__all__ = ["CHECKOUT", "PACKAGED_PLAYBOOK", "TEMPLATES", "default_playbook"]
 
 _HERE = Path(__file__).resolve().parent
+#: The directory that holds the package: the checkout in a checkout (site-packages in an
+#: installed wheel). Paths under it are shown relative to it (the runbook's playbook path).
+CHECKOUT = _HERE.parent
 TEMPLATES = _HERE / "templates"
 PLAYBOOK_NAME = "playbooks/otp_refactor.yml"
 PACKAGED_PLAYBOOK = _HERE / PLAYBOOK_NAME

@@ -104,10 +104,10 @@ def context(playbook: Playbook) -> dict[str, Any]:
 def _relative(path: str) -> str:
     from pathlib import Path
 
-    from .commands import REPO
+    from .resources import CHECKOUT
 
     p = Path(path).resolve()
-    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p)
+    return str(p.relative_to(CHECKOUT)) if p.is_relative_to(CHECKOUT) else str(p)
 
 
 def render_runbook(playbook: Playbook) -> str:

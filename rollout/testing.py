@@ -19,7 +19,7 @@ from .models import FlagState, FlagValue, Observed, Playbook
 from .transport.base import CommandResult
 
 if TYPE_CHECKING:
-    from .commands import Context
+    from .commands.context import Context
 
 #: Answers a command run on a fake host (its argv as given to ``run``), in place of the
 #: default "exit 0, no output". Tests use it to simulate tar, sha256sum or a restart script.
@@ -201,10 +201,11 @@ def fake_context(
     wait: Callable[[float], bool] | None = None,
     **options: Any,
 ) -> Context:
-    """A command :class:`~rollout.commands.Context` over ``backend``, with a real ledger file
-    under ``root`` and no sleeping; ``options`` override :class:`~rollout.commands.Options`."""
+    """A command :class:`~rollout.commands.context.Context` over ``backend``, with a real
+    ledger file under ``root`` and no sleeping; ``options`` override
+    :class:`~rollout.commands.context.Options`."""
     from .clock import SYSTEM, with_parts
-    from .commands import Context, Options
+    from .commands.context import Context, Options
     from .events import Collector
     from .ledger import open_ledger
     from .models import Host, Inventory

@@ -34,7 +34,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .canary import Outcome, WaveJudgement, WaveVerdict, judge_wave
-from .commands import Context, _supersede, notify
+from .commands.context import Context
+from .commands.notifications import notify
+from .commands.recording import supersede
 from .errors import HostsUnreachable, Interrupted, Refused, RollbackIncomplete, RolledBack, WaveHeld
 from .events import Kind
 from .executor import Executor, StepReport
@@ -328,7 +330,7 @@ def deploy_waves(
 ) -> StepReport:
     """Walk ``target``'s waves from where the ledger stands: with ``--no-wait`` one wave is
     applied; otherwise every remaining wave is applied, soaked and judged in turn."""
-    from .commands import make_soak
+    from .commands.monitoring import make_soak
 
     names = [h.name for h in ctx.hosts]
     plans = plan_waves(names, target, soak)
@@ -365,7 +367,7 @@ def deploy_waves(
 def _ready_for_next(ctx: Context, ex: Executor, wave: WaveRecord, wait: bool) -> None:
     """Refuse to apply the wave after ``wave`` unless it passed or a person approved it;
     with ``wait``, a wave still soaking is soaked and judged first."""
-    from .commands import make_soak
+    from .commands.monitoring import make_soak
 
     if wave.verdict is None:
         if not wait:
@@ -398,7 +400,7 @@ def apply_wave(
     report = ex.execute_deploy(sub)
     failed = {r.host for r in report.failed}
     canary = [h for h in wplan.canary if h not in failed]
-    _supersede(ctx, ex, run)
+    supersede(ctx, ex, run)
     record = ctx.ledger.start_wave(
         ctx.inventory.name, run.id, phase=target.number, from_phase=undo.number,
         index=wplan.index, total=wplan.total, hosts=[h for h in wplan.hosts if h not in failed],

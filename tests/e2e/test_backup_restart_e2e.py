@@ -10,7 +10,9 @@ import pytest
 import yaml
 
 from rollout.backup import load_backup, restore_backup, take_backup
-from rollout.commands import Context, Options, deploy, load_context, running
+from rollout.commands.context import Context, Options, load_context
+from rollout.commands.deploys import deploy
+from rollout.commands.running import running
 from rollout.events import Collector, Kind
 from rollout.playbook import load_playbook
 from rollout.restart import RestartStatus, RestartStopped, rolling_restart

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from rollout.backend import SSHBackend
-from rollout.commands import Context
+from rollout.commands.context import Context
 from rollout.console import MARKER, render
 from rollout.errors import TransportError
 from rollout.fleetstate import LOADER, STATE_MARKER, STATE_SCRIPT

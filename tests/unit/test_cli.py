@@ -134,7 +134,7 @@ def test_approve_out_of_range_says_what_to_approve_next(fleet: tuple[Path, Path]
 )
 def test_bad_phase_hint_follows_the_recorded_phase(recorded: int | None, hint: str) -> None:
     """The out-of-range hint names the phase after the recorded one, or says none is left."""
-    from rollout.commands import bad_phase
+    from rollout.commands.phases import bad_phase
     from rollout.errors import UsageError
 
     with pytest.raises(UsageError) as caught:

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from rollout.clock import SYSTEM, PartsClock, with_parts
-from rollout.commands import deploy
+from rollout.commands.deploys import deploy
 from rollout.models import Playbook
 from rollout.testing import FakeBackend, FakeClock, fake_context
 

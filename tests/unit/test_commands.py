@@ -8,7 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from rollout.commands import Context, Options, backup, deploy, rollback, status
+from rollout.commands.context import Context, Options
+from rollout.commands.deploys import deploy
+from rollout.commands.maintenance import backup
+from rollout.commands.rollbacks import rollback
+from rollout.commands.statusreport import status
 from rollout.errors import (
     DeployFailed,
     HostsUnreachable,

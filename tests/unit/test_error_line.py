@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rollout.commands import deploy, rollback
+from rollout.commands.deploys import deploy
+from rollout.commands.rollbacks import rollback
 from rollout.errors import HostOutcome, HostsUnreachable, RollbackIncomplete, UsageError
 from rollout.fleet import Outcome, connect_failures, each
 from rollout.models import Playbook

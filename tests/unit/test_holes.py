@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from rollout.commands import Context, deploy, emergency, rollback
+from rollout.commands.context import Context
+from rollout.commands.deploys import deploy
+from rollout.commands.rollbacks import emergency, rollback
 from rollout.errors import Refused, UsageError
 from rollout.models import Playbook
 from rollout.testing import FakeBackend, fake_context
@@ -125,7 +127,7 @@ def project(root: Path, *files: str, extra: str = "") -> Path:
 
 
 def load(path: Path, ledger: Path, fleet: FakeBackend) -> Context:
-    from rollout.commands import Options, load_context
+    from rollout.commands.context import Options, load_context
     from rollout.events import Collector
 
     options = Options(inventory=str(path), ledger=str(ledger), yes=True, wait=False,
@@ -611,7 +613,7 @@ def test_events_and_error_tails_are_bounded_in_bytes() -> None:
 
 def test_every_known_secret_is_redacted(tmp_path: Path, playbook: Playbook) -> None:
     """release_env values of every host and the webhook URL are collected and replaced."""
-    from rollout.commands import known_secrets
+    from rollout.commands.context import known_secrets
     from rollout.inventory import load_inventory
     from rollout.output import Redactor
 
@@ -634,7 +636,8 @@ def test_status_of_a_phase_the_playbook_lacks_is_a_clear_message(
 ) -> None:
     """A ledger recording phase 7 under a five-phase playbook: `status` says so with a rollback
     hint (no KeyError), and `monitor` and `advance` are usage errors; no host changes."""
-    from rollout.commands import monitor, status
+    from rollout.commands.monitoring import monitor
+    from rollout.commands.statusreport import status
     from rollout.pipeline import advance
     from rollout.report import render_status
 
@@ -655,7 +658,7 @@ def test_no_hint_names_a_phase_that_is_not_there(
 ) -> None:
     """With nothing recorded, an interrupted run and a host at phase 1, status names phase 0 and
     offers `invoke rollback --to 0`, never `--to None`; following that hint converges h1."""
-    from rollout.commands import status
+    from rollout.commands.statusreport import status
     from rollout.ledger import RunStatus
     from rollout.report import render_status
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rollout.commands import ledger_knowledge
+from rollout.commands.running import ledger_knowledge
 from rollout.errors import UsageError
 from rollout.fleetstate import Record
 from rollout.ledger import Ledger, RunStatus

@@ -24,11 +24,11 @@ Each case is one file in ``tests/data/plans/`` (the format is described in full 
       error: {class: Refused, message: a fragment of the message}
 
 A ``deploy`` case asks for the plan ``invoke plan`` prints and ``deploy`` executes
-(``commands.make_plan``: resolve the target, pre-flight, ``build_plan``); nothing changes. A
-``rollback`` case runs the rollback on fake hosts: its one batch is the hosts it converged, and
-each host's ``to`` is the phase it reads back at afterwards. A host is ``apply`` (changed or
-converged), ``skip`` (already at the target), ``leave`` (an emergency leaves a host that is
-behind the target) or ``unreachable``.
+(``commands.deploys.make_plan``: resolve the target, pre-flight, ``build_plan``); nothing
+changes. A ``rollback`` case runs the rollback on fake hosts: its one batch is the hosts it
+converged, and each host's ``to`` is the phase it reads back at afterwards. A host is
+``apply`` (changed or converged), ``skip`` (already at the target), ``leave`` (an emergency
+leaves a host that is behind the target) or ``unreachable``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ import pytest
 import yaml
 
 from rollout import errors
-from rollout.commands import Context, Options, emergency, make_plan, rollback
+from rollout.commands.context import Context, Options
+from rollout.commands.deploys import make_plan
+from rollout.commands.rollbacks import emergency, rollback
 from rollout.events import Collector, Event, Kind
 from rollout.inventory import load_inventory, select_hosts
 from rollout.ledger import RunStatus, open_ledger

@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from rollout.commands import Context, backup, deploy, rollback, status
+from rollout.commands.context import Context
+from rollout.commands.deploys import deploy
+from rollout.commands.maintenance import backup
+from rollout.commands.rollbacks import rollback
+from rollout.commands.statusreport import status
 from rollout.console import Change, RemoteConsole
 from rollout.errors import FleetBusy, HostsUnreachable, PlaybookError, UsageError
 from rollout.fleetstate import (

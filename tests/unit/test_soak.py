@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from rollout.commands import Context, deploy, monitor
+from rollout.commands.context import Context
+from rollout.commands.deploys import deploy
+from rollout.commands.monitoring import monitor
 from rollout.errors import Interrupted, RollbackIncomplete, RolledBack
 from rollout.events import Collector, Kind
 from rollout.models import Playbook

@@ -45,7 +45,7 @@ def test_unlock_of_a_live_local_holder_needs_force(tmp_path: Path) -> None:
 
 def test_run_whose_lock_was_removed_changes_nothing_more(tmp_path: Path) -> None:
     """Once its lock is gone, a run's next change raises RightLost and no host is touched."""
-    from rollout.commands import running
+    from rollout.commands.running import running
     from rollout.plan import Action
     from rollout.playbook import load_playbook
 
@@ -66,7 +66,8 @@ def test_run_whose_lock_was_removed_changes_nothing_more(tmp_path: Path) -> None
 def test_soak_polls_beat_the_lock_and_stop_once_it_is_taken(tmp_path: Path) -> None:
     """Every soak poll refreshes the ledger lock's heartbeat; once another run takes the lock
     over, the next poll raises RightLost before sampling or repairing any host."""
-    from rollout.commands import make_soak, running
+    from rollout.commands.monitoring import make_soak
+    from rollout.commands.running import running
     from rollout.playbook import load_playbook
 
     now = [1_000_000.0]

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from rollout.commands import Context, deploy, status
+from rollout.commands.context import Context
+from rollout.commands.deploys import deploy
+from rollout.commands.statusreport import status
 from rollout.errors import Refused, RolledBack, WaveHeld
 from rollout.models import Playbook
 from rollout.playbook import load_playbook_text
@@ -140,7 +142,7 @@ def test_a_drifted_baseline_host_goes_back_to_the_previous_phase(
     clock.hooks.append(drift)
     ctx.options = dataclasses.replace(ctx.options, wait=False)
     deploy(ctx, 1)  # wave 1 only
-    from rollout.commands import monitor
+    from rollout.commands.monitoring import monitor
 
     ctx.options = dataclasses.replace(ctx.options, wait=True)
     monitor(ctx)
@@ -196,7 +198,7 @@ def test_restart_is_refused_while_a_wave_has_a_baseline(
 ) -> None:
     """A rolling restart re-applies the recorded phase: during a wave it would move the
     baseline forward, so it is refused and nothing changes."""
-    from rollout.commands import restart
+    from rollout.commands.maintenance import restart
 
     ctx.options = dataclasses.replace(ctx.options, wait=False)
     deploy(ctx, 1)
