@@ -71,7 +71,8 @@ LAYER_OF = {
     "cancel": "engine",
     "notify": "engine",
     "backup": "engine",
-    # commands: one function a task, and what renders their results
+    # commands: one function a task, and what renders their results ("commands" is the
+    # rollout/commands/ package: context, running, deploys, rollbacks, ... one a concern)
     "commands": "commands",
     "pipeline": "commands",
     "wiring": "commands",
@@ -295,6 +296,11 @@ def test_the_lab_check_finds_a_lab_import() -> None:
         ("plan", "rollout/plan.py", "import rollout.testing\n", "testing"),
         ("inventory.loader", "rollout/inventory/loader.py", "from ..backup import x\n", "backup"),
         ("plan", "rollout/plan.py", "from rollout import soak\n", "soak"),
+        ("commands.deploys", "rollout/commands/deploys.py", "from ..testing import x\n", "testing"),
+        ("commands.running", "rollout/commands/running.py", "def f():\n    from ..cli import e\n",
+         "cli"),
+        ("commands", "rollout/commands/__init__.py", "from ..options import Flags\n", "options"),
+        ("commands.context", "rollout/commands/context.py", "import rollout.options\n", "options"),
     ],
 )
 def test_the_checker_reports_a_wrong_way_import(
@@ -312,3 +318,16 @@ def test_the_checker_accepts_imports_that_point_down() -> None:
     """Imports of the same layer and of layers below are not reported."""
     source = "from .models import Host\nfrom .yamlsrc import load_text\nfrom . import monitor\n"
     assert wrong_way(imports_of("plan", source, "rollout/plan.py", set(discover()))) == []
+
+
+def test_the_checker_resolves_imports_inside_a_subpackage() -> None:
+    """In ``rollout/commands/``, ``.x`` is a sibling module and ``..x`` a module of rollout;
+    those of the same layer and below are not reported."""
+    source = (
+        "from .context import Context\nfrom ..executor import Executor\n"
+        "from .. import wiring\ndef f():\n    from ..waves import current_wave\n"
+    )
+    found = imports_of("commands.deploys", source, "rollout/commands/deploys.py", set(discover()))
+    assert [imp.target for imp in found] == ["commands.context", "executor", "wiring", "waves"]
+    assert [layer_key(imp.target) for imp in found] == ["commands", "executor", "wiring", "waves"]
+    assert wrong_way(found) == []
