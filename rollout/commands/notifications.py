@@ -1,4 +1,5 @@
-"""A run's webhook notifications: sent once per event, never failing or blocking the run."""
+"""A run's notifications (``rollout.notify``, one notifier a run): a webhook that fails or
+is not configured is a warning in the run's events, never the run's failure."""
 
 from __future__ import annotations
 
