@@ -100,6 +100,12 @@ def running(
             finally:
                 backend.close()
             ledger.finish_run(run.id, status, summary)
+        if ctx.cancel.late:
+            executor.emit(
+                Kind.WARNING,
+                "a second signal came while this run gave its leases back and wrote its "
+                "outcome; it was held until both were done, so the record is whole",
+            )
         executor.emit(
             Kind.RUN_FINISH, summary, ok=status is RunStatus.SUCCEEDED, status=status.value
         )

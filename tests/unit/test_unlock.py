@@ -93,3 +93,37 @@ def test_soak_polls_beat_the_lock_and_stop_once_it_is_taken(tmp_path: Path) -> N
         else:
             raise AssertionError("the soak went on without its lock")
         assert {name: fake.applies for name, fake in fleet.fakes.items()} == before
+
+
+def test_a_signal_held_while_a_run_closes_is_said(tmp_path: Path) -> None:
+    """A second signal that lands while a run writes its outcome is held (Cancel.closing);
+    the run's events then say so, and the outcome is still written."""
+    import signal
+
+    from rollout.commands.running import running
+    from rollout.events import Kind
+    from rollout.playbook import load_playbook
+
+    playbook = load_playbook(str(REPO / "playbooks" / "otp_refactor.yml"))
+    fleet = fake_fleet(["h1"], playbook.flags)
+    ctx = fake_context(tmp_path, playbook, fleet)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    closed = fleet.close
+
+    def close_with_a_signal() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # lands inside Cancel.closing
+        closed()
+
+    fleet.close = close_with_a_signal  # type: ignore[method-assign]
+    try:
+        ctx.cancel.install()
+        ctx.cancel.set("SIGINT")  # the first signal: the run is already settling
+        with running(ctx, "invoke deploy --phase 1") as (run, _lock, _ex):
+            pass
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    assert ctx.cancel.late
+    warnings = [e for e in ctx.emit.events if e.kind is Kind.WARNING]
+    assert any("second signal" in e.message for e in warnings), warnings
+    assert ctx.ledger.run(run.id).status.value == "succeeded"
