@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from rollout.charts import _path, metric_chart, nice_ticks, offset_label, time_ticks
-from rollout.evidence import EventRecord, PointState, build, gather, parse_limit
+from rollout.evidence import PointState, build, gather, parse_limit
 from rollout.htmlreport import render_html, visible
-from rollout.ledger import Ledger, RunRecord, RunStatus
+from rollout.ledger import EventRecord, Ledger, RunRecord, RunStatus
 from rollout.models import Direction, Threshold
 
 T0 = 1_800_000_000.0
