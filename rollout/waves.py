@@ -23,14 +23,16 @@ What the ledger holds (``waves`` table, schema 3): one row per applied wave with
 canary so far, its soak, and once judged its verdict and the judgement's evidence. Applying a
 wave records the phase and the wave in one transaction, so the record always says which hosts
 have the phase; the wave is *current* while the inventory's phase was recorded by its run.
+
+The plan of the waves (which hosts, which canary, which soak) is pure and lives in
+:mod:`rollout.waveplan`; what renders the recorded waves is :mod:`rollout.wavereport`. This
+module walks them: the record, judging and settling a wave, applying the next.
 """
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from .canary import Outcome, WaveJudgement, WaveVerdict, judge_wave
@@ -41,76 +43,14 @@ from .errors import HostsUnreachable, Interrupted, Refused, RollbackIncomplete, 
 from .events import Kind
 from .executor import Executor, StepReport
 from .ledger import InventoryState, RunRecord, WaveRecord
-from .models import NotifyKind, Phase, Wave
-from .plan import Action, Plan, make_batches
+from .models import NotifyKind, Phase
+from .plan import Action, Plan
 from .soak import Split
+from .waveplan import WavePlan, plan_waves, sub_plan
 from .yamlsrc import format_duration
 
 #: Verdicts after which the next wave waits for a person's approval.
 HELD = (WaveVerdict.MARGINAL.value, WaveVerdict.INCONCLUSIVE.value, WaveVerdict.FLEET_WIDE.value)
-
-
-@dataclass(frozen=True)
-class WavePlan:
-    """One wave as planned: the hosts it changes and the canary once it is applied."""
-
-    index: int  # 1-based
-    total: int
-    hosts: tuple[str, ...]
-    canary: tuple[str, ...]
-    soak: float
-
-    @property
-    def final(self) -> bool:
-        return self.index >= self.total
-
-
-# -- the plan (pure) ---------------------------------------------------------------------------
-
-
-def wave_counts(total: int, waves: Sequence[Wave]) -> list[int]:
-    """Cumulative host counts of the listed waves for a fleet of ``total``.
-
-    A percentage rounds up (25% of 6 hosts is 2: at least that share has the phase); a wave
-    that would not add a host is dropped, and so is one that would reach every host (the
-    final wave, with the phase's soak, takes the rest). Pure."""
-    counts: list[int] = []
-    for wave in waves:
-        size = wave.hosts
-        count = math.ceil(total * int(size[:-1]) / 100) if isinstance(size, str) else int(size)
-        if count >= total:
-            break
-        if counts and count <= counts[-1]:
-            continue
-        counts.append(count)
-    return counts
-
-
-def plan_waves(hosts: Sequence[str], phase: Phase, final_soak: float) -> tuple[WavePlan, ...]:
-    """The waves of ``phase`` over ``hosts`` (in inventory order); one final wave when the
-    phase lists none or the fleet is too small for a baseline."""
-    listed = [w for w in phase.waves]
-    counts = wave_counts(len(hosts), listed) if len(hosts) > 1 else []
-    soaks: dict[int, float] = {}
-    for wave in listed:  # the soak of each kept wave, by its resolved count
-        size = wave.hosts
-        n = math.ceil(len(hosts) * int(size[:-1]) / 100) if isinstance(size, str) else int(size)
-        soaks.setdefault(n, wave.soak)
-    bounds = [*counts, len(hosts)]
-    total = len(bounds)
-    out, start = [], 0
-    for index, end in enumerate(bounds, start=1):
-        soak = final_soak if index == total else soaks[end]
-        out.append(WavePlan(index, total, tuple(hosts[start:end]), tuple(hosts[:end]), soak))
-        start = end
-    return tuple(out)
-
-
-def sub_plan(plan: Plan, wave: WavePlan, undo: Phase, serial: Sequence[int | str]) -> Plan:
-    """``plan`` narrowed to ``wave``'s hosts, batched by ``serial``, undone to ``undo``."""
-    hosts = tuple(h for h in plan.hosts if h.host in wave.hosts)
-    changed = [h.host for h in hosts if not h.noop]
-    return replace(plan, hosts=hosts, batches=make_batches(changed, serial), undo=undo)
 
 
 # -- the record ------------------------------------------------------------------------------

@@ -12,6 +12,12 @@ Fabric's :class:`fabric.Connection` opens the connection (hermetic config: no
 
 Every command runs under the host's coreutils ``timeout`` (see :func:`.base.remote_command`),
 so a command whose deadline passed is killed on the host, not only abandoned by the client.
+
+One module (~400 lines) on purpose: it is the transport seam's only paramiko/Fabric side
+(``base.py``: nothing else imports them), and its two halves, opening a verified connection
+(direct or through bastions) and running a command on it, share paramiko's sockets, channels
+and the mapping of its exceptions to :class:`~rollout.errors.TransportError`; host keys
+already live apart in :mod:`.hostkeys`.
 """
 
 from __future__ import annotations

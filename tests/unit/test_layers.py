@@ -28,7 +28,8 @@ LAYER_OF = {
     "": "model",
     "errors": "model",
     "clock": "model",
-    "models": "model",
+    "models": "model",  # a package: flags, secret, health, policy, phases, hosts, checklist,
+    # notifyconfig, playbook (the aggregate); rollout.models exports every name
     "events": "model",
     "output": "model",
     "resources": "model",
@@ -50,6 +51,7 @@ LAYER_OF = {
     "report": "core",
     "live": "core",
     "invlist": "core",
+    "waveplan": "core",  # a phase's waves as planned; rollout.waves walks them
     # remote: what talks to something outside the process: hosts over SSH, the ledger's stores
     "transport": "remote",
     "fleet": "remote",
@@ -77,7 +79,7 @@ LAYER_OF = {
     "pipeline": "commands",
     "wiring": "commands",
     "runbook": "commands",
-    "evidence": "commands",
+    "evidence": "commands",  # a package: values, decode (one event read back), assemble
     "charts": "commands",
     "history": "commands",
     "htmlreport": "commands",

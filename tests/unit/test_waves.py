@@ -12,6 +12,7 @@ from rollout.canary import Comparison, WaveVerdict, judge_wave
 from rollout.ledger import Ledger, WaveRecord
 from rollout.models import Direction, FlagState, Phase, Risk, Wave
 from rollout.playbook import load_playbook, load_playbook_text
+from rollout.waveplan import plan_waves, wave_counts
 from rollout.wavereport import (
     prometheus_text,
     wave_json,
@@ -19,7 +20,6 @@ from rollout.wavereport import (
     waves_junit,
     write_textfile,
 )
-from rollout.waves import plan_waves, wave_counts
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTS = [f"h{i}" for i in range(1, 7)]
