@@ -1,6 +1,6 @@
 """Typed, frozen models shared by every layer.
 
-Loaders (``inventory/``, ``playbook.py``) turn YAML into these at the edge; past them no
+Loaders (``inventory/``, ``playbook/``) turn YAML into these at the edge; past them no
 ``dict[str, Any]`` crosses a module boundary. One module a concept:
 
 - ``flags``: flag values, observed values, ``FlagState`` and ``FlagChange``;

@@ -39,7 +39,7 @@ LAYER_OF = {
     "vault": "loaders",
     "sshopts": "loaders",
     "inventory": "loaders",
-    "playbook": "loaders",
+    "playbook": "loaders",  # the package: reader, one module a section, loader
     "templating": "loaders",  # the one Jinja environment; imports nothing of rollout's
     "notification": "loaders",  # a template file in, a webhook body out (playbook checks it)
     # core: pure logic over model values
