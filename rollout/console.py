@@ -35,6 +35,7 @@ from .erlcall import (
     judge,
 )
 from .errors import CommandTimeout, ConsoleError, TemplateError, UsageError
+from .flagvalues import from_node, node_text
 from .fleetstate import (
     CONFLICT_STATUS,
     LOADER,
@@ -54,7 +55,6 @@ from .models import (
     FlagState,
     FlagValue,
     Observed,
-    Opaque,
 )
 from .templating import jinja_environment
 from .transport.base import CommandResult, Session
@@ -224,7 +224,7 @@ class RemoteConsole:
         errors = data.get("errors")
         if not isinstance(errors, dict):
             raise self._garbage("the apply result has no errors object")
-        found = {str(k): _show(v) for k, v in errors.items()}
+        found = {str(k): node_text(v) for k, v in errors.items()}
         if record is not None and (fleet is None or fleet.raw_record != record.to_json()):
             found["(fleet record)"] = "the host's record did not read back as written"
         return ApplyResult(self._reading(data, fleet), found)
@@ -256,7 +256,7 @@ class RemoteConsole:
         raw: dict[str, str] = {}
         for name in self.metrics:
             value = raw_metrics[name]
-            raw[name] = _show(value)
+            raw[name] = node_text(value)
             ok_number = isinstance(value, (int, float)) and not isinstance(value, bool)
             values[name] = float(value) if ok_number else None
         return HealthReading(self._reading(data, fleet), values, raw)
@@ -419,7 +419,7 @@ class RemoteConsole:
         return FlagReading(
             self.host,
             node_name,
-            {k: _observed(v) for k, v in flags.items()},
+            {k: from_node(v) for k, v in flags.items()},
             fleet,
             choice.path.value,
             choice.fallback,
@@ -467,23 +467,3 @@ def _find_result(result: CommandResult) -> dict[str, object] | None:
                 return None
             return data if isinstance(data, dict) else None
     return None
-
-
-def _observed(value: object) -> Observed:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return value
-    if value == "absent" or value is None:
-        return None
-    return Opaque(_show(value))
-
-
-def _show(value: object) -> str:
-    """A printable form of a decoded JSON value (``{"other": b64}`` -> the node's inspect)."""
-    if isinstance(value, dict) and set(value) == {"other"} and isinstance(value["other"], str):
-        try:
-            return base64.b64decode(value["other"], validate=True).decode("utf-8", "replace")
-        except (binascii.Error, ValueError):
-            return "<undecodable>"
-    return json.dumps(value)

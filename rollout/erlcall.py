@@ -51,6 +51,7 @@ from enum import Enum
 
 from .erlterm import Atom, TermError, parse
 from .errors import UsageError
+from .flagvalues import ABSENT, OTHER
 from .models import FLAG_NAME_RE, METRIC_NAME_RE, ConsoleMode
 
 BEGIN = "ROLLOUT-ERLCALL/1 begin"
@@ -277,15 +278,15 @@ def _other(value: object) -> Mapping[str, str]:
         and isinstance(value[1], str)
         and _B64_RE.match(value[1])
     ):
-        return {"other": value[1]}
+        return {OTHER: value[1]}
     raise _Refused("a value is not {other, Base64}")
 
 
 def _value(value: object) -> object:
     if isinstance(value, int):  # true, false (bool) or an integer
         return value
-    if value == Atom("absent"):
-        return "absent"
+    if value == Atom(ABSENT):
+        return ABSENT
     if value == Atom("null"):
         return None
     return _other(value)

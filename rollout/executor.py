@@ -32,12 +32,12 @@ from .errors import (
     TransportError,
 )
 from .events import Emit, Event, Kind
+from .flagvalues import event_flags
 from .fleet import Outcome, each, run_parallel
 from .fleetstate import FleetSide, HostState, LeaseConflict, Op, new_lease_id, shown
 from .ledger import Ledger, LockRecord, RunRecord
 from .lock import Liveness, describe, pid_liveness, utc
 from .models import FlagState, Observed, Phase, Playbook, Risk, format_value
-from .output import clip
 from .plan import Action, Plan, batch_failed, build_plan
 
 #: First pause between rollback retries (doubling), and its cap, in seconds.
@@ -215,7 +215,7 @@ class Executor:
                 _describe_match(match),
                 host=name,
                 ok=True,
-                flags=_jsonable(flags),
+                flags=event_flags(flags),
                 matches=match,
                 **self._console_data(name),
             )
@@ -560,7 +560,7 @@ class Executor:
             name,
             action.value,
             target.number,
-            {"state": _jsonable(target.state.as_dict())},
+            {"state": event_flags(target.state.as_dict())},
         )
         try:
             change = Change(action.value, target.number, last)
@@ -572,7 +572,7 @@ class Executor:
             intent.id,
             result.ok,
             {
-                "flags": _jsonable(result.flags),
+                "flags": event_flags(result.flags),
                 "mismatched": list(result.mismatched),
                 "error": result.error,
             },
@@ -584,7 +584,7 @@ class Executor:
                 host=name,
                 ok=True,
                 phase=target.number,
-                flags=_jsonable(result.flags),
+                flags=event_flags(result.flags),
                 **self._console_data(name),
             )
         else:
@@ -594,7 +594,7 @@ class Executor:
                 host=name,
                 ok=False,
                 phase=target.number,
-                flags=_jsonable(result.flags),
+                flags=event_flags(result.flags),
                 mismatched=list(result.mismatched),
                 error=result.error,
                 **self._console_data(name),
@@ -777,14 +777,6 @@ def _failure_text(result: HostResult, target: Phase) -> str:
 
 def _describe_match(match: int | None) -> str:
     return "drifted: matches no phase" if match is None else f"matches phase {match}"
-
-
-def _jsonable(flags: Mapping[str, object]) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for name, value in flags.items():
-        # an opaque value is the node's own text: bounded like any host output
-        out[name] = value if isinstance(value, (bool, int)) or value is None else clip(str(value))
-    return out
 
 
 def _holder_text(state: HostState) -> str:

@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 from .errors import RolloutError, SpansHosts
 from .events import Event, Kind
+from .flagvalues import shown_flags
 from .models import Observed, Playbook, format_value
 from .yamlsrc import format_duration
 
@@ -144,12 +145,7 @@ def render_status(report: Any, playbook: Playbook, *, as_json: bool = False) -> 
                         "host": h.host,
                         "matches": h.matches,
                         "error": h.error,
-                        "flags": None
-                        if h.flags is None
-                        else {
-                            k: (v if isinstance(v, (bool, int)) or v is None else str(v))
-                            for k, v in h.flags.items()
-                        },
+                        "flags": None if h.flags is None else shown_flags(h.flags),
                         "drifted": h.flags is not None and h.matches != want(h),
                         "expected_phase": want(h),
                         "last_change": None if h.record is None else {

@@ -12,6 +12,7 @@ from pathlib import Path
 from ..errors import CommandTimeout, HostError, RolloutError, TransportError, UsageError
 from ..events import Kind
 from ..executor import Executor
+from ..flagvalues import manifest_flags
 from ..fleet import each
 from ..models import FlagState, FlagValue, Host, Observed, Opaque, same_value
 from ..plan import Action
@@ -34,7 +35,7 @@ from .remote import (
     relative_path,
     run_command,
 )
-from .store import archive_files, check_archive, flags_json
+from .store import archive_files, check_archive
 
 
 def restore_backup(
@@ -125,7 +126,7 @@ def _restore_host(
         name,
         Action.RESTORE.value,
         backup.recorded_phase,
-        {"backup": backup.id, "state": flags_json(restorable), "files": bool(archive)},
+        {"backup": backup.id, "state": manifest_flags(restorable), "files": bool(archive)},
     )
     check = None
     error = None
@@ -153,7 +154,7 @@ def _restore_host(
     ex.ledger.settle(
         intent.id,
         ok,
-        {"flags": flags_json(flags), "mismatched": list(mismatched), "error": error},
+        {"flags": manifest_flags(flags), "mismatched": list(mismatched), "error": error},
     )
     return result
 
@@ -229,7 +230,7 @@ def _emit_restore(ex: Executor, backup_id: str, result: RestoreResult) -> None:
             ok=True,
             backup=backup_id,
             action="restore",
-            flags=flags_json(result.flags),
+            flags=manifest_flags(result.flags),
             unrestorable=[flag for flag, _ in result.unrestorable],
         )
     else:
@@ -240,7 +241,7 @@ def _emit_restore(ex: Executor, backup_id: str, result: RestoreResult) -> None:
             ok=False,
             backup=backup_id,
             action="restore",
-            flags=flags_json(result.flags),
+            flags=manifest_flags(result.flags),
             mismatched=list(result.mismatched),
             error=result.error,
         )

@@ -17,7 +17,8 @@ from typing import Any
 
 from ..errors import HostError, InputError, SourceLocation, UsageError
 from ..fields import has_kind
-from ..models import Observed, Opaque
+from ..flagvalues import BadFlagValue, from_manifest, manifest_flags
+from ..models import Observed
 from .model import (
     ARCHIVE,
     FORMAT,
@@ -67,18 +68,10 @@ def _entry_json(entry: HostBackup) -> dict[str, Any]:
     return {
         "ok": entry.ok,
         "node": entry.node,
-        "flags": flags_json(entry.flags),
+        "flags": manifest_flags(entry.flags),
         "state": archive,
         "error": entry.error,
     }
-
-
-def flags_json(flags: Mapping[str, Observed]) -> dict[str, object]:
-    """Values as JSON: booleans and integers as such, absent as null, opaque as an object."""
-    out: dict[str, object] = {}
-    for name, value in sorted(flags.items()):
-        out[name] = {"opaque": value.text} if isinstance(value, Opaque) else value
-    return out
 
 
 class _Manifest:
@@ -104,18 +97,10 @@ class _Manifest:
         return value
 
     def flags(self, raw: Any, where: str) -> dict[str, Observed]:
-        if not isinstance(raw, dict):
-            raise self.fail("flags must be an object", where)
-        out: dict[str, Observed] = {}
-        for name, value in raw.items():
-            key = f"{where}.{name}"
-            if value is None or isinstance(value, (bool, int)):
-                out[name] = value
-            elif isinstance(value, dict) and set(value) == {"opaque"}:
-                out[name] = Opaque(str(value["opaque"]))
-            else:
-                raise self.fail(f"flag value {value!r} is not a boolean, integer or null", key)
-        return out
+        try:
+            return from_manifest(raw, where)
+        except BadFlagValue as exc:
+            raise self.fail(exc.message, exc.key) from None
 
 
 def load_backup(root: Path, inventory: str, backup_id: str, *, verify: bool = True) -> Backup:

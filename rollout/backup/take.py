@@ -13,6 +13,7 @@ from pathlib import Path
 from ..errors import HostError, UsageError
 from ..events import Kind
 from ..executor import Executor
+from ..flagvalues import manifest_flags
 from ..fleet import each
 from ..models import Host, Playbook
 from .model import ARCHIVE, SHA256_RE, Backup, BackupIncomplete, HostArchive, HostBackup
@@ -21,7 +22,6 @@ from .store import (
     allocate,
     archive_files,
     dir_name,
-    flags_json,
     fleet_dir,
     write_atomically,
     write_manifest,
@@ -139,7 +139,7 @@ def _emit_entry(ex: Executor, backup_id: str, entry: HostBackup) -> None:
         ok=True,
         backup=backup_id,
         action="backup",
-        flags=flags_json(entry.flags),
+        flags=manifest_flags(entry.flags),
         archive=entry.archive.file if entry.archive else None,
     )
 

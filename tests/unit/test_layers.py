@@ -28,6 +28,7 @@ LAYER_OF = {
     "": "model",
     "errors": "model",
     "clock": "model",
+    "flagvalues": "model",
     "models": "model",  # a package: flags, secret, health, policy, phases, hosts, checklist,
     # notifyconfig, playbook (the aggregate); rollout.models exports every name
     "events": "model",
