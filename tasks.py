@@ -366,11 +366,9 @@ def unlock(c: Any, flags: Flags, lock_id: str, force: bool = False) -> None:
         if held is not None and held.id == lock_id and not force:
             alive = ctx.ledger.lock_liveness(held)
             if alive is Liveness.ALIVE:
-                import time
-
                 raise Refused(
                     f"refusing to unlock a live run on this machine: "
-                    f"{describe(held, alive, time.time())}",
+                    f"{describe(held, alive, ctx.ledger.clock.wall())}",
                     hint=f"let it finish, or stop it; to remove its lock anyway (it stops at its "
                     f"next change): invoke unlock {lock_id} --force",
                 )
@@ -399,7 +397,7 @@ def _write_page(ctx: Context | LedgerContext, run: str | None, path: str, as_jso
     from rollout.htmlreport import write_html
 
     evidence = gather(ctx.ledger, run, ctx.inventory.name)
-    out = write_html(evidence, path)
+    out = write_html(evidence, path, clock=ctx.ledger.clock)
     message = f"wrote the report page of run {evidence.run.id} to {out}"
     if as_json:
         import json

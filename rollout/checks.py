@@ -21,12 +21,12 @@ import os
 import re
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .backend import Backend
+from .clock import SYSTEM, Clock
 from .errors import HostError, RolloutError
 from .events import Emit, Event, Kind
 from .fleet import connect_failures, each, run_parallel
@@ -179,7 +179,7 @@ def run_checks(
     source_root: Path | None,
     emit: Emit,
     local: LocalRunner = run_local,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Clock = SYSTEM,
 ) -> CheckReport:
     """Run every check of ``playbook`` in order; a ``check`` event per result, then a summary.
 
@@ -190,11 +190,11 @@ def run_checks(
         root = Path(playbook.checks.source_root)
     results = []
     for check in playbook.checks.checks:
-        started = clock()
+        started = clock.monotonic()
         result = _run_one(check, playbook, backend, tuple(host_names), root, local)
         result = CheckResult(
             result.category, result.name, result.ok, result.reason, result.details,
-            max(0.0, clock() - started),
+            max(0.0, clock.monotonic() - started),
         )  # fmt: skip
         emit(
             Event(

@@ -1,8 +1,15 @@
 """The one clock a run is given: wall time, monotonic time and sleeping, injected together.
 
-A command's :class:`~rollout.commands.context.Context` holds one :class:`Clock`; what it drives
-(the executor's waits, the soak's durations, the ledger's timestamps) takes its parts from
-there. Wall time is what records and other processes share (epoch seconds); monotonic time
+A command's :class:`~rollout.commands.context.Context` holds one :class:`Clock` and hands
+it to what it drives: the executor (retry deadlines, lease races), the soak, restarts, checks,
+notifications, backups, the fleet records it writes. The ledger holds one too (its record
+timestamps and lock waits; :data:`SYSTEM` when a command opens it), and so can the report
+page. Each takes ``clock: Clock = SYSTEM`` and reads ``clock.wall()``,
+``clock.monotonic()`` and ``clock.sleep()``. Only an event's own ``ts``
+(:class:`rollout.events.Event`) and the SSH transport's per-read deadlines (they bound real
+sockets) read :mod:`time` directly.
+
+Wall time is what records and other processes share (epoch seconds); monotonic time
 measures durations inside this process, so a stepped wall clock neither shortens nor
 stretches them. The real one is :data:`SYSTEM`; tests use ``rollout.testing.FakeClock``.
 """

@@ -7,12 +7,12 @@ sleeps on its own clock or exits. Every success it reports was read back from th
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .backend import Backend
 from .cancel import Cancel
+from .clock import SYSTEM, Clock
 from .console import ApplyResult, Change, FlagReading
 from .errors import (
     CommandTimeout,
@@ -104,9 +104,8 @@ class Executor:
         ledger: Ledger,
         run: RunRecord,
         emit: Emit,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM,
         retry_deadline: float = 60.0,
-        sleep: Callable[[float], None] = time.sleep,
         cancel: Cancel | None = None,
     ) -> None:
         self.playbook = playbook
@@ -116,9 +115,8 @@ class Executor:
         self.ledger = ledger
         self.run = run
         self.emit_raw = emit
-        self.clock = clock
+        self.clock = clock  # retry deadlines and lease races: its monotonic time and sleep
         self.retry_deadline = retry_deadline
-        self.sleep = sleep
         self.cancel = cancel or Cancel()
         #: the ledger lock this run holds (set by ``commands.running``): checked before changes
         self.lock: LockRecord | None = None
@@ -361,7 +359,7 @@ class Executor:
                 side.op_read = Op.RENEW
             return out
         mine = (side.holder.claimed, side.lease_id or "")
-        deadline = self.clock() + RACE_WAIT
+        deadline = self.clock.monotonic() + RACE_WAIT
         pending = dict(conflicts)
         while pending:
             retry: list[str] = []
@@ -375,12 +373,12 @@ class Executor:
                 if alive in (Liveness.GONE, Liveness.REUSED):
                     side.replace[host] = lease.id  # a dead holder on this machine
                     retry.append(host)
-                elif (holder.claimed, lease.id) > mine and self.clock() < deadline:
+                elif (holder.claimed, lease.id) > mine and self.clock.monotonic() < deadline:
                     retry.append(host)  # a racing run that yields to this one
                 else:
                     raise self._busy(host, err.state)
             if any(h not in side.replace for h in retry):
-                self.sleep(0.3)
+                self.clock.sleep(0.3)
             outcomes = run_parallel(retry, lambda n: self.backend.console(n).read_flags())
             pending = {}
             for host, outcome in outcomes.items():
@@ -646,7 +644,7 @@ class Executor:
         self, names: Sequence[str], target: Phase, action: Action
     ) -> StepReport:
         """Converge; retry the hosts that failed until the retry deadline passes."""
-        deadline = self.clock() + self.retry_deadline
+        deadline = self.clock.monotonic() + self.retry_deadline
         report = self.converge(names, target, action)
         done = {r.host: r for r in report.results}
         attempt = 1
@@ -654,9 +652,9 @@ class Executor:
             # a node that refused a flag it does not know refuses it again: no retry
             pending = [r.host for r in done.values() if not r.ok and not r.permanent]
             pause = min(RETRY_PAUSE_MAX, RETRY_PAUSE * 2 ** (attempt - 1))
-            if not pending or self.clock() + pause >= deadline:
+            if not pending or self.clock.monotonic() + pause >= deadline:
                 break
-            self.sleep(pause)
+            self.clock.sleep(pause)
             attempt += 1
             self.emit(
                 Kind.ROLLBACK,
@@ -796,4 +794,5 @@ def _holder_text(state: HostState) -> str:
 def _lost_lock(ledger: Ledger, lock: LockRecord, holder: LockRecord | None) -> str:
     if holder is None:
         return f"the lock {lock.id} was removed (`invoke unlock`)"
-    return f"the lock was taken over: {describe(holder, ledger.lock_liveness(holder), time.time())}"
+    now = ledger.clock.wall()  # the clock the ledger stamps heartbeats with
+    return f"the lock was taken over: {describe(holder, ledger.lock_liveness(holder), now)}"

@@ -41,6 +41,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 
+from .clock import SYSTEM, Clock
 from .erlcall import CONSOLE_FUNCTION
 from .errors import HostError, UsageError
 
@@ -459,6 +460,7 @@ class FleetSide:
     given_back: dict[str, frozenset[str]] = field(default_factory=dict)
     pause: tuple[str, str] | None = None  # (by, reason) written with every change
     reason: str | None = None
+    clock: Clock = SYSTEM  # its wall time stamps the records it writes (``changed``)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def seen(self, host: str, state: HostState) -> None:
@@ -499,7 +501,7 @@ class FleetSide:
             action=action,
             phase=phase,
             generation=generation,
-            changed=_wall(),
+            changed=self.clock.wall(),
             paused=self.pause is not None,
             paused_by=paused_by,
             paused_reason=paused_reason[:500] if paused_reason else None,
@@ -509,9 +511,3 @@ class FleetSide:
     def forget_lease(self) -> None:
         self.lease_id = None
         self.op_read = Op.PEEK
-
-
-def _wall() -> float:
-    import time
-
-    return time.time()

@@ -23,6 +23,7 @@ import markupsafe
 
 from . import resources
 from .charts import Chart, metric_chart, offset_label, timeline, value_label
+from .clock import SYSTEM, Clock
 from .evidence import Evidence, HostResult, Judgement, Lane, Mark, PointState, Series
 from .ledger import RunStatus
 from .templating import jinja_environment
@@ -153,8 +154,11 @@ def _waves(judgements: Sequence[Judgement]) -> list[tuple[str, list[Judgement]]]
     return list(grouped.items())
 
 
-def page_context(ev: Evidence, *, generated: float | None = None) -> dict[str, Any]:
-    """Everything the template needs, computed here so the template only lays it out."""
+def page_context(
+    ev: Evidence, *, generated: float | None = None, clock: Clock = SYSTEM
+) -> dict[str, Any]:
+    """Everything the template needs, computed here so the template only lays it out;
+    ``generated`` (default: ``clock``'s wall time now) is when the page says it was made."""
     rollback_ts = ev.rollback.ts if ev.rollback is not None else None
     metrics = [
         MetricView(metric_chart(s, ev.start, ev.end, rollback=rollback_ts, soaks=ev.soaks), s,
@@ -179,22 +183,23 @@ def page_context(ev: Evidence, *, generated: float | None = None) -> dict[str, A
         "people": people, "waves": _waves(ev.judgements),
         "duration": offset_label(ev.end - ev.start).lstrip("+"),
         "wall": wall, "offset": lambda ts: offset_label(ts - ev.start),
-        "generated": wall(generated if generated is not None else time.time()),
+        "generated": wall(generated if generated is not None else clock.wall()),
         "breach": ev.breach, "rollback": ev.rollback,
         "states": PointState,
     }  # fmt: skip
 
 
-def render_html(ev: Evidence, *, generated: float | None = None) -> str:
+def render_html(ev: Evidence, *, generated: float | None = None, clock: Clock = SYSTEM) -> str:
     """The page for ``ev`` as one HTML string."""
-    return _env().get_template(TEMPLATE).render(**page_context(ev, generated=generated))
+    context = page_context(ev, generated=generated, clock=clock)
+    return _env().get_template(TEMPLATE).render(**context)
 
 
-def write_html(ev: Evidence, path: str | Path) -> Path:
+def write_html(ev: Evidence, path: str | Path, *, clock: Clock = SYSTEM) -> Path:
     """Write the page to ``path`` (its directory is created); return the path."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(render_html(ev), encoding="utf-8")
+    tmp.write_text(render_html(ev, clock=clock), encoding="utf-8")
     tmp.replace(target)
     return target

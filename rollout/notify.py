@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-import time
 import urllib.error
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -28,6 +27,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from .clock import SYSTEM, Clock
 from .events import Emit, Event, Kind
 from .models import NotifyConfig, Secret, WebhookConfig
 from .notification import SAMPLE, TEMPLATES, Notification, render_notification
@@ -172,14 +172,14 @@ class Notifier:
         environ: Mapping[str, str] | None = None,
         post: Poster = post_json,
         templates: Path = TEMPLATES,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.config = config
         self._emit = emit
         self._record = ledger_recorder
         self._post = post
         self._templates = templates
-        self._clock = clock
+        self._clock = clock  # its monotonic time: how long a delivery took
         self._told = False
         self._url: Secret | None = None
         self._unset: tuple[Kind, str] | None = None
@@ -225,7 +225,7 @@ class Notifier:
 
     def _deliver(self, url: Secret, body: bytes, timeout: float) -> NotifyOutcome:
         """POST in a daemon thread; the caller waits at most ``timeout`` seconds for it."""
-        started = self._clock()
+        started = self._clock.monotonic()
         box: list[NotifyOutcome] = []
         post = self._post
 
@@ -249,7 +249,7 @@ class Notifier:
         thread = threading.Thread(target=work, name="rollout-notify", daemon=True)
         thread.start()
         thread.join(timeout)
-        elapsed = max(0.0, self._clock() - started)
+        elapsed = max(0.0, self._clock.monotonic() - started)
         if not box:  # still running: abandon it (a daemon; its own socket timeout ends it)
             error = f"no answer within {timeout:g}s"
             return NotifyOutcome(Delivery.TIMED_OUT, error=error, elapsed=elapsed)

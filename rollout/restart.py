@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
+from .clock import Clock
 from .errors import CommandTimeout, HostError, HostsUnreachable, TransportError, UsageError
 from .events import Kind
 from .executor import Executor, HostResult, StepReport
@@ -118,8 +119,7 @@ def rolling_restart(
     batch: int = 1,
     wait_timeout: float = 60.0,
     command_timeout: float | None = None,
-    sleep: Callable[[float], None] | None = None,
-    clock: Callable[[], float] | None = None,
+    clock: Clock | None = None,
 ) -> RestartReport:
     """Restart ``hosts`` ``batch`` at a time; after each batch, re-apply ``phase`` and verify.
 
@@ -136,8 +136,7 @@ def rolling_restart(
         )
     argvs = {h.name: restart_argv(h, service) for h in hosts}  # every name checked up front
     timeout = command_timeout or max(ex.playbook.policy.command_timeout, wait_timeout)
-    sleep = sleep or ex.sleep
-    clock = clock or ex.clock
+    clock = clock or ex.clock  # the console polls: its monotonic time and sleep
     names = [h.name for h in hosts]
     batches = tuple(tuple(names[i : i + batch]) for i in range(0, len(names), batch))
     if service is not None and any(h.restart_command for h in hosts):
@@ -164,7 +163,7 @@ def rolling_restart(
     def restarter(index: int) -> Callable[[str], HostRestart]:
         def one(name: str) -> HostRestart:
             return _restart_and_wait(
-                ex, name, argvs[name], index, timeout, wait_timeout, sleep, clock
+                ex, name, argvs[name], index, timeout, wait_timeout, clock
             )
 
         return one
@@ -212,15 +211,14 @@ def _restart_and_wait(
     batch: int,
     timeout: float,
     wait_timeout: float,
-    sleep: Callable[[float], None],
-    clock: Callable[[], float],
+    clock: Clock,
 ) -> HostRestart:
     """Run the restart command, then poll the console until it answers or time runs out."""
     shown = shlex.join(argv)
     ex.check_right()  # a run that lost its lock or lease restarts nothing more
     intent = ex.ledger.intent(ex.run.id, name, "restart", None, {"command": shown})
     ex.emit(Kind.RESTART, f"restarting: {shown}", host=name, command=shown)
-    started = clock()
+    started = clock.monotonic()
     try:
         result = ex.backend.run(name, argv, timeout=timeout)
         failure = None
@@ -234,7 +232,7 @@ def _restart_and_wait(
         ex.ledger.settle(intent.id, False, {"error": failure})
         ex.emit(Kind.RESTART, failure, host=name, ok=False)
         return HostRestart(name, RestartStatus.RESTART_FAILED, batch, failure)
-    deadline = clock() + wait_timeout
+    deadline = clock.monotonic() + wait_timeout
     pause = POLL_PAUSE
     while True:
         try:
@@ -242,15 +240,15 @@ def _restart_and_wait(
         except HostError as exc:
             if isinstance(exc, (TransportError, CommandTimeout)):
                 ex.backend.reset(name)
-            if clock() + pause >= deadline:
+            if clock.monotonic() + pause >= deadline:
                 error = f"restarted, but the console did not answer within {wait_timeout:g}s: "
                 ex.ledger.settle(intent.id, False, {"error": error + exc.detail})
                 ex.emit(Kind.RESTART, error + exc.detail, host=name, ok=False)
                 return HostRestart(name, RestartStatus.NO_ANSWER, batch, error + exc.detail)
-            sleep(pause)
+            clock.sleep(pause)
             pause = min(POLL_PAUSE_MAX, pause * 2)
             continue
-        took = clock() - started
+        took = clock.monotonic() - started
         ex.ledger.settle(intent.id, True, {"node": reading.node, "seconds": round(took, 3)})
         ex.emit(
             Kind.RESTART,

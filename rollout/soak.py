@@ -19,12 +19,12 @@ exactly one healthy round, never "healthy" without a sample.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .clock import SYSTEM, Clock
 from .errors import Interrupted, RollbackIncomplete, RolledBack
 from .events import Kind
 from .executor import Executor, HostResult, StepReport
@@ -115,8 +115,7 @@ class Soak:
         *,
         policy: HealthPolicy,
         source: MetricsSource,
-        wall: Callable[[], float] = time.time,
-        mono: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM,
         wait: Wait,
         max_gap: float | None = None,
         on_rollback: Callable[[str, StepReport], None] | None = None,
@@ -131,8 +130,7 @@ class Soak:
         self.previous = previous
         self.policy = policy
         self.source = source
-        self.wall = wall
-        self.mono = mono
+        self.clock = clock  # monotonic: this run's rounds; wall: another run's last round
         self.wait = wait
         #: This run's previous round: None before the first; else the monotonic time of the
         #: last healthy, drift-free round (or None when that round was not healthy)
@@ -176,11 +174,11 @@ class Soak:
             inconclusive_limit=self.policy.inconclusive_limit,
         )
         while not self.complete(state):
-            started = self.mono()
+            started = self.clock.monotonic()
             state = self.poll().state
             if self.complete(state):
                 break
-            pause = max(0.0, self.policy.interval - (self.mono() - started))
+            pause = max(0.0, self.policy.interval - (self.clock.monotonic() - started))
             if self.wait(pause):
                 self.ex.emit(
                     Kind.SOAK,
@@ -258,11 +256,11 @@ class Soak:
         measured on the monotonic clock within this run, on the wall clock since another
         run's last recorded round (the first round of a resumed soak)."""
         seconds = 0.0
-        now = self.mono()
+        now = self.clock.monotonic()
         if not self._sampled:
             last = next(_rounds_newest_first(self.ex.ledger, state), None) if healthy else None
             if last is not None and last.healthy:
-                gap = self.wall() - last.ts
+                gap = self.clock.wall() - last.ts
                 if 0 <= gap <= self.max_gap:
                     seconds = gap
         elif healthy and self._last_healthy is not None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .clock import SYSTEM, Clock, PartsClock, with_parts
 from .console import ApplyResult, Change, FlagReading, HealthReading
 from .errors import CommandTimeout, ConsoleError, TransportError
 from .fleet import Outcome
@@ -188,6 +189,16 @@ class FakeClock:
         self.mono_now += seconds
 
 
+def _no_sleep(_seconds: float) -> None:
+    pass
+
+
+def clock_of(now: Callable[[], float]) -> Clock:
+    """A :class:`~rollout.clock.Clock` reading ``now`` for both its wall and monotonic time,
+    whose sleep returns at once: time moves only when the test moves ``now``."""
+    return PartsClock(now, now, _no_sleep)
+
+
 def fake_fleet(names: Sequence[str], flags: Sequence[str]) -> FakeBackend:
     return FakeBackend({n: FakeHost(n, tuple(flags)) for n in names})
 
@@ -197,14 +208,14 @@ def fake_context(
     playbook: Playbook,
     backend: FakeBackend,
     *,
-    clock: Callable[[], float] | None = None,
+    clock: Clock | None = None,
     wait: Callable[[float], bool] | None = None,
     **options: Any,
 ) -> Context:
     """A command :class:`~rollout.commands.context.Context` over ``backend``, with a real
-    ledger file under ``root`` and no sleeping; ``options`` override
-    :class:`~rollout.commands.context.Options`."""
-    from .clock import SYSTEM, with_parts
+    ledger file under ``root``; ``options`` override :class:`~rollout.commands.context.Options`.
+    ``clock`` is the context's and the ledger's (default: the system's time, with no
+    sleeping; see :func:`clock_of`)."""
     from .commands.context import Context, Options
     from .events import Collector
     from .ledger import open_ledger
@@ -216,13 +227,10 @@ def fake_context(
     defaults: dict[str, Any] = {"yes": True, "wait": False, "skip_checks": True,
                                 "retry_deadline": 3.0}  # fmt: skip
     path = root / "ledger.db"
-    ledger = open_ledger(path, clock=clock) if clock else open_ledger(path)
+    ledger = open_ledger(path, clock=clock or SYSTEM)
     ctx = Context(Options(**{**defaults, **options}), playbook, inventory, hosts, ledger,
                   Collector(), lambda _h, _p: backend,
-                  clock=with_parts(SYSTEM, sleep=lambda _s: None))  # fmt: skip
-    if clock is not None:
-        ctx.wall = clock
-        ctx.mono = clock
+                  clock=clock or with_parts(SYSTEM, sleep=_no_sleep))  # fmt: skip
     if wait is not None:
         ctx.cancel.wait = wait  # type: ignore[method-assign,assignment]
     return ctx

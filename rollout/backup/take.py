@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from ..clock import SYSTEM, Clock
 from ..errors import HostError, UsageError
 from ..events import Kind
 from ..executor import Executor
@@ -36,7 +36,7 @@ def take_backup(
     root: Path,
     recorded_phase: int | None,
     *,
-    clock: Callable[[], float] = time.time,
+    clock: Clock = SYSTEM,
 ) -> Backup:
     """Back up every host's flags and state files into a new directory under ``root``.
 
@@ -49,7 +49,7 @@ def take_backup(
     for host in hosts:
         dir_name(host.name, "host name")
     relative = {h.name: tuple(relative_path(p, h.name) for p in h.state_paths) for h in hosts}
-    started = clock()
+    started = clock.wall()
     backup_id, path = allocate(inv_dir, started)
     base = Backup(
         backup_id,

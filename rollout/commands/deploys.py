@@ -87,7 +87,8 @@ def run_readiness(ctx: Context, ex: Executor) -> CheckReport:
     from ..junit import junit_xml
 
     source = Path(ctx.options.source) if ctx.options.source else None
-    report = run_checks(ctx.playbook, ex.backend, ex.hosts, source_root=source, emit=ex.emit_raw)
+    report = run_checks(ctx.playbook, ex.backend, ex.hosts, source_root=source, emit=ex.emit_raw,
+                        clock=ex.clock)  # fmt: skip
     if ctx.options.junit:
         Path(ctx.options.junit).write_text(junit_xml(report), encoding="utf-8")
     return report

@@ -21,7 +21,7 @@ def backup(ctx: Context) -> Backup:
     recorded = ctx.ledger.state(ctx.inventory.name).phase
     with running(ctx, command_text("backup", ctx.options), lease=False) as (_run, _lock, ex):
         return take_backup(ex, ctx.inventory.name, ctx.playbook, ctx.hosts, backups_root(),
-                           recorded, clock=ctx.wall)  # fmt: skip
+                           recorded, clock=ctx.clock)  # fmt: skip
 
 
 def restore(ctx: Context, backup_id: str, *, state: bool = False) -> RestoreReport:

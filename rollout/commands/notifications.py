@@ -31,7 +31,8 @@ def notify(
         notifier = ctx.notifiers.get(ex.run.id)
         if notifier is None:  # one per run, so "no webhook configured" is said once
             notifier = Notifier(
-                ctx.playbook.notify, ctx.emit, lambda k, d: ctx.ledger.event(ex.run.id, k, d)
+                ctx.playbook.notify, ctx.emit, lambda k, d: ctx.ledger.event(ex.run.id, k, d),
+                clock=ctx.clock,
             )
             ctx.notifiers[ex.run.id] = notifier
         notifier.send(

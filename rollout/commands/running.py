@@ -68,7 +68,7 @@ def running(
         retry_deadline=(
             RETRY_WINDOW if ctx.options.retry_deadline is None else ctx.options.retry_deadline
         ),
-        sleep=ctx.sleep,
+        clock=ctx.clock,
         cancel=ctx.cancel,
     )
     executor.lock = lock
@@ -131,7 +131,8 @@ def _fleet_side(
         claimed=ctx.wall(),
     )
     ttl = max(5, int(ctx.playbook.policy.lease_ttl))
-    return FleetSide(ctx.playbook.name, holder if lease else None, ttl, reason=reason)
+    return FleetSide(ctx.playbook.name, holder if lease else None, ttl, reason=reason,
+                     clock=ctx.clock)  # fmt: skip
 
 
 def check_fleet(

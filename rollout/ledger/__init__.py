@@ -20,10 +20,9 @@ record is :mod:`rollout.lock`). :mod:`.records` holds the frozen values they ret
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
+from ..clock import SYSTEM, Clock
 from ..lock import LockRecord, Probe, process_start
 from .core import MIGRATIONS, SCHEMA_VERSION, migrate
 from .fleetrecords import FleetRecords
@@ -68,7 +67,7 @@ class Ledger(Journal, StateRecords, FleetRecords, Locking):
 def open_ledger(
     target: str | Path,
     *,
-    clock: Callable[[], float] = time.time,
+    clock: Clock = SYSTEM,
     who: str | None = None,
     where: str | None = None,
     pid: int | None = None,

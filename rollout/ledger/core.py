@@ -15,13 +15,13 @@ import getpass
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Generic, Self, TypeVar
 
 from .. import schema
+from ..clock import SYSTEM, Clock
 from ..database import Database, LedgerError, SQLiteDatabase, open_database
 from ..errors import UsageError
 from ..lock import Probe, process_start
@@ -85,7 +85,7 @@ class LedgerCore:
         self,
         target: str | Path,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM,
         who: str | None = None,
         where: str | None = None,
         pid: int | None = None,
@@ -93,7 +93,7 @@ class LedgerCore:
         group_commit: bool = True,
     ) -> None:
         self.target = target  # as given (a URI may hold a password: never print it)
-        self._clock = clock
+        self.clock = clock  # the wall time every record is stamped with
         self._probe = probe
         self.who = who if who is not None else _default_user()
         self.where = where if where is not None else socket.gethostname()
@@ -207,7 +207,7 @@ class LedgerCore:
         data: Mapping[str, object] | None = None,
         host: str | None = None,
     ) -> EventRecord:
-        ts = self._clock()
+        ts = self.clock.wall()
         text = _dump(data)
         row = conn.execute(
             "INSERT INTO events (run_id, inventory, ts, kind, host, data) VALUES (?,?,?,?,?,?)"

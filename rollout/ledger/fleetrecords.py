@@ -52,7 +52,7 @@ class FleetRecords(LedgerCore):
     ) -> None:
         """Record that the fleet's records (host -> generation, run, ledger) are known here."""
         with self._write() as conn:
-            now = self._clock()
+            now = self.clock.wall()
             for host, (generation, their_run, their_ledger) in records.items():
                 conn.execute(
                     "INSERT INTO fleet_known (inventory, host, generation, run_id, ledger, adopted)"

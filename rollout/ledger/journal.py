@@ -52,7 +52,7 @@ class Journal(LedgerCore):
         """Record a new RUNNING run by this process; its id is short and unique."""
         pid_start = self._probe(self.pid) or None
         with self._write() as conn:
-            now = self._clock()
+            now = self.clock.wall()
             stamp = time.strftime("%Y%m%d-%H%M", time.gmtime(now))
             while True:
                 run_id = f"r-{stamp}-{secrets.token_hex(2)}"
@@ -87,7 +87,7 @@ class Journal(LedgerCore):
                     f"run {run_id} already finished as {run.status.value}",
                     hint="see it with `invoke history`; start a new run for new work",
                 )
-            now = self._clock()
+            now = self.clock.wall()
             conn.execute(
                 "UPDATE runs SET status = ?, finished = ?, summary = ? WHERE id = ?",
                 (status.value, now, summary, run_id),
@@ -208,7 +208,7 @@ class Journal(LedgerCore):
         text: str,
     ) -> Intent:
         self._inventory_of(conn, run_id)
-        now = self._clock()
+        now = self.clock.wall()
         row = conn.execute(
             "INSERT INTO intents (run_id, host, action, target_phase, detail, started)"
             " VALUES (?,?,?,?,?,?) RETURNING id",
@@ -242,7 +242,7 @@ class Journal(LedgerCore):
                 f" as {'ok' if intent.ok else 'failed'}",
                 hint="announce a new intent for a new change",
             )
-        now = self._clock()
+        now = self.clock.wall()
         conn.execute(
             "UPDATE intents SET finished = ?, ok = ?, result = ? WHERE id = ?",
             (now, int(ok), text, intent_id),
@@ -305,7 +305,7 @@ class Journal(LedgerCore):
         reaped = []
         with self._write() as conn:
             for run, why in self._vanished(conn, inventory):
-                now = self._clock()
+                now = self.clock.wall()
                 summary = run.summary or f"crashed: {why}"
                 conn.execute(
                     "UPDATE runs SET status = ?, finished = ?, summary = ? WHERE id = ?",

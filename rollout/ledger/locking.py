@@ -8,8 +8,6 @@ journals takeovers and unlocks, and proves a holder still holds it (:meth:`Locki
 from __future__ import annotations
 
 import secrets
-import time
-from collections.abc import Callable
 from dataclasses import replace
 
 from ..database import Database, LedgerUnavailable
@@ -70,29 +68,29 @@ class Locking(LedgerCore):
         wait: float = 0.0,
         poll: float = 0.2,
         takeover: bool = False,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> LockRecord:
         """Take ``inventory``'s lock, or raise :class:`LockHeld` (a ``LockBusy``).
 
         A dead holder on this host is replaced (the result's ``stale`` is True, and a
         ``lock.takeover`` event is journaled); a holder elsewhere only yields to ``unlock`` or
-        ``takeover=True``. With ``wait > 0`` it polls every ``poll`` seconds until then.
+        ``takeover=True``. With ``wait > 0`` it polls every ``poll`` seconds until then
+        (the ledger's clock: its wall time and its sleep).
         """
         if wait > 0 and poll <= 0:
             raise ValueError("poll must be > 0 when waiting for a lock")
-        deadline = self._clock() + wait
+        deadline = self.clock.wall() + wait
         while True:
             try:
                 return self._try_lock(inventory, command, run_id, takeover)
             except LockHeld as busy:
-                remaining = deadline - self._clock()
+                remaining = deadline - self.clock.wall()
                 if remaining <= 0:
                     if wait <= 0:
                         raise
                     raise LockHeld(
-                        inventory, busy.holder, busy.liveness, self._clock(), waited=wait
+                        inventory, busy.holder, busy.liveness, self.clock.wall(), waited=wait
                     ) from None
-                sleep(min(poll, remaining))
+                self.clock.sleep(min(poll, remaining))
 
     def _try_lock(
         self, inventory: str, command: str, run_id: str | None, takeover: bool
@@ -101,7 +99,7 @@ class Locking(LedgerCore):
         with self._write() as conn:
             if run_id is not None and self._get_run(conn, run_id).inventory != inventory:
                 raise UsageError(f"run {run_id} is not a run against inventory {inventory!r}")
-            now = self._clock()
+            now = self.clock.wall()
             mine = LockRecord(
                 "lk-" + secrets.token_hex(6), inventory, run_id, self.who, self.where, self.pid,
                 pid_start, command, now, now,
@@ -160,11 +158,11 @@ class Locking(LedgerCore):
                     hint="the hosts keep the last verified state; once the ledger is back, "
                     "`invoke status` compares them with the ledger",
                 )
-            if touch_holder(conn, lock.inventory, lock.id, self._clock()):
+            if touch_holder(conn, lock.inventory, lock.id, self.clock.wall()):
                 return
             now_holder = read_holder(conn, lock.inventory)
         taken = (
-            f"taken over: {describe(now_holder, self.lock_liveness(now_holder), self._clock())}"
+            f"taken over: {describe(now_holder, self.lock_liveness(now_holder), self.clock.wall())}"
             if now_holder
             else "unlocked and is free"
         )
@@ -177,7 +175,7 @@ class Locking(LedgerCore):
         """Break ``inventory``'s lock; needs the holder's exact id. Returns the removed holder."""
         with self._write() as conn:
             held = read_holder(conn, inventory)
-            now = self._clock()
+            now = self.clock.wall()
             if held is None:
                 raise UsageError(f"inventory {inventory!r} is not locked", hint="nothing to unlock")
             if held.id != lock_id:

@@ -79,7 +79,7 @@ class StateRecords(LedgerCore):
     ) -> None:  # fmt: skip
         before = self._state(conn, inventory)
         self._ensure_inventory(conn, inventory)
-        now = self._clock()
+        now = self.clock.wall()
         conn.execute(
             "UPDATE inventories SET phase = ?, phase_run_id = ?, phase_changed = ?,"
             " phase_epoch = phase_epoch + 1, soak_phase = ?, soak_required = ?,"
@@ -137,7 +137,7 @@ class StateRecords(LedgerCore):
             counted = min(state.soak_required, state.soak_counted + seconds)
             conn.execute(
                 "UPDATE inventories SET soak_counted = ?, soak_updated = ? WHERE inventory = ?",
-                (counted, self._clock(), inventory),
+                (counted, self.clock.wall(), inventory),
             )
             return self._state(conn, inventory)
 
@@ -147,7 +147,7 @@ class StateRecords(LedgerCore):
         """Pause (or resume) rollouts of ``inventory``; recorded as an inventory event."""
         with self._write() as conn:
             self._ensure_inventory(conn, inventory)
-            now = self._clock()
+            now = self.clock.wall()
             conn.execute(
                 "UPDATE inventories SET paused = ?, paused_by = ?, paused_reason = ?,"
                 " paused_at = ? WHERE inventory = ?",
@@ -162,7 +162,7 @@ class StateRecords(LedgerCore):
         """Record ``who``'s approval of ``phase``; it lapses at the next phase change."""
         with self._write() as conn:
             self._ensure_inventory(conn, inventory)
-            now = self._clock()
+            now = self.clock.wall()
             conn.execute(
                 "INSERT INTO approvals (inventory, phase, epoch, who, note, ts)"
                 " SELECT inventory, ?, phase_epoch, ?, ?, ? FROM inventories WHERE inventory = ?",
@@ -208,7 +208,7 @@ class StateRecords(LedgerCore):
                     f"run {run_id} belongs to inventory {run.inventory!r}, not {inventory!r}"
                 )
             self._set_phase(conn, inventory, phase, run_id, soak, wave=index)
-            now = self._clock()
+            now = self.clock.wall()
             row = conn.execute(
                 "INSERT INTO waves (inventory, run_id, phase, from_phase, idx, total, hosts,"
                 " canary, soak, started) VALUES (?,?,?,?,?,?,?,?,?,?) RETURNING id",
@@ -228,7 +228,7 @@ class StateRecords(LedgerCore):
             conn.execute(
                 "UPDATE waves SET finished = ?, verdict = ?, judgement = ?"
                 " WHERE id = ? AND verdict IS NULL",
-                (self._clock(), verdict, _dump(judgement), wave_id),
+                (self.clock.wall(), verdict, _dump(judgement), wave_id),
             )
             return self._get_wave(conn, wave_id)
 

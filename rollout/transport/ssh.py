@@ -88,6 +88,8 @@ class SSHSession:
         max_output: int = MAX_OUTPUT_BYTES,
     ) -> CommandResult:
         command = remote_command(argv, timeout)
+        # the system's monotonic clock, not an injected Clock: these deadlines bound real
+        # socket reads (select, settimeout), which only real time can end
         started = time.monotonic()
         deadline = started + timeout + CLIENT_GRACE
         transport = self._client.get_transport()

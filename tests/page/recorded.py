@@ -16,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from rollout.clock import PartsClock
 from rollout.ledger import Ledger, RunStatus
 
 RUNS = Path(__file__).resolve().parents[1] / "data" / "runs"
@@ -54,8 +55,8 @@ def replay(data: dict[str, Any], path: Path) -> tuple[Ledger, str]:
     """Write the recorded run into a new ledger at ``path``; return it and the new run id."""
     run = data["run"]
     clock = _Clock(run["started"])
-    ledger = Ledger(path, clock=clock, who=run["who"], where=run["where"], pid=run["pid"],
-                    probe=lambda _pid: None)  # fmt: skip
+    ledger = Ledger(path, clock=PartsClock(wall=clock), who=run["who"], where=run["where"],
+                    pid=run["pid"], probe=lambda _pid: None)  # fmt: skip
     clock.now = run["started"]
     new = ledger.start_run(run["inventory"], run["command"], run["argv"], run["reason"])
     steps: list[tuple[float, int, Callable[[], None]]] = []

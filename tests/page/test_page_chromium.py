@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from rollout.charts import metric_chart
+from rollout.clock import PartsClock
 from rollout.evidence import gather
 from rollout.htmlreport import write_html
 from rollout.ledger import Ledger, RunStatus
@@ -217,7 +218,8 @@ def test_hostile_values_render_as_text(tmp_path: Path, artifacts: Path) -> None:
     """A reason, host name and flag name holding markup, quotes and control characters show
     up as visible text: no element, attribute or script comes from them."""
     clock = [1_800_000_000.0]
-    ledger = Ledger(tmp_path / "ledger.db", clock=lambda: clock[0], who="<b>mallory</b>")
+    ledger = Ledger(tmp_path / "ledger.db", clock=PartsClock(wall=lambda: clock[0]),
+                    who="<b>mallory</b>")  # fmt: skip
     run = ledger.start_run(
         "prod", f"invoke deploy --reason {HOSTILE_REASON}", ["x"], HOSTILE_REASON
     )
@@ -293,7 +295,7 @@ def test_hostile_values_render_as_text(tmp_path: Path, artifacts: Path) -> None:
 def _fleet(path: Path, hosts: int, polls: int, bad: int, breach_from: int) -> tuple[Ledger, str]:
     """A soak of ``hosts`` hosts through the ledger API; host ``bad`` breaches from a poll on."""
     clock = [1_800_000_000.0]
-    ledger = Ledger(path, clock=lambda: clock[0])
+    ledger = Ledger(path, clock=PartsClock(wall=lambda: clock[0]))
     run = ledger.start_run("fleet", "invoke deploy --phase 3", [], None)
     names = [f"app-{i:03d}" for i in range(hosts)]
     for p in range(polls):

@@ -23,13 +23,14 @@ from rollout.backup import (
     restore_backup,
     take_backup,
 )
+from rollout.clock import SYSTEM, with_parts
 from rollout.errors import InputError, UsageError
 from rollout.events import Collector, Kind
 from rollout.executor import Executor
 from rollout.ledger import Ledger
 from rollout.models import Host, Playbook
 from rollout.playbook import load_playbook
-from rollout.testing import FakeBackend, FakeHost
+from rollout.testing import FakeBackend, FakeClock, FakeHost
 from rollout.transport.base import CommandResult
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,12 +38,9 @@ NAMES = ("h1", "h2")
 STATE = "/srv/foundation/state"
 
 
-class Clock:
-    def __init__(self, now: float = 1_790_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+def at(now: float = 1_790_000_000.0) -> FakeClock:
+    """A clock standing still at ``now`` (a backup reads its wall time once)."""
+    return FakeClock(wall=now)
 
 
 def sha(data: bytes) -> str:
@@ -133,7 +131,7 @@ def ex(
         ledger=ledger,
         run=run,
         emit=events,
-        sleep=lambda _s: None,
+        clock=with_parts(SYSTEM, sleep=lambda _s: None),
     )
     ledger.close()
 
@@ -153,7 +151,7 @@ def test_backup_writes_manifest_with_flags_and_checked_archives(
 ) -> None:
     """A backup records every host's read-back flags and an archive whose checksum matches."""
     set_phase(fleet, playbook, 2)
-    taken = take_backup(ex, "inv", playbook, hosts, root, 2, clock=Clock())
+    taken = take_backup(ex, "inv", playbook, hosts, root, 2, clock=at())
     assert taken.id == "20260921T141320Z" and taken.complete
     manifest = json.loads((root / "inv" / taken.id / "manifest.json").read_text())
     assert manifest["complete"] is True and manifest["recorded_phase"] == 2
@@ -176,7 +174,7 @@ def test_backup_events_go_to_the_ledger(
     ex: Executor, playbook: Playbook, hosts: tuple[Host, ...], root: Path, events: Collector
 ) -> None:
     """Each host's backup is an ok BACKUP event, journaled in the ledger with the backup id."""
-    taken = take_backup(ex, "inv", playbook, hosts, root, None, clock=Clock())
+    taken = take_backup(ex, "inv", playbook, hosts, root, None, clock=at())
     per_host = [e for e in events.of(Kind.BACKUP) if e.host]
     assert [(e.host, e.ok) for e in per_host] == [("h1", True), ("h2", True)]
     journal = [e for e in ex.ledger.events(ex.run.id) if e.kind == "backup"]
@@ -187,7 +185,7 @@ def test_host_without_state_paths_backs_up_flags_only(
     ex: Executor, fleet: FakeBackend, playbook: Playbook, root: Path
 ) -> None:
     """No state_paths: no command runs on the host, and the entry has no archive."""
-    taken = take_backup(ex, "inv", playbook, [Host("h1", "x")], root, None, clock=Clock())
+    taken = take_backup(ex, "inv", playbook, [Host("h1", "x")], root, None, clock=at())
     assert taken.host("h1").archive is None and fleet.fakes["h1"].commands == []
 
 
@@ -197,7 +195,7 @@ def test_unreachable_host_leaves_an_incomplete_backup(
     """A host that cannot be read fails the backup; the manifest says incomplete, never complete."""
     fleet.fakes["h2"].reachable = False
     with pytest.raises(BackupIncomplete) as caught:
-        take_backup(ex, "inv", playbook, hosts, root, 1, clock=Clock())
+        take_backup(ex, "inv", playbook, hosts, root, 1, clock=at())
     assert caught.value.exit_code == 5 and "h2" in caught.value.message
     listed = list_backups(root, "inv")
     assert [(b.id, b.complete, b.hosts) for b in listed] == [
@@ -212,7 +210,7 @@ def test_missing_state_path_fails_that_host(
     """tar failing on a host (path gone) fails the backup naming the host and tar's message."""
     fleet.fakes["h1"].files.clear()
     with pytest.raises(BackupIncomplete, match="h1: archiving state_paths failed.*Cannot stat"):
-        take_backup(ex, "inv", playbook, hosts, root, 1, clock=Clock())
+        take_backup(ex, "inv", playbook, hosts, root, 1, clock=at())
 
 
 def test_archive_that_differs_from_the_hosts_checksum_is_refused(
@@ -229,7 +227,7 @@ def test_archive_that_differs_from_the_hosts_checksum_is_refused(
 
     fleet.fakes["h2"].handler = corrupt
     with pytest.raises(BackupIncomplete, match="h2: the archive read back differs"):
-        take_backup(ex, "inv", playbook, hosts, root, 1, clock=Clock())
+        take_backup(ex, "inv", playbook, hosts, root, 1, clock=at())
 
 
 @pytest.mark.parametrize("path", ["/srv/../etc", "srv/x", "/"])
@@ -246,8 +244,8 @@ def test_two_backups_in_one_second_get_distinct_ids(
     ex: Executor, playbook: Playbook, hosts: tuple[Host, ...], root: Path
 ) -> None:
     """Backup ids are the UTC second, with -2 appended when that second is taken."""
-    first = take_backup(ex, "inv", playbook, hosts, root, 1, clock=Clock())
-    second = take_backup(ex, "inv", playbook, hosts, root, 1, clock=Clock())
+    first = take_backup(ex, "inv", playbook, hosts, root, 1, clock=at())
+    second = take_backup(ex, "inv", playbook, hosts, root, 1, clock=at())
     assert second.id == first.id + "-2"
     assert [b.id for b in list_backups(root, "inv")] == [first.id, second.id]
 
@@ -256,7 +254,7 @@ def test_corrupt_manifest_and_tampered_archive_are_input_errors(
     ex: Executor, playbook: Playbook, hosts: tuple[Host, ...], root: Path
 ) -> None:
     """load_backup names the manifest or archive that is missing, malformed or changed."""
-    taken = take_backup(ex, "inv", playbook, hosts, root, 1, clock=Clock())
+    taken = take_backup(ex, "inv", playbook, hosts, root, 1, clock=at())
     archive = taken.path / "h1" / "state.tar.gz"
     archive.write_bytes(archive.read_bytes() + b"x")
     with pytest.raises(InputError, match=f"{archive}: checksum mismatch"):
@@ -278,8 +276,8 @@ def test_latest_backup_after_picks_a_fresh_complete_covering_backup(
     ex: Executor, playbook: Playbook, hosts: tuple[Host, ...], root: Path
 ) -> None:
     """The backup gate accepts only a complete backup taken after the phase changed."""
-    old = take_backup(ex, "inv", playbook, hosts, root, 1, clock=Clock(1000.0))
-    new = take_backup(ex, "inv", playbook, hosts[:1], root, 1, clock=Clock(2000.0))
+    old = take_backup(ex, "inv", playbook, hosts, root, 1, clock=at(1000.0))
+    new = take_backup(ex, "inv", playbook, hosts[:1], root, 1, clock=at(2000.0))
     assert latest_backup_after(root, "inv", 500.0) == new.info
     assert latest_backup_after(root, "inv", 500.0, hosts=NAMES) == old.info
     assert latest_backup_after(root, "inv", 1500.0, hosts=NAMES) is None
@@ -292,7 +290,7 @@ def test_restore_puts_back_exactly_the_backed_up_flags(
     """After flags moved on, a restore brings back exactly what was backed up, read back."""
     set_phase(fleet, playbook, 2)
     fleet.fakes["h2"].flags["use_sync_test_apis"] = False  # hosts may differ: each gets its own
-    taken = take_backup(ex, "inv", playbook, hosts, root, 2, clock=Clock())
+    taken = take_backup(ex, "inv", playbook, hosts, root, 2, clock=at())
     before = {n: dict(f.flags) for n, f in fleet.fakes.items()}
     set_phase(fleet, playbook, 4)
     report = restore_backup(ex, load_backup(root, "inv", taken.id), hosts, restore_state=False)
@@ -308,7 +306,7 @@ def test_restore_reports_which_phase_all_hosts_match(
 ) -> None:
     """When every host reads back the same phase, the report names it (for the ledger)."""
     set_phase(fleet, playbook, 2)
-    taken = take_backup(ex, "inv", playbook, hosts, root, 2, clock=Clock())
+    taken = take_backup(ex, "inv", playbook, hosts, root, 2, clock=at())
     set_phase(fleet, playbook, 3)
     assert restore_backup(ex, taken, hosts, restore_state=False).phase == 2
 
@@ -323,7 +321,7 @@ def test_absent_flags_cannot_be_restored_and_are_reported(
 ) -> None:
     """A flag absent in the backup is not applied; if the host now holds it, that is reported."""
     del fleet.fakes["h1"].flags["use_v2_coordinator"]
-    taken = take_backup(ex, "inv", playbook, hosts, root, None, clock=Clock())
+    taken = take_backup(ex, "inv", playbook, hosts, root, None, clock=at())
     assert taken.host("h1").flags["use_v2_coordinator"] is None
     fleet.fakes["h1"].flags["use_v2_coordinator"] = 50
     report = restore_backup(ex, taken, hosts, restore_state=False)
@@ -339,7 +337,7 @@ def test_restore_that_does_not_read_back_fails(
 ) -> None:
     """A host whose setters change nothing fails the restore (exit 6) naming the flags."""
     set_phase(fleet, playbook, 2)
-    taken = take_backup(ex, "inv", playbook, hosts, root, 2, clock=Clock())
+    taken = take_backup(ex, "inv", playbook, hosts, root, 2, clock=at())
     set_phase(fleet, playbook, 0)
     fleet.fakes["h2"].apply_ignored = True
     with pytest.raises(RestoreIncomplete, match="h2: read back differs") as caught:
@@ -352,7 +350,7 @@ def test_restore_refuses_hosts_the_backup_does_not_hold(
     ex: Executor, fleet: FakeBackend, playbook: Playbook, hosts: tuple[Host, ...], root: Path
 ) -> None:
     """Restoring a host missing from (or failed in) the backup is refused before any change."""
-    taken = take_backup(ex, "inv", playbook, hosts[:1], root, 1, clock=Clock())
+    taken = take_backup(ex, "inv", playbook, hosts[:1], root, 1, clock=at())
     with pytest.raises(UsageError, match="h2 is not in it"):
         restore_backup(ex, taken, hosts, restore_state=False)
     assert fleet.fakes["h1"].applies == 0
@@ -362,7 +360,7 @@ def test_state_files_round_trip_and_extra_files_are_reported(
     ex: Executor, fleet: FakeBackend, playbook: Playbook, hosts: tuple[Host, ...], root: Path
 ) -> None:
     """restore_state puts every archived file back byte for byte; newer files are left, listed."""
-    taken = take_backup(ex, "inv", playbook, hosts, root, 1, clock=Clock())
+    taken = take_backup(ex, "inv", playbook, hosts, root, 1, clock=at())
     original = dict(fleet.fakes["h1"].files)
     fleet.fakes["h1"].files[f"{STATE}/db.bin"] = b"changed"
     fleet.fakes["h1"].files[f"{STATE}/new"] = b"new"
@@ -386,7 +384,7 @@ def test_restored_file_that_differs_fails_the_host(
     ex: Executor, fleet: FakeBackend, playbook: Playbook, hosts: tuple[Host, ...], root: Path
 ) -> None:
     """If a restored file's sha256 on the host differs from the archive, the host fails."""
-    taken = take_backup(ex, "inv", playbook, hosts, root, 1, clock=Clock())
+    taken = take_backup(ex, "inv", playbook, hosts, root, 1, clock=at())
 
     def lossy(fake: FakeHost, argv: tuple[str, ...]) -> CommandResult:
         result = filesystem(fake, argv)

@@ -6,8 +6,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from rollout.clock import SYSTEM, PartsClock, with_parts
 from rollout.commands.deploys import deploy
+from rollout.commands.rollbacks import rollback
+from rollout.errors import RollbackIncomplete
 from rollout.models import Playbook
 from rollout.testing import FakeBackend, FakeClock, fake_context
 
@@ -40,3 +44,21 @@ def test_replacing_one_part_keeps_the_others(tmp_path: Path, playbook: Playbook,
     assert with_parts(fake, wall=lambda: 1.0).monotonic() == fake.monotonic()
     deploy(ctx, 1)
     assert ctx.ledger.state("inv").phase == 1
+
+
+def test_a_context_clock_reaches_the_ledger_and_the_executor(
+    tmp_path: Path, playbook: Playbook, fleet: FakeBackend
+) -> None:
+    """One FakeClock given to a context stamps the ledger's runs and paces the executor: a
+    rollback whose host keeps failing sleeps on it between attempts until the retry deadline."""
+    clock = FakeClock(wall=1_900_000_000.0)
+    ctx = fake_context(tmp_path, playbook, fleet, clock=clock, retry_deadline=5.0)
+    deploy(ctx, 1)
+    deploy(ctx, 2)
+    assert clock.sleeps == []
+    fleet.fakes["h1"].apply_ignored = True  # answers :ok, changes nothing: verify fails
+    with pytest.raises(RollbackIncomplete, match="h1"):
+        rollback(ctx, 1)
+    assert len(clock.sleeps) > 1 and sum(clock.sleeps) < 5.0  # stopped at the deadline
+    assert clock.monotonic() == sum(clock.sleeps)
+    assert {run.started for run in ctx.ledger.runs("inv", 10)} == {1_900_000_000.0}

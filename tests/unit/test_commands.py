@@ -24,7 +24,7 @@ from rollout.events import Kind
 from rollout.fleet import Outcome
 from rollout.ledger import Ledger, RunStatus
 from rollout.models import Playbook
-from rollout.testing import FakeBackend, FakeConsole, fake_context
+from rollout.testing import FakeBackend, FakeConsole, clock_of, fake_context
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -226,7 +226,7 @@ def test_give_up_after_bounds_the_rollback_retries(
 ) -> None:
     """--give-up-after 0 makes one attempt; the default keeps retrying (here until h1 heals)."""
     clock = [0.0]
-    ctx = fake_context(tmp_path, playbook, fleet, clock=lambda: clock[0])
+    ctx = fake_context(tmp_path, playbook, fleet, clock=clock_of(lambda: clock[0]))
     ctx.options = Options(yes=True, wait=False, skip_checks=True, retry_deadline=give_up_after)
     deploy(ctx, 1)
     deploy(ctx, 2)

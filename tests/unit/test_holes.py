@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from rollout.clock import PartsClock
 from rollout.commands.context import Context
 from rollout.commands.deploys import deploy
 from rollout.commands.rollbacks import emergency, rollback
@@ -242,10 +243,10 @@ def clocked(tmp_path: Path, playbook: Playbook, fleet: FakeBackend, clocks: Cloc
     """A context on ``clocks``; ``watch``: deploy waits out the soak."""
     import dataclasses
 
-    ctx = fake_context(tmp_path, playbook, fleet, clock=clocks.wall, **options)
+    clock = PartsClock(clocks.wall, clocks.mono, lambda _s: None)
+    ctx = fake_context(tmp_path, playbook, fleet, clock=clock, **options)
     ctx.options = dataclasses.replace(ctx.options, wait=watch)
     ctx.cancel.wait = clocks.wait  # type: ignore[method-assign]
-    ctx.mono = clocks.mono
     return ctx
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from rollout.clock import PartsClock
 from rollout.database import open_database
 from rollout.errors import RolloutError, UsageError
 from rollout.ledger import MIGRATIONS, SCHEMA_VERSION, Ledger, RunStatus, migrate
@@ -55,7 +56,7 @@ def make(ledger_target: str, clock: FakeClock, procs: dict[int, str]) -> Iterato
     def factory(who: str = "alice", where: str = "deploy-1", pid: int = 100) -> Ledger:
         ledger = Ledger(
             ledger_target,
-            clock=clock, who=who, where=where, pid=pid, probe=procs.get,
+            clock=PartsClock(wall=clock), who=who, where=where, pid=pid, probe=procs.get,
         )  # fmt: skip
         opened.append(ledger)
         return ledger
@@ -383,14 +384,15 @@ def test_everything_persists_across_reopen(
 ) -> None:
     """Runs, events, intents, phase, soak and lock survive closing and reopening the ledger."""
     path = str(tmp_path / "deep" / "dir" / "ledger.db") if backend == "sqlite" else ledger_target
-    with Ledger(path, clock=clock, who="alice", where="h", pid=1, probe=lambda pid: "s") as a:
+    wall = PartsClock(wall=clock)
+    with Ledger(path, clock=wall, who="alice", where="h", pid=1, probe=lambda pid: "s") as a:
         run = a.start_run("prod", "deploy", ["deploy"])
         a.event(run.id, "note", {"x": 1})
         intent = a.intent(run.id, "web-1", "set_flags", 1, {})
         a.set_phase("prod", 1, run.id, soak_required=50)
         a.count_soak("prod", 20)
         lock = a.acquire_lock("prod", "deploy", run.id)
-    with Ledger(path, clock=clock, who="bob", where="h", pid=2, probe=lambda pid: "s") as b:
+    with Ledger(path, clock=wall, who="bob", where="h", pid=2, probe=lambda pid: "s") as b:
         assert b.run(run.id) == run
         assert [e.kind for e in b.events(run.id)] == ["note", "phase.set"]
         assert b.open_intents("prod") == [intent]

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from rollout.clock import PartsClock
 from rollout.database import open_database
 from rollout.errors import UsageError
 from rollout.ledger import EventRecord, Intent, Ledger
@@ -37,7 +38,8 @@ def disk_clock() -> float:
 @pytest.fixture(params=[True, False], ids=["grouped", "one-by-one"])
 def ledger(path: str, request: pytest.FixtureRequest) -> Iterator[Ledger]:
     grouping = bool(request.param)
-    with Ledger(path, clock=disk_clock, who="alice", group_commit=grouping) as book:
+    clock = PartsClock(wall=disk_clock)
+    with Ledger(path, clock=clock, who="alice", group_commit=grouping) as book:
         yield book
 
 

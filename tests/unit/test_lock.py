@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from rollout.clock import PartsClock, with_parts
 from rollout.errors import LockBusy, UsageError
 from rollout.ledger import Ledger
 from rollout.lock import Liveness, LockHeld, Takeover, process_start
@@ -61,7 +62,8 @@ def make(ledger_target: str, clock: FakeClock, procs: dict[int, str]) -> Iterato
     opened: list[Ledger] = []
 
     def factory(who: str = "alice", where: str = "deploy-1", pid: int = 100) -> Ledger:
-        ledger = Ledger(ledger_target, clock=clock, who=who, where=where, pid=pid, probe=procs.get)
+        ledger = Ledger(ledger_target, clock=PartsClock(wall=clock, sleep=clock.sleep), who=who,
+                        where=where, pid=pid, probe=procs.get)  # fmt: skip
         opened.append(ledger)
         return ledger
 
@@ -112,9 +114,7 @@ def test_wait_polls_until_the_deadline_then_raises(make: MakeLedger, clock: Fake
     """With ``wait`` the acquirer polls at ``poll`` intervals and gives up at the deadline."""
     make().acquire_lock("prod", "deploy")
     with pytest.raises(LockHeld, match=r"still held after waiting 1s"):
-        make(who="bob", pid=200).acquire_lock(
-            "prod", "deploy", wait=1.0, poll=0.3, sleep=clock.sleep
-        )
+        make(who="bob", pid=200).acquire_lock("prod", "deploy", wait=1.0, poll=0.3)
     assert clock.sleeps == pytest.approx([0.3, 0.3, 0.3, 0.1], abs=1e-6)
 
 
@@ -127,9 +127,9 @@ def test_wait_succeeds_once_the_holder_releases(make: MakeLedger, clock: FakeClo
         holder.release_lock(lock)
         clock.sleep(seconds)
 
-    got = make(who="bob", pid=200).acquire_lock(
-        "prod", "deploy", wait=5.0, sleep=release_then_sleep
-    )
+    bob = make(who="bob", pid=200)
+    bob.clock = with_parts(bob.clock, sleep=release_then_sleep)
+    got = bob.acquire_lock("prod", "deploy", wait=5.0)
     assert got.who == "bob" and got.takeover is None
 
 

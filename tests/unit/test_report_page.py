@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from rollout.charts import _path, metric_chart, nice_ticks, offset_label, time_ticks
+from rollout.clock import PartsClock
 from rollout.evidence import PointState, build, gather, parse_limit
 from rollout.htmlreport import render_html, visible
 from rollout.ledger import EventRecord, Ledger, RunRecord, RunStatus
@@ -105,7 +106,7 @@ def test_visible_shows_control_and_bidi_characters_as_escapes() -> None:
 
 def _judgement_ledger(path: Path, with_judgement: bool) -> tuple[Ledger, str]:
     clock = [T0]
-    ledger = Ledger(path, clock=lambda: clock[0])
+    ledger = Ledger(path, clock=PartsClock(wall=lambda: clock[0]))
     run = ledger.start_run("prod", "invoke advance", [], None)
     clock[0] += 5
     if with_judgement:
@@ -163,7 +164,7 @@ def test_wave_judgement_as_recorded_by_the_canary_module_renders(tmp_path: Path)
     """A ``canary.WaveJudgement.as_data()`` in a verdict event renders per metric with the
     wave's verdict and score, so issue 16's engine needs no extra shape for the page."""
     clock = [T0]
-    ledger = Ledger(tmp_path / "w.db", clock=lambda: clock[0])
+    ledger = Ledger(tmp_path / "w.db", clock=PartsClock(wall=lambda: clock[0]))
     run = ledger.start_run("prod", "invoke advance", [], None)
     data = {"wave": "1 (1 host)", "canary": ["c1"], "baseline": ["b1", "b2"],
             "verdict": "fail", "score": 0.0, "reason": "error_rate failed",

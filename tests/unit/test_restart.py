@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from rollout.clock import PartsClock
 from rollout.errors import UsageError
 from rollout.events import Collector, Kind
 from rollout.executor import Executor
@@ -90,8 +91,7 @@ def ex(
         ledger=ledger,
         run=run,
         emit=events,
-        sleep=clock.sleep,
-        clock=clock,
+        clock=PartsClock(monotonic=clock, sleep=clock.sleep),
     )
     ledger.close()
 
@@ -157,7 +157,9 @@ def test_waits_for_the_console_with_backoff(
         if len(clock.sleeps) == 3:
             fleet.fakes["h1"].node_up = True
 
-    report = rolling_restart(ex, playbook.phase(2), hosts[:1], sleep=sleep)
+    report = rolling_restart(
+        ex, playbook.phase(2), hosts[:1], clock=PartsClock(monotonic=clock, sleep=sleep)
+    )
     assert clock.sleeps == [0.5, 1.0, 2.0]
     assert report.hosts[0].status is RestartStatus.VERIFIED
 

@@ -13,7 +13,7 @@ from rollout.commands.monitoring import monitor
 from rollout.errors import Interrupted, RollbackIncomplete, RolledBack
 from rollout.events import Collector, Kind
 from rollout.models import Playbook
-from rollout.testing import FakeBackend, fake_context
+from rollout.testing import FakeBackend, clock_of, fake_context
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,7 +45,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def ctx(tmp_path: Path, playbook: Playbook, fleet: FakeBackend, clock: FakeClock) -> Context:
-    return fake_context(tmp_path, playbook, fleet, clock=clock, wait=clock.wait,
+    return fake_context(tmp_path, playbook, fleet, clock=clock_of(clock), wait=clock.wait,
                         retry_deadline=1.0)  # fmt: skip
 
 

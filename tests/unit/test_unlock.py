@@ -7,10 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from rollout.clock import PartsClock
 from rollout.errors import RightLost
 from rollout.inventory import load_inventory
 from rollout.ledger import Ledger
-from rollout.testing import fake_context, fake_fleet
+from rollout.testing import clock_of, fake_context, fake_fleet
 
 REPO = Path(__file__).resolve().parents[2]
 INVOKE = str(Path(sys.executable).parent / "invoke")
@@ -73,7 +74,7 @@ def test_soak_polls_beat_the_lock_and_stop_once_it_is_taken(tmp_path: Path) -> N
     now = [1_000_000.0]
     playbook = load_playbook(str(REPO / "playbooks" / "otp_refactor.yml"))
     fleet = fake_fleet(["h1", "h2"], playbook.flags)
-    ctx = fake_context(tmp_path, playbook, fleet, clock=lambda: now[0])
+    ctx = fake_context(tmp_path, playbook, fleet, clock=clock_of(lambda: now[0]))
     with running(ctx, "invoke monitor") as (run, lock, ex):
         ctx.ledger.set_phase("inv", 1, run.id, soak_required=60.0)
         soak = make_soak(ctx, ex, playbook.phase(1), playbook.phase(0))
@@ -81,7 +82,7 @@ def test_soak_polls_beat_the_lock_and_stop_once_it_is_taken(tmp_path: Path) -> N
         soak.poll()
         holder = ctx.ledger.holder("inv")
         assert holder is not None and holder.heartbeat == now[0] > lock.started
-        other = Ledger(ctx.ledger.path, clock=lambda: now[0])
+        other = Ledger(ctx.ledger.path, clock=PartsClock(wall=lambda: now[0]))
         other.acquire_lock("inv", "invoke rollback --emergency", takeover=True)
         for fake in fleet.fakes.values():
             fake.restart()  # drift a repair would re-apply

@@ -16,7 +16,7 @@ from rollout.commands.statusreport import status
 from rollout.errors import Refused, RolledBack, WaveHeld
 from rollout.models import Playbook
 from rollout.playbook import load_playbook_text
-from rollout.testing import FakeBackend, FakeHost, fake_context
+from rollout.testing import FakeBackend, FakeHost, clock_of, fake_context
 
 REPO = Path(__file__).resolve().parents[2]
 NAMES = [f"h{i}" for i in range(1, 7)]
@@ -64,7 +64,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def ctx(tmp_path: Path, waves_playbook: Playbook, six: FakeBackend, clock: Clock) -> Context:
-    c = fake_context(tmp_path, waves_playbook, six, clock=clock, wait=clock.wait,
+    c = fake_context(tmp_path, waves_playbook, six, clock=clock_of(clock), wait=clock.wait,
                      retry_deadline=1.0)  # fmt: skip
     c.options = dataclasses.replace(c.options, wait=True)
     return c
