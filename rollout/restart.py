@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from .clock import Clock
-from .errors import CommandTimeout, HostError, HostsUnreachable, TransportError, UsageError
+from .errors import HostError, HostsUnreachable, UsageError
 from .events import Kind
 from .executor import Executor, HostResult, StepReport
 from .fleet import run_parallel
@@ -238,8 +238,7 @@ def _restart_and_wait(
         try:
             reading = ex.backend.console(name).read_flags()
         except HostError as exc:
-            if isinstance(exc, (TransportError, CommandTimeout)):
-                ex.backend.reset(name)
+            ex.forget_if_broken(name, exc)
             if clock.monotonic() + pause >= deadline:
                 error = f"restarted, but the console did not answer within {wait_timeout:g}s: "
                 ex.ledger.settle(intent.id, False, {"error": error + exc.detail})

@@ -66,7 +66,7 @@ LAYER_OF = {
     "ledger": "remote",
     "ledgercopy": "remote",
     # engine: walks plans through the remote layer; emits events, never prints
-    "executor": "engine",
+    "executor": "engine",  # a package: core, claims, preflight, converging, results
     "soak": "engine",
     "restart": "engine",
     "metrics": "engine",
