@@ -36,6 +36,7 @@ from rollout.options import (
 )
 
 if TYPE_CHECKING:
+    from rollout.clock import Clock
     from rollout.commands.context import Context, LedgerContext
 
 #: The single shared options the inventory, runbook tasks take.
@@ -150,8 +151,8 @@ def backup(c: Any, flags: Flags) -> None:
 
     with engine(flags) as ctx:
         saved = commands.backup(ctx)
-        ctx.emit(_final_event(f"backup {saved.id} complete: {len(saved.hosts)} host(s)",
-                              "backup", saved.recorded_phase))  # fmt: skip
+        ctx.emit(_final_event(ctx.clock, f"backup {saved.id} complete: {len(saved.hosts)} "
+                              "host(s)", "backup", saved.recorded_phase))  # fmt: skip
 
 
 @command(*BASE, LIMIT, LOCK, help={
@@ -241,7 +242,7 @@ def advance(c: Any, flags: Flags, max_gap: str | None = None, html: str | None =
     with engine(flags) as ctx, _page_after(ctx, html, flags.json):
         gap = duration(max_gap, "--max-gap") or pipeline.ADVANCE_MAX_GAP
         result = pipeline.advance(ctx, _gates(), max_gap=gap)
-        ctx.emit(_final_event(result.message, result.outcome.value, result.phase))
+        ctx.emit(_final_event(ctx.clock, result.message, result.outcome.value, result.phase))
 
 
 def _gates() -> tuple[Any, ...]:
@@ -251,10 +252,13 @@ def _gates() -> tuple[Any, ...]:
     return wiring.gates()
 
 
-def _final_event(message: str, outcome: str, phase: int | None) -> Any:
+def _final_event(clock: Clock, message: str, outcome: str, phase: int | None) -> Any:
+    """A command's last line, stamped by ``clock`` (the context's; a ledger-only command's
+    ledger's)."""
     from rollout.events import Event, Kind
 
-    return Event(Kind.INFO, message, ok=True, data={"outcome": outcome, "phase": phase})
+    return Event(Kind.INFO, message, ok=True, data={"outcome": outcome, "phase": phase},
+                 ts=clock.wall())  # fmt: skip
 
 
 @command(*BASE, help={"reason": "Why (recorded)"})  # fmt: skip
@@ -264,7 +268,8 @@ def pause(c: Any, flags: Flags, reason: str | None = None) -> None:
 
     with engine(flags) as ctx:
         state = commands.set_pause(ctx, True, reason)
-        ctx.emit(_final_event(f"rollouts of {state.inventory} paused", "paused", state.phase))
+        ctx.emit(_final_event(ctx.clock, f"rollouts of {state.inventory} paused", "paused",
+                              state.phase))  # fmt: skip
 
 
 @command(*BASE)  # fmt: skip
@@ -274,7 +279,8 @@ def resume(c: Any, flags: Flags) -> None:
 
     with engine(flags) as ctx:
         state = commands.set_pause(ctx, False, None)
-        ctx.emit(_final_event(f"rollouts of {state.inventory} resumed", "resumed", state.phase))
+        ctx.emit(_final_event(ctx.clock, f"rollouts of {state.inventory} resumed", "resumed",
+                              state.phase))  # fmt: skip
 
 
 @command(*BASE)  # fmt: skip
@@ -285,8 +291,8 @@ def adopt(c: Any, flags: Flags) -> None:
     with engine(flags) as ctx:
         records = commands.adopt(ctx)
         state = ctx.ledger.state(ctx.inventory.name)
-        ctx.emit(_final_event(f"adopted the records of {len(records)} host(s); recorded phase "
-                              f"{state.phase}", "adopted", state.phase))  # fmt: skip
+        ctx.emit(_final_event(ctx.clock, f"adopted the records of {len(records)} host(s); "
+                              f"recorded phase {state.phase}", "adopted", state.phase))  # fmt: skip
 
 
 @command(*BASE, help={"phase": "The phase being approved",
@@ -301,7 +307,8 @@ def approve(c: Any, flags: Flags, phase: str, note: str | None = None) -> None:
             recorded = ctx.ledger.state(ctx.inventory.name).phase
             commands.bad_phase(number, ctx.playbook.last, recorded)
         ctx.ledger.approve(ctx.inventory.name, number, ctx.ledger.who, note)
-        ctx.emit(_final_event(f"phase {number} approved by {ctx.ledger.who}", "approved", number))
+        ctx.emit(_final_event(ctx.clock, f"phase {number} approved by {ctx.ledger.who}",
+                              "approved", number))  # fmt: skip
 
 
 @command(*BASE, help={"count": "How many runs"})  # fmt: skip
@@ -358,8 +365,8 @@ def unlock(c: Any, flags: Flags, lock_id: str, force: bool = False) -> None:
     if lock_id.startswith("fl-"):  # on the hosts: connecting needs the playbook
         with engine(flags) as fleet:
             hosts = commands.clear_lease(fleet, lock_id)
-            fleet.emit(_final_event(f"cleared the fleet lease {lock_id} on {len(hosts)} host(s)",
-                                    "unlocked", None))  # fmt: skip
+            fleet.emit(_final_event(fleet.clock, f"cleared the fleet lease {lock_id} on "
+                                    f"{len(hosts)} host(s)", "unlocked", None))  # fmt: skip
         return
     with ledger_only(flags) as ctx:  # a lock is the ledger's: a broken playbook cannot block it
         held = ctx.ledger.holder(ctx.inventory.name)
@@ -375,6 +382,7 @@ def unlock(c: Any, flags: Flags, lock_id: str, force: bool = False) -> None:
         old = ctx.ledger.unlock(ctx.inventory.name, lock_id)
         ctx.emit(
             _final_event(
+                ctx.ledger.clock,
                 f"removed lock {old.id} of {old.who}@{old.where} pid {old.pid} ({old.command})",
                 "unlocked",
                 None,

@@ -48,6 +48,7 @@ def _sample(phase: int, hosts: int, i: int) -> dict[str, object]:
               "thresholds": {m: f"{m} <= 1" for m in METRICS}, "metrics": list(METRICS),
               "hosts": sorted(values), "drifted": [], "breaches_in_row": 0,
               "inconclusive_in_row": 0, "failure_limit": 3},
+        ts=time.time(),
     ).to_json()  # fmt: skip
 
 
@@ -62,7 +63,8 @@ def grow(path: Path, calls: int, hosts: int, per_phase: int) -> None:
                 for n in range(1, hosts + 1):
                     ledger.event(run.id, Kind.VERIFY.value,
                                  Event(Kind.VERIFY, "verified", host=f"h{n}", ok=True,
-                                       data={"phase": phase}).to_json(), host=f"h{n}")  # fmt: skip
+                                       data={"phase": phase}, ts=ledger.clock.wall()).to_json(),
+                                 host=f"h{n}")  # fmt: skip
                 ledger.set_phase(INVENTORY, phase, run.id, soak_required=3600)
             ledger.event(run.id, Kind.SAMPLE.value, _sample(phase, hosts, i))
             ledger.finish_run(run.id, RunStatus.SUCCEEDED, "sampled")

@@ -90,7 +90,7 @@ def patch_no_event_rows() -> None:
 
     def emit(self: Executor, kind: Kind, message: str, *, host: str | None = None,
              ok: bool | None = None, **data: object) -> None:  # fmt: skip
-        self.emit_raw(Event(kind, message, host=host, ok=ok, data=data))
+        self.emit_raw(Event(kind, message, host=host, ok=ok, data=data, ts=self.clock.wall()))
 
     Executor.emit = emit  # type: ignore[method-assign]
 

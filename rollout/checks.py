@@ -208,6 +208,7 @@ def run_checks(
                     "reason": result.reason,
                     "details": list(result.details),
                 },
+                ts=clock.wall(),
             )
         )
         results.append(result)
@@ -218,6 +219,7 @@ def run_checks(
             f"OVERALL: {report.passed}/{report.total} checks passed",
             ok=report.ok,
             data={"passed": report.passed, "total": report.total},
+            ts=clock.wall(),
         )
     )
     return report

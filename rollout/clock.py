@@ -5,9 +5,9 @@ it to what it drives: the executor (retry deadlines, lease races), the soak, res
 notifications, backups, the fleet records it writes. The ledger holds one too (its record
 timestamps and lock waits; :data:`SYSTEM` when a command opens it), and so can the report
 page. Each takes ``clock: Clock = SYSTEM`` and reads ``clock.wall()``,
-``clock.monotonic()`` and ``clock.sleep()``. Only an event's own ``ts``
-(:class:`rollout.events.Event`) and the SSH transport's per-read deadlines (they bound real
-sockets) read :mod:`time` directly.
+``clock.monotonic()`` and ``clock.sleep()``; whoever emits an event
+(:class:`rollout.events.Event`) stamps its ``ts`` with ``clock.wall()``. Only the SSH
+transport's per-read deadlines (they bound real sockets) read :mod:`time` directly.
 
 Wall time is what records and other processes share (epoch seconds); monotonic time
 measures durations inside this process, so a stepped wall clock neither shortens nor
@@ -19,9 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
-
-F = TypeVar("F")
+from typing import Protocol
 
 
 class Clock(Protocol):
@@ -62,18 +60,3 @@ def with_parts(
 ) -> Clock:
     """``clock`` with some of its parts replaced (the rest still read from ``clock``)."""
     return PartsClock(wall or clock.wall, monotonic or clock.monotonic, sleep or clock.sleep)
-
-
-class ClockPart(Generic[F]):
-    """An attribute that reads (and, set, replaces) one part of its owner's ``clock``."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __get__(self, owner: Any, kind: type | None = None) -> F:
-        part: F = getattr(owner.clock, self.name)
-        return part
-
-    def __set__(self, owner: Any, part: F) -> None:
-        parts: dict[str, Any] = {self.name: part}
-        owner.clock = with_parts(owner.clock, **parts)

@@ -1,12 +1,13 @@
 """Events: what the engine tells the world. The engine emits them; it never prints.
 
 Renderers (``report.py``) turn them into terminal text or JSON lines; the ledger stores them.
+An event's ``ts`` is given by whoever builds it, read from the run's
+:class:`~rollout.clock.Clock` (``clock.wall()``), so an injected clock stamps the events too.
 The JSON form is documented in ``docs/events.md`` and validated by ``docs/events.schema.json``.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -49,7 +50,8 @@ class Event:
     host: str | None = None
     ok: bool | None = None
     data: Mapping[str, Any] = field(default_factory=dict)
-    ts: float = field(default_factory=time.time)
+    #: when it happened (epoch seconds), read from the run's clock by whoever emits it
+    ts: float = field(kw_only=True)
 
     def __post_init__(self) -> None:
         # host output reaches events (errors, opaque flag values): every string is bounded

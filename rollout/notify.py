@@ -213,7 +213,8 @@ class Notifier:
                 self._told = True
                 kind, why = self._unset
                 self._safe_emit(
-                    Event(kind, f"{why}; notifications are recorded in the ledger only")
+                    Event(kind, f"{why}; notifications are recorded in the ledger only",
+                          ts=self._clock.wall())  # fmt: skip
                 )
             outcome = NotifyOutcome(Delivery.NOT_CONFIGURED)
         else:
@@ -273,12 +274,13 @@ class Notifier:
         }
         ok = None if outcome.delivery is Delivery.NOT_CONFIGURED else outcome.ok
         message = scrub(messages.get(outcome.delivery, what), self._url)
-        self._safe_emit(Event(Kind.NOTIFY, message, ok=ok, data=data))
+        self._safe_emit(Event(Kind.NOTIFY, message, ok=ok, data=data, ts=self._clock.wall()))
         try:
             self._record("notify", data)
         except Exception as exc:  # the journal's trouble is reported, not raised
             error = scrub(f"{type(exc).__name__}: {exc}", self._url)
-            self._safe_emit(Event(Kind.WARNING, f"could not journal notification {what}: {error}"))
+            self._safe_emit(Event(Kind.WARNING, f"could not journal notification {what}: {error}",
+                                  ts=self._clock.wall()))  # fmt: skip
 
     def _safe_emit(self, event: Event) -> None:
         with contextlib.suppress(Exception):  # an emitter's failure must not fail the caller

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..backend import Backend, SSHBackend
 from ..cancel import Cancel
-from ..clock import SYSTEM, Clock, ClockPart
+from ..clock import SYSTEM, Clock
 from ..erlcall import console_override
 from ..errors import RolloutError
 from ..events import Emit, Event, Kind
@@ -92,14 +92,9 @@ class Context:
     notifiers: dict[str, Any] = field(default_factory=dict)
     #: Restarts services on hosts, then re-applies ``phase`` and verifies (emergency rollback).
     restart: Callable[[Executor, Phase, Sequence[str]], StepReport] | None = None
-    #: The run's one clock. Durations inside a run (soak time) come from its monotonic
-    #: part, never from its wall time; ``sleep``, ``wall`` and ``mono`` read (and, in tests,
-    #: replace) its parts.
+    #: The run's one clock: its events' stamps and records read its wall time; durations
+    #: inside a run (soak time) come from its monotonic part, never from its wall time.
     clock: Clock = SYSTEM
-
-    sleep = ClockPart[Callable[[float], None]]("sleep")
-    wall = ClockPart[Callable[[], float]]("wall")
-    mono = ClockPart[Callable[[], float]]("monotonic")
 
     @property
     def limited(self) -> bool:
@@ -131,6 +126,7 @@ def load_context(
                     f"pinned new host key {fingerprint} in {path}",
                     host=host,
                     data={"fingerprint": fingerprint, "known_hosts": path},
+                    ts=context.clock.wall(),  # the context's clock when the key is pinned
                 )
             )
 

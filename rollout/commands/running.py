@@ -40,6 +40,7 @@ def running(
                 Kind.WARNING,
                 f"run {crashed.id} ({crashed.command}, by {crashed.who}) "
                 "died without finishing; `invoke status` shows what it left",
+                ts=ctx.clock.wall(),
             )
         )
     run = ledger.start_run(inv, command, ctx.options.argv, reason)
@@ -53,7 +54,8 @@ def running(
     if lock.previous is not None and not takeover:
         old = lock.previous
         ctx.emit(Event(Kind.WARNING, f"took over the stale lock {old.id} of {old.who}@{old.where} "
-                       f"pid {old.pid} ({old.command}): that process is gone"))  # fmt: skip
+                       f"pid {old.pid} ({old.command}): that process is gone",
+                       ts=ctx.clock.wall()))  # fmt: skip
     backend = ctx.backend_factory(ctx.hosts, ctx.playbook)
     if hasattr(backend, "side"):
         backend.side = _fleet_side(ctx, run, command, reason, lease)
@@ -128,7 +130,7 @@ def _fleet_side(
         command=command if len(command) <= 300 else command[:299] + "…",  # a document cap
         ledger=ledger.identity,
         ledger_path=ledger.location,  # a file's absolute path, or a server URI without password
-        claimed=ctx.wall(),
+        claimed=ctx.clock.wall(),
     )
     ttl = max(5, int(ctx.playbook.policy.lease_ttl))
     return FleetSide(ctx.playbook.name, holder if lease else None, ttl, reason=reason,

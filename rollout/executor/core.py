@@ -2,9 +2,10 @@
 
 :class:`ExecutorCore` holds the playbook, hosts, backend, ledger, run, emitter, clock, retry
 deadline and cancel flag of one command's run, plus the ledger lock and fleet side it must
-keep to change hosts; :meth:`~ExecutorCore.emit` records an event in the ledger before the
-terminal sees it. The concerns are its subclasses (:mod:`.claims`, :mod:`.preflight`,
-:mod:`.converging`), composed into :class:`rollout.executor.Executor`.
+keep to change hosts; :meth:`~ExecutorCore.emit` stamps an event with the run's clock and
+records it in the ledger before the terminal sees it. The concerns are its subclasses
+(:mod:`.claims`, :mod:`.preflight`, :mod:`.converging`), composed into
+:class:`rollout.executor.Executor`.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class ExecutorCore:
         self.ledger = ledger
         self.run = run
         self.emit_raw = emit
-        self.clock = clock  # retry deadlines and lease races: its monotonic time and sleep
+        # event stamps (its wall time), retry deadlines and lease races (monotonic, sleep)
+        self.clock = clock
         self.retry_deadline = retry_deadline
         self.cancel = cancel or Cancel()
         #: the ledger lock this run holds (set by ``commands.running``): checked before changes
@@ -66,7 +68,7 @@ class ExecutorCore:
         ok: bool | None = None,
         **data: object,
     ) -> None:
-        event = Event(kind, message, host=host, ok=ok, data=data)
+        event = Event(kind, message, host=host, ok=ok, data=data, ts=self.clock.wall())
         self.ledger.event(self.run.id, kind.value, event.to_json(), host=host)
         # the terminal is a side output (a closed pipe, a full disk): it must never stop a
         # change from being verified and recorded

@@ -32,15 +32,14 @@ def test_fake_clock_moves_only_when_slept_on() -> None:
 
 def test_replacing_one_part_keeps_the_others(tmp_path: Path, playbook: Playbook,
                                              fleet: FakeBackend) -> None:  # fmt: skip
-    """Setting a context's ``mono`` replaces only the clock's monotonic part: its wall time
-    and sleep still come from the clock it was given, and a deploy runs on it."""
+    """Replacing only a context clock's monotonic part (``with_parts``): its wall time and
+    sleep still come from the clock it was given, and a deploy runs on it."""
     ctx = fake_context(tmp_path, playbook, fleet)
     fake = FakeClock(wall=42.0)
-    ctx.clock = fake
-    ctx.mono = lambda: 7.0
-    assert (ctx.wall(), ctx.mono(), ctx.clock.monotonic()) == (42.0, 7.0, 7.0)
-    ctx.sleep(1.0)
-    assert fake.sleeps == [1.0] and ctx.wall() == 43.0
+    ctx.clock = with_parts(fake, monotonic=lambda: 7.0)
+    assert (ctx.clock.wall(), ctx.clock.monotonic(), fake.monotonic()) == (42.0, 7.0, 0.0)
+    ctx.clock.sleep(1.0)
+    assert fake.sleeps == [1.0] and ctx.clock.wall() == 43.0
     assert with_parts(fake, wall=lambda: 1.0).monotonic() == fake.monotonic()
     deploy(ctx, 1)
     assert ctx.ledger.state("inv").phase == 1
@@ -62,3 +61,15 @@ def test_a_context_clock_reaches_the_ledger_and_the_executor(
     assert len(clock.sleeps) > 1 and sum(clock.sleeps) < 5.0  # stopped at the deadline
     assert clock.monotonic() == sum(clock.sleeps)
     assert {run.started for run in ctx.ledger.runs("inv", 10)} == {1_900_000_000.0}
+
+
+def test_events_are_stamped_by_the_run_clock(
+    tmp_path: Path, playbook: Playbook, fleet: FakeBackend
+) -> None:
+    """Every event a deploy emits (the run's, the executor's) carries the wall time of the
+    context's clock, not the system's."""
+    clock = FakeClock(wall=1_900_000_000.0)
+    ctx = fake_context(tmp_path, playbook, fleet, clock=clock)
+    deploy(ctx, 1)
+    events = ctx.emit.events  # type: ignore[attr-defined]  # fake_context's Collector
+    assert events and {event.ts for event in events} == {1_900_000_000.0}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from rollout.clock import with_parts
 from rollout.commands.context import Context, Options
 from rollout.commands.deploys import deploy
 from rollout.commands.maintenance import backup
@@ -236,7 +237,7 @@ def test_give_up_after_bounds_the_rollback_retries(
     def heal(_seconds: float) -> None:  # the pause between attempts: h1 recovers meanwhile
         stuck.apply_ignored = False
 
-    ctx.sleep = heal
+    ctx.clock = with_parts(ctx.clock, sleep=heal)
     before = stuck.applies
     if attempts == 1:
         with pytest.raises(RollbackIncomplete, match="h1"):

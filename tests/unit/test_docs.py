@@ -86,9 +86,9 @@ def test_json_events_validate_against_schema(capsys: pytest.CaptureFixture[str])
     """Each JSON line the reporter prints validates against docs/events.schema.json."""
     schema = json.loads((REPO / "docs" / "events.schema.json").read_text())
     reporter = Reporter(as_json=True)
-    reporter(Event(Kind.RUN_START, "start", data={"run": "r-1"}))
+    reporter(Event(Kind.RUN_START, "start", data={"run": "r-1"}, ts=1_900_000_000.0))
     for kind in Kind:
-        reporter(Event(kind, "m", host="h1", ok=True, data={"x": 1}))
+        reporter(Event(kind, "m", host="h1", ok=True, data={"x": 1}, ts=1_900_000_000.0))
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(Kind) + 1
     for line in lines:

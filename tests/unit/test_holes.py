@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rollout.clock import PartsClock
+from rollout.clock import PartsClock, with_parts
 from rollout.commands.context import Context
 from rollout.commands.deploys import deploy
 from rollout.commands.rollbacks import emergency, rollback
@@ -134,7 +134,7 @@ def load(path: Path, ledger: Path, fleet: FakeBackend) -> Context:
     options = Options(inventory=str(path), ledger=str(ledger), yes=True, wait=False,
                       skip_checks=True, retry_deadline=3.0)  # fmt: skip
     ctx = load_context(options, Collector(), backend_factory=lambda _h, _p: fleet)
-    ctx.sleep = lambda _s: None
+    ctx.clock = with_parts(ctx.clock, sleep=lambda _s: None)
     return ctx
 
 
@@ -605,7 +605,7 @@ def test_events_and_error_tails_are_bounded_in_bytes() -> None:
     from rollout.transport.base import CommandResult
 
     huge = "é" * 10_000_000
-    event = Event(Kind.WARNING, huge, data={"error": huge, "nested": {"x": [huge]}})
+    event = Event(Kind.WARNING, huge, data={"error": huge, "nested": {"x": [huge]}}, ts=0.0)
     line = json.dumps(event.to_json(), ensure_ascii=False).encode()
     assert len(line) < 3 * (FIELD_BYTES + 40) + 200  # three strings, each clipped
     result = CommandResult("h1", "cmd", 1, "", huge, 0.0)

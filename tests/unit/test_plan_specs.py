@@ -158,7 +158,8 @@ def run_case(case: Mapping[str, Any], tmp_path: Path) -> Got:
         ledger.set_phase(inventory.name, case["recorded"], seed.id, soak_required=0)
     for host, phase in (case.get("verified") or {}).items():
         event = Event(
-            Kind.VERIFY, f"verified at phase {phase}", host=host, ok=True, data={"phase": phase}
+            Kind.VERIFY, f"verified at phase {phase}", host=host, ok=True, data={"phase": phase},
+            ts=ledger.clock.wall(),
         )
         ledger.event(seed.id, Kind.VERIFY.value, event.to_json(), host=host)
     ledger.finish_run(seed.id, RunStatus.SUCCEEDED)
