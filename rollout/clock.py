@@ -12,6 +12,7 @@ transport's per-read deadlines (they bound real sockets) read :mod:`time` direct
 Wall time is what records and other processes share (epoch seconds); monotonic time
 measures durations inside this process, so a stepped wall clock neither shortens nor
 stretches them. The real one is :data:`SYSTEM`; tests use ``rollout.testing.FakeClock``.
+:func:`utc` writes a wall time for people (a lock's start, a fleet record's change).
 """
 
 from __future__ import annotations
@@ -60,3 +61,8 @@ def with_parts(
 ) -> Clock:
     """``clock`` with some of its parts replaced (the rest still read from ``clock``)."""
     return PartsClock(wall or clock.wall, monotonic or clock.monotonic, sleep or clock.sleep)
+
+
+def utc(ts: float) -> str:
+    """A timestamp for people: ``2026-11-23T04:12:07Z``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

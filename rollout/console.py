@@ -36,18 +36,8 @@ from .erlcall import (
 )
 from .errors import CommandTimeout, ConsoleError, TemplateError, UsageError
 from .flagvalues import from_node, node_text
-from .fleetstate import (
-    CONFLICT_STATUS,
-    LOADER,
-    FleetSide,
-    HostState,
-    LeaseConflict,
-    Op,
-    Record,
-    header,
-    parse_state,
-    script_stdin,
-)
+from .fleetrecord import HostState, Record, parse_state
+from .fleetstate import CONFLICT_STATUS, LOADER, FleetSide, LeaseConflict, Op, header, script_stdin
 from .models import (
     FLAG_NAME_RE,
     METRIC_NAME_RE,

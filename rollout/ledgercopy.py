@@ -149,7 +149,7 @@ def copy_history(source: Ledger, destination: Ledger) -> CopyReport:
                 )
                 counts["approvals"] += 1
         # The hosts' records written by the copied runs are this ledger's own history now
-        # (fleetstate.Knowledge); the records the source had adopted stay adopted.
+        # (fleetrecord.Knowledge); the records the source had adopted stay adopted.
         for ledger_id in continues:
             if ledger_id != destination.identity:
                 dst.execute(

@@ -16,12 +16,12 @@ anywhere (see :mod:`rollout.postgres`): :attr:`Liveness.ALIVE` while it lasts,
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
+from .clock import utc
 from .database import Cursor
 from .errors import LockBusy
 
@@ -146,11 +146,6 @@ def pid_liveness(
     if pid_start and current and current != pid_start:
         return Liveness.REUSED
     return Liveness.ALIVE
-
-
-def utc(ts: float) -> str:
-    """A timestamp for people: ``2026-11-23T04:12:07Z``."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 def describe(lock: LockRecord, state: Liveness, now: float) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..errors import HostOutcome, HostsUnreachable, UsageError
 from ..events import Kind
-from ..fleetstate import HostState, Record
+from ..fleetrecord import HostState, Record
 from ..ledger import InventoryState
 from .context import Context
 from .running import check_fleet, command_text, running
@@ -101,7 +101,8 @@ def set_pause(ctx: Context, paused: bool, reason: str | None) -> InventoryState:
 def clear_lease(ctx: Context, lease_id: str) -> list[str]:
     """Remove the fleet lease ``lease_id`` (exact id) from every host that holds it."""
     from ..fleet import run_parallel
-    from ..fleetstate import LEASE_ID_RE, Op
+    from ..fleetrecord import LEASE_ID_RE
+    from ..fleetstate import Op
 
     if not LEASE_ID_RE.match(lease_id):
         raise UsageError(f"{lease_id!r} is not a fleet lease id (fl- and 12 hex digits)")

@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from ..errors import FleetChanged, Refused, RolloutError
 from ..events import Event, Kind
 from ..executor import Executor
-from ..fleetstate import FleetSide, Holder, HostState, Knowledge, Record
+from ..fleetrecord import Holder, HostState, Knowledge, Record
+from ..fleetstate import FleetSide
 from ..ledger import Ledger, LockRecord, RunRecord, RunStatus
 from .context import RETRY_WINDOW, Context, Options
 
@@ -178,7 +179,7 @@ def check_fleet(
 
 
 def ledger_knowledge(ledger: Ledger, inventory: str) -> Knowledge:
-    """What ``ledger`` knows of ``inventory``'s host records (see ``fleetstate.Knowledge``)."""
+    """What ``ledger`` knows of ``inventory``'s host records (see ``fleetrecord.Knowledge``)."""
     return Knowledge(
         ledger.identity, ledger.known_generations(inventory), ledger.continued_ledgers(),
         ledger.has_run,

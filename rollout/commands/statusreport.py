@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..fleetstate import FleetSide, Record
+from ..fleetrecord import Record
+from ..fleetstate import FleetSide
 from ..ledger import LockRecord, RunRecord, WaveRecord
 from ..models import Observed
 from .context import Context

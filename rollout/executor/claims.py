@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ..clock import utc
 from ..console import FlagReading
 from ..errors import FleetBusy, LockBusy, RightLost
 from ..events import Kind
 from ..fleet import Outcome, run_parallel
-from ..fleetstate import HostState, LeaseConflict, Op, new_lease_id, shown
+from ..fleetrecord import HostState, new_lease_id, shown
+from ..fleetstate import LeaseConflict, Op
 from ..ledger import Ledger, LockRecord
-from ..lock import Liveness, describe, pid_liveness, utc
+from ..lock import Liveness, describe, pid_liveness
 from .core import ExecutorCore
 
 #: How long a claim keeps retrying hosts held by a racing run that yields to it (seconds).

@@ -29,7 +29,8 @@ from rollout.backend import SSHBackend
 from rollout.commands.context import Context
 from rollout.console import MARKER, render
 from rollout.errors import TransportError
-from rollout.fleetstate import LOADER, STATE_MARKER, STATE_SCRIPT
+from rollout.fleetrecord import STATE_MARKER
+from rollout.fleetstate import LOADER, STATE_SCRIPT
 from rollout.models import FlagValue, Host, Playbook
 from rollout.transport.base import KILL_AFTER, CommandResult
 

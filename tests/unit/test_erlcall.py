@@ -21,7 +21,8 @@ from rollout.erlcall import (
 )
 from rollout.erlterm import Atom, TermError, parse
 from rollout.errors import CommandTimeout, ConsoleError, UsageError
-from rollout.fleetstate import FleetSide, Holder, Op, new_lease_id
+from rollout.fleetrecord import Holder, new_lease_id
+from rollout.fleetstate import FleetSide, Op
 from rollout.models import ConsoleMode, FlagState, Host, Secret
 from rollout.transport.base import CommandResult
 

@@ -8,18 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rollout.fleetstate import (
-    CONFLICT_STATUS,
-    LOADER,
-    Holder,
-    Op,
-    Record,
-    header,
-    new_lease_id,
-    parse_state,
-    script_stdin,
-    shown,
-)
+from rollout.fleetrecord import Holder, Record, new_lease_id, parse_state, shown
+from rollout.fleetstate import CONFLICT_STATUS, LOADER, Op, header, script_stdin
 
 HOLDER = Holder("bob", "laptop", 1, None, "r-1", "invoke deploy --phase 1", "lg-1", "/l", 1.0)
 

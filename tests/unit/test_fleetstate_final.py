@@ -13,7 +13,8 @@ import pytest
 
 from rollout.console import Change, RemoteConsole
 from rollout.errors import ConsoleError
-from rollout.fleetstate import FleetSide, Holder, Op, new_lease_id
+from rollout.fleetrecord import Holder, new_lease_id
+from rollout.fleetstate import FleetSide, Op
 from rollout.models import FlagState, Host
 from rollout.transport.base import MAX_OUTPUT_BYTES, CommandResult
 from rollout_lab.release import _STUB

@@ -53,6 +53,7 @@ LAYER_OF = {
     "live": "core",
     "invlist": "core",
     "waveplan": "core",  # a phase's waves as planned; rollout.waves walks them
+    "fleetrecord": "core",  # the hosts' record and lease as values; fleetstate carries them
     # remote: what talks to something outside the process: hosts over SSH, the ledger's stores
     "transport": "remote",
     "fleet": "remote",

@@ -10,7 +10,7 @@ import pytest
 
 from rollout.commands.running import ledger_knowledge
 from rollout.errors import UsageError
-from rollout.fleetstate import Record
+from rollout.fleetrecord import Record
 from rollout.ledger import Ledger, RunStatus
 from rollout.ledgercopy import copy_history
 

@@ -18,15 +18,8 @@ from rollout.commands.rollbacks import rollback
 from rollout.commands.statusreport import status
 from rollout.console import Change, RemoteConsole
 from rollout.errors import FleetBusy, HostsUnreachable, PlaybookError, UsageError
-from rollout.fleetstate import (
-    STATE_MARKER,
-    STATE_SCRIPT,
-    FleetSide,
-    Holder,
-    LeaseConflict,
-    Op,
-    Record,
-)  # fmt: skip
+from rollout.fleetrecord import STATE_MARKER, Holder, Record
+from rollout.fleetstate import STATE_SCRIPT, FleetSide, LeaseConflict, Op
 from rollout.models import FlagState, Host, Playbook
 from rollout.transport.base import CommandResult
 from tests.fakes import FakeFleet, FakeNode, Lease, Request, ScriptedTransport
