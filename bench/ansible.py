@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rollout.console import MARKER
+from rollout.consolecode import MARKER
 from rollout.models import Host, Playbook
 
 from .fanout import KEX

@@ -16,7 +16,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from rollout.console import MARKER
+from rollout.consolecode import MARKER
 from rollout.models import Host, Playbook
 
 from .erlcall import HEALTH_EXPR, READ_EXPR, classify, erl_call_command

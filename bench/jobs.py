@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from rollout.console import MARKER, RPC_SCRIPT, encode_payload, render
+from rollout.consolecode import MARKER, RPC_SCRIPT, encode_payload, render
 from rollout.erlcall import CONSOLE_FUNCTION
 from rollout.models import Host, Playbook
 from rollout.transport.base import remote_command

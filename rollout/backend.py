@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from .console import ApplyResult, Change, FlagReading, HealthReading, RemoteConsole
+from .console import RemoteConsole
+from .consolecode import ApplyResult, Change, FlagReading, HealthReading
 from .erlcall import ConsolePaths, PathChoice
 from .errors import TransportError
 from .fleet import Fleet, Outcome

@@ -12,20 +12,25 @@ desired values as one base64 literal that the template decodes and checks again.
 setter reply is checked; the rpc path's node prints one ``ROLLOUT-RESULT/1 {json}`` line,
 the erl_call path's answers one term of an exact shape, and anything else is a
 :class:`ConsoleError`.
+
+What a call sends (the templates, the payload) and the values it gives back are
+:mod:`rollout.consolecode`; reading its output (the result line, the reading, the failure and
+its hint) is :mod:`rollout.consolereply`. :class:`RemoteConsole` is the call itself: the path,
+the fleet state around it, the deadline and the order the output is judged in.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from functools import cache
-
-import jinja2
-
-from . import resources
+from .consolecode import (
+    MARKER,
+    ApplyResult,
+    Change,
+    FlagReading,
+    HealthReading,
+    encode_payload,
+    render,
+)
+from .consolereply import console_failure, erl_failure, find_result, flag_reading, garbage
 from .erlcall import (
     UNAVAILABLE_STATUS,
     ConsolePath,
@@ -34,111 +39,12 @@ from .erlcall import (
     PathChoice,
     judge,
 )
-from .errors import CommandTimeout, ConsoleError, TemplateError, UsageError
-from .flagvalues import from_node, node_text
+from .errors import CommandTimeout, ConsoleError
+from .flagvalues import node_text
 from .fleetrecord import HostState, Record, parse_state
 from .fleetstate import CONFLICT_STATUS, LOADER, FleetSide, LeaseConflict, Op, header, script_stdin
-from .models import (
-    FLAG_NAME_RE,
-    METRIC_NAME_RE,
-    ConsoleMode,
-    FlagState,
-    FlagValue,
-    Observed,
-)
-from .templating import jinja_environment
+from .models import ConsoleMode, FlagState
 from .transport.base import CommandResult, Session
-
-MARKER = "ROLLOUT-RESULT/1"
-TEMPLATES = resources.TEMPLATES
-
-#: Reads ``NAME=value`` lines up to a blank line into the environment, then runs the
-#: release's rpc with the rest of stdin as the expression. ``$0`` is the release's bin script.
-RPC_SCRIPT = 'while IFS= read -r l && [ -n "$l" ]; do export "$l"; done; exec "$0" rpc "$(cat)"'
-
-
-@cache
-def template_env() -> jinja2.Environment:
-    """Jinja2 over ``templates/``; an undefined variable is an error, never an empty string."""
-    return jinja_environment(TEMPLATES, keep_trailing_newline=True)
-
-
-def render(name: str, **context: object) -> str:
-    """Render ``templates/<name>``; a missing template or variable is a TemplateError."""
-    try:
-        return template_env().get_template(name).render(**context)
-    except jinja2.TemplateNotFound:
-        raise TemplateError(f"template {TEMPLATES / name} not found") from None
-    except jinja2.UndefinedError as exc:
-        raise TemplateError(f"template {name}: {exc.message}") from None
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"template {exc.filename}:{exc.lineno}: {exc.message}") from None
-
-
-def encode_payload(
-    allow: Iterable[str], state: FlagState | None = None, metrics: Iterable[str] = ()
-) -> str:
-    """The base64 payload the console templates decode: allowlist, targets, metric names."""
-    lines = []
-    for kind, names in (("allow", allow), ("metric", metrics)):
-        for name in names:
-            pattern = FLAG_NAME_RE if kind == "allow" else METRIC_NAME_RE
-            if not pattern.match(name):
-                raise UsageError(f"refusing {kind} name {name!r}: not a plain lowercase name")
-            lines.append(f"{kind} {name} -")
-    allowed = set(allow)
-    for name, value in state or ():
-        if name not in allowed or not FLAG_NAME_RE.match(name):
-            raise UsageError(f"refusing flag {name!r}: not in the playbook's flags")
-        lines.append(f"set {name} {encode_value(name, value)}")
-    return base64.b64encode("\n".join(lines).encode("ascii")).decode("ascii")
-
-
-def encode_value(name: str, value: FlagValue) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int) and 1 <= value <= 100:
-        return str(value)
-    raise UsageError(f"refusing value {value!r} for flag {name}: expected a boolean or 1..100")
-
-
-@dataclass(frozen=True)
-class FlagReading:
-    """Flags as read back from one host's node."""
-
-    host: str
-    node: str
-    flags: Mapping[str, Observed]
-    state: HostState | None = None  # the host's fleet-side record and lease (fleetstate)
-    console: str = "rpc"  # the console path the reading came through (rollout.erlcall)
-    console_fallback: str | None = None  # why rpc, when erl_call was wanted (auto)
-
-
-@dataclass(frozen=True)
-class Change:
-    """What an apply records on the host: the action and the phase it converges to."""
-
-    action: str
-    phase: int | None
-    #: the run's last change to the host: the same call gives the fleet lease back
-    last: bool = False
-
-
-@dataclass(frozen=True)
-class ApplyResult:
-    """What one apply did: the setter replies that were not ``:ok``, and the read-back."""
-
-    reading: FlagReading
-    errors: Mapping[str, str]  # flag -> the reply (inspect) that was not :ok
-
-
-@dataclass(frozen=True)
-class HealthReading:
-    """Flags and raw metric values from one host; a value is None when missing or not a number."""
-
-    reading: FlagReading
-    metrics: Mapping[str, float | None]
-    raw: Mapping[str, str]  # metric -> what the node returned, for the ledger
 
 
 class RemoteConsole:
@@ -177,7 +83,7 @@ class RemoteConsole:
             self._retake()
             op = self.side.op_read if self.side else Op.NONE
         data, fleet = self._call("read_flags", payload, Kind.READ, op=op)
-        return self._reading(data, fleet)
+        return flag_reading(self.host, self.allow, data, fleet, self._choice)
 
     def _retake(self) -> None:
         """Take back the lease a final apply gave back, before the run calls the host again
@@ -213,11 +119,12 @@ class RemoteConsole:
         )
         errors = data.get("errors")
         if not isinstance(errors, dict):
-            raise self._garbage("the apply result has no errors object")
+            raise garbage(self.host, "the apply result has no errors object")
         found = {str(k): node_text(v) for k, v in errors.items()}
         if record is not None and (fleet is None or fleet.raw_record != record.to_json()):
             found["(fleet record)"] = "the host's record did not read back as written"
-        return ApplyResult(self._reading(data, fleet), found)
+        reading = flag_reading(self.host, self.allow, data, fleet, self._choice)
+        return ApplyResult(reading, found)
 
     def state_call(
         self, op: Op, record: Record | None = None, replace_id: str | None = None
@@ -228,7 +135,7 @@ class RemoteConsole:
             replace_id=replace_id,
         )
         if fleet is None:
-            raise self._garbage("the state directory call printed no state")
+            raise garbage(self.host, "the state directory call printed no state")
         return fleet
 
     def health(self) -> HealthReading:
@@ -241,7 +148,7 @@ class RemoteConsole:
         )
         raw_metrics = data.get("metrics")
         if not isinstance(raw_metrics, dict) or set(raw_metrics) != set(self.metrics):
-            raise self._garbage("the health result does not list the expected metrics")
+            raise garbage(self.host, "the health result does not list the expected metrics")
         values: dict[str, float | None] = {}
         raw: dict[str, str] = {}
         for name in self.metrics:
@@ -249,7 +156,8 @@ class RemoteConsole:
             raw[name] = node_text(value)
             ok_number = isinstance(value, (int, float)) and not isinstance(value, bool)
             values[name] = float(value) if ok_number else None
-        return HealthReading(self._reading(data, fleet), values, raw)
+        reading = flag_reading(self.host, self.allow, data, fleet, self._choice)
+        return HealthReading(reading, values, raw)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -371,7 +279,7 @@ class RemoteConsole:
             )
         if not expect_result:
             if result.exit_status != 0:
-                raise self._failure(result)
+                raise console_failure(self.host, self.session.host.release_bin, result)
             return {}, fleet
         if erl is not None:
             if erl.status == 142:
@@ -383,77 +291,15 @@ class RemoteConsole:
                 )
             failed_apply = allow_failure and result.exit_status == 1 and erl.status == 0
             if erl.data is None or (result.exit_status != 0 and not failed_apply):
-                raise self._erl_failure(result, erl.why)
+                raise erl_failure(self.host, result, erl.why)
             return erl.data, fleet
-        data = _find_result(result)
+        data = find_result(result.stdout)
         if data is None:
-            raise self._failure(result)
+            raise console_failure(self.host, self.session.host.release_bin, result)
         if result.exit_status != 0 and not allow_failure:
-            raise self._failure(result)
+            raise console_failure(self.host, self.session.host.release_bin, result)
         if self._pending is choice:  # rpc works where erl_call did not: settled for the run
             self.paths.set(self.host, choice)
         return data, fleet
 
-    def _reading(self, data: Mapping[str, object], fleet: HostState | None = None) -> FlagReading:
-        node = data.get("node")
-        flags = data.get("flags")
-        if not isinstance(node, str) or not isinstance(flags, dict):
-            raise self._garbage("the result has no node or flags")
-        if set(flags) != set(self.allow):
-            raise self._garbage("the result does not list exactly the playbook's flags")
-        try:
-            node_name = base64.b64decode(node, validate=True).decode("utf-8", "replace")
-        except (binascii.Error, ValueError):
-            raise self._garbage("the node name is not base64") from None
-        choice = self._choice or PathChoice(ConsolePath.RPC)
-        return FlagReading(
-            self.host,
-            node_name,
-            {k: from_node(v) for k, v in flags.items()},
-            fleet,
-            choice.path.value,
-            choice.fallback,
-        )
 
-    def _failure(self, result: CommandResult) -> ConsoleError:
-        tail = result.tail()
-        hint = "check that the node runs and that release_bin and release_env are right"
-        if result.exit_status == 127:
-            hint = f"release_bin {self.session.host.release_bin} was not found on the host"
-        elif "nodedown" in tail or "could not connect" in tail.lower():
-            hint = "the node is down or the cookie is wrong: start the release, then re-run"
-        return ConsoleError(
-            self.host, f"remote console failed (exit {result.exit_status}): {tail}", hint=hint
-        )
-
-    def _erl_failure(self, result: CommandResult, why: str) -> ConsoleError:
-        hint = "check that the node runs and that release_bin and release_env are right"
-        if result.exit_status == UNAVAILABLE_STATUS:
-            why = result.stderr.strip().removeprefix("rollout: ") or why
-            hint = (
-                "this host's release cannot be reached through erl_call: set "
-                "rollout_console: auto (or rpc) for it in the inventory"
-            )
-        elif result.exit_status == 1 and "connect" in why:
-            hint = "the node is down or the cookie is wrong: start the release, then re-run"
-        elif "reported an error" in why:
-            hint = "the release may not implement Foundation.FeatureFlags as expected"
-        return ConsoleError(self.host, f"remote console (erl_call) failed: {why}", hint=hint)
-
-    def _garbage(self, why: str) -> ConsoleError:
-        return ConsoleError(
-            self.host,
-            f"unexpected console output: {why}",
-            hint="the release may not implement Foundation.FeatureFlags as expected",
-        )
-
-
-def _find_result(result: CommandResult) -> dict[str, object] | None:
-    for line in result.stdout.splitlines():
-        if line.startswith(MARKER + " "):
-            try:
-                data = json.loads(line[len(MARKER) + 1 :])
-            except json.JSONDecodeError:
-                return None
-            return data if isinstance(data, dict) else None
-    return None

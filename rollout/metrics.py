@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .backend import Backend
-from .console import FlagReading
+from .consolecode import FlagReading
 from .errors import HostError, UsageError
 from .fleet import run_parallel
 from .models import Direction, MetricsSource, Observed, Secret, SourceKind, Threshold

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .console import render
+from .consolecode import render
 from .errors import ExitCode
 from .models import Direction, Playbook, Risk, format_value
 from .yamlsrc import format_duration

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .clock import SYSTEM, Clock, PartsClock, with_parts
-from .console import ApplyResult, Change, FlagReading, HealthReading
+from .consolecode import ApplyResult, Change, FlagReading, HealthReading
 from .errors import CommandTimeout, ConsoleError, TransportError
 from .fleet import Outcome
 from .models import FlagState, FlagValue, Observed, Playbook

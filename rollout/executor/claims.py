@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..clock import utc
-from ..console import FlagReading
+from ..consolecode import FlagReading
 from ..errors import FleetBusy, LockBusy, RightLost
 from ..events import Kind
 from ..fleet import Outcome, run_parallel

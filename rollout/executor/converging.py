@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from ..console import ApplyResult, Change
+from ..consolecode import ApplyResult, Change
 from ..errors import (
     CommandTimeout,
     DeployFailed,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ..console import FlagReading
+from ..consolecode import FlagReading
 from ..errors import (
     HostError,
     HostOutcome,

@@ -27,7 +27,7 @@ from typing import Any
 
 from rollout.backend import SSHBackend
 from rollout.commands.context import Context
-from rollout.console import MARKER, render
+from rollout.consolecode import MARKER, render
 from rollout.errors import TransportError
 from rollout.fleetrecord import STATE_MARKER
 from rollout.fleetstate import LOADER, STATE_SCRIPT

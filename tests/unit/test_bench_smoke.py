@@ -18,7 +18,7 @@ from bench.jobs import (
     result_lines,
     step_command,
 )
-from rollout.console import MARKER
+from rollout.consolecode import MARKER
 from rollout.erlterm import Atom, TermError, parse
 from rollout.models import Host
 from rollout.playbook import load_playbook

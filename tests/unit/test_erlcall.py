@@ -401,7 +401,7 @@ def test_inventory_rollout_console_is_read_and_checked(tmp_path: Path) -> None:
 def test_a_final_apply_with_a_refused_setter_keeps_the_lease(tmp_path: Path) -> None:
     """A last apply whose setter did not answer ok exits 1 on the host (as the rpc template's
     raise does), so the state script keeps the lease; one whose setters all did gives it back."""
-    from rollout.console import Change
+    from rollout.consolecode import Change
 
     make_release(tmp_path)
     holder = Holder("bob", "laptop", 1, None, "r-1", "deploy", "lg-1", "/l", 1.0)

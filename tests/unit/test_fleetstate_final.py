@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from rollout.console import Change, RemoteConsole
+from rollout.console import RemoteConsole
+from rollout.consolecode import Change
 from rollout.errors import ConsoleError
 from rollout.fleetrecord import Holder, new_lease_id
 from rollout.fleetstate import FleetSide, Op

@@ -54,11 +54,13 @@ LAYER_OF = {
     "invlist": "core",
     "waveplan": "core",  # a phase's waves as planned; rollout.waves walks them
     "fleetrecord": "core",  # the hosts' record and lease as values; fleetstate carries them
+    "consolecode": "core",  # the console's templates, payload and reading values
     # remote: what talks to something outside the process: hosts over SSH, the ledger's stores
     "transport": "remote",
     "fleet": "remote",
     "fleetstate": "remote",
     "console": "remote",
+    "consolereply": "remote",  # a console call's output read back (pure, over CommandResult)
     "backend": "remote",
     "database": "remote",
     "schema": "remote",

@@ -16,7 +16,8 @@ from rollout.commands.deploys import deploy
 from rollout.commands.maintenance import backup
 from rollout.commands.rollbacks import rollback
 from rollout.commands.statusreport import status
-from rollout.console import Change, RemoteConsole
+from rollout.console import RemoteConsole
+from rollout.consolecode import Change
 from rollout.errors import FleetBusy, HostsUnreachable, PlaybookError, UsageError
 from rollout.fleetrecord import STATE_MARKER, Holder, Record
 from rollout.fleetstate import STATE_SCRIPT, FleetSide, LeaseConflict, Op
