@@ -71,12 +71,12 @@ def grow(path: Path, calls: int, hosts: int, per_phase: int) -> None:
 
 
 def _reads(ledger: Ledger) -> dict[str, Callable[[], object]]:
-    from rollout.soak import MIN_HEALTHY_ROUNDS, _rounds_newest_first, healthy_rounds
+    from rollout.soakrecord import MIN_HEALTHY_ROUNDS, healthy_rounds, rounds_newest_first
 
     def gate() -> object:
         state = ledger.state(INVENTORY)
         enough = healthy_rounds(ledger, state, at_most=MIN_HEALTHY_ROUNDS)
-        return enough, next(_rounds_newest_first(ledger, state), None)
+        return enough, next(rounds_newest_first(ledger, state), None)
 
     def verified() -> object:
         return len(ledger.inventory_events(INVENTORY, Kind.VERIFY.value))

@@ -23,7 +23,7 @@ from .events import Kind
 from .ledger import InventoryState, WaveRecord
 from .models import Phase
 from .monitor import Budget
-from .soak import soak_done
+from .soakrecord import soak_done
 from .yamlsrc import format_duration
 
 

@@ -12,14 +12,19 @@ from the monotonic clock (a stepped wall clock neither shortens nor stretches a 
 runs (a resumed monitor, scheduled ``advance`` calls) it is the wall time since the previous
 run's last sample, the only clock two processes or machines share.
 
-A soak is complete only once its time is counted **and** at least :data:`MIN_HEALTHY_ROUNDS`
-healthy, drift-free rounds were sampled for the phase: ``soak: 0`` (or ``--soak 0``) means
-exactly one healthy round, never "healthy" without a sample.
+A soak is complete only once its time is counted **and** at least
+:data:`~rollout.soakrecord.MIN_HEALTHY_ROUNDS` healthy, drift-free rounds were sampled for the
+phase: ``soak: 0`` (or ``--soak 0``) means exactly one healthy round, never "healthy" without
+a sample.
+
+What a round records, reading the recorded rounds back (:func:`~rollout.soakrecord.soak_done`)
+and a wave's canary/baseline :class:`~rollout.soakrecord.Split` are :mod:`rollout.soakrecord`;
+this module is the one loop that samples, repairs, counts and rolls back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,68 +33,22 @@ from .clock import SYSTEM, Clock
 from .errors import Interrupted, RollbackIncomplete, RolledBack
 from .events import Kind
 from .executor import Executor, HostResult, StepReport
-from .ledger import InventoryState, Ledger, WaveRecord
+from .ledger import InventoryState
 from .metrics import Round, take_round
 from .models import HealthPolicy, MetricsSource, Phase, Playbook
-from .monitor import Budget, Decision, Poll, Verdict, describe_values, judge
+from .monitor import Budget, Decision, Poll, Verdict, judge
 from .plan import Action
+from .soakrecord import (
+    MIN_HEALTHY_ROUNDS,
+    Split,
+    healthy_rounds,
+    rounds_newest_first,
+    sample_event,
+)
 from .yamlsrc import format_duration
 
 #: Waits up to the given seconds; returns True when the run was cancelled meanwhile.
 Wait = Callable[[float], bool]
-
-#: Healthy, drift-free sampled rounds a phase needs before its soak is complete.
-MIN_HEALTHY_ROUNDS = 1
-
-
-@dataclass(frozen=True)
-class _Sampled:
-    """A round recorded in the ledger for the current phase: when, and whether it counted."""
-
-    ts: float
-    healthy: bool
-
-
-def _rounds_newest_first(ledger: Ledger, state: InventoryState) -> Iterator[_Sampled]:
-    """This phase's rounds in the ledger since it was recorded, newest first, read lazily:
-    the readers need the latest few, so their cost does not grow with the ledger's history
-    (``bench.grown``)."""
-    since = state.phase_changed or 0.0
-    for event in ledger.newest_events(state.inventory, Kind.SAMPLE.value, since=since):
-        inner = event.data.get("data")
-        data: dict[str, object] = inner if isinstance(inner, dict) else {}
-        if data.get("phase") == state.phase:
-            healthy = data.get("verdict") == Verdict.HEALTHY.value and not data.get("drifted")
-            yield _Sampled(event.ts, healthy)
-
-
-def healthy_rounds(ledger: Ledger, state: InventoryState, *, at_most: int | None = None) -> int:
-    """How many healthy, drift-free rounds the ledger holds for the recorded phase (counting
-    stops at ``at_most``: a gate only needs to know there are enough)."""
-    count = 0
-    for sampled in _rounds_newest_first(ledger, state):
-        if sampled.healthy:
-            count += 1
-            if at_most is not None and count >= at_most:
-                break
-    return count
-
-
-def soak_done(ledger: Ledger, state: InventoryState) -> bool:
-    """The recorded phase's soak is complete: its time counted and a healthy round sampled."""
-    return state.soak_complete and (
-        healthy_rounds(ledger, state, at_most=MIN_HEALTHY_ROUNDS) >= MIN_HEALTHY_ROUNDS
-    )
-
-
-@dataclass(frozen=True)
-class Split:
-    """Who is canary and who is baseline while a wave soaks (``rollout.waves`` makes it)."""
-
-    wave: WaveRecord
-    canary: frozenset[str]
-    baseline: frozenset[str]
-    previous: Phase  # where the baseline hosts are
 
 
 @dataclass(frozen=True)
@@ -258,7 +217,7 @@ class Soak:
         seconds = 0.0
         now = self.clock.monotonic()
         if not self._sampled:
-            last = next(_rounds_newest_first(self.ex.ledger, state), None) if healthy else None
+            last = next(rounds_newest_first(self.ex.ledger, state), None) if healthy else None
             if last is not None and last.healthy:
                 gap = self.clock.wall() - last.ts
                 if 0 <= gap <= self.max_gap:
@@ -325,52 +284,10 @@ class Soak:
         state: InventoryState,
         fleet_wide: bool = False,
     ) -> None:
-        left = max(0.0, state.soak_required - state.soak_counted)
-        metrics = [
-            {
-                "metric": m.metric,
-                "worst": m.worst,
-                "host": m.worst_host,
-                "threshold": m.threshold.describe(),
-                "breached": m.breached,
-            }
-            for m in poll.summary
-        ]
-        hosts = {s.host: ("error: " + s.error if s.error else "ok") for s in rnd.samples}
-        for name in drifted:
-            hosts[name] = "drifted (re-applied)"
-        verdict = poll.verdict.value
-        text = {
-            Verdict.HEALTHY: f"healthy; {format_duration(round(left))} left",
-            Verdict.BREACH: f"BREACH ({decision.breaches_in_row}/{self.policy.failure_limit}): "
-            + "; ".join(str(b) for b in poll.breaches),
-            Verdict.INCONCLUSIVE: f"inconclusive ({decision.inconclusive_in_row}/"
-            f"{self.policy.inconclusive_limit}): " + "; ".join(str(g) for g in poll.gaps),
-        }[poll.verdict]
-        wave: dict[str, Any] = {}
-        if self.split is not None:
-            wave = {"wave": self.split.wave.index, "wave_id": self.split.wave.id,
-                    "canary": sorted(self.split.canary), "baseline": sorted(self.split.baseline),
-                    "fleet_wide": fleet_wide}  # fmt: skip
-            if fleet_wide:
-                text += " (the baseline breaches too: fleet-wide, not the phase)"
-        data: dict[str, Any] = dict(
-            phase=self.phase.number,
-            verdict=verdict,
-            values=describe_values(rnd.samples),
-            thresholds={t.metric: t.describe() for t in self.policy.thresholds},
-            metrics=metrics,
-            hosts=hosts,
-            drifted=list(drifted),
-            breaches_in_row=decision.breaches_in_row,
-            inconclusive_in_row=decision.inconclusive_in_row,
-            failure_limit=self.policy.failure_limit,
-            inconclusive_limit=self.policy.inconclusive_limit,
-            counted=state.soak_counted,
-            required=state.soak_required,
-            left=left,
-            **wave,
-        )
+        text, data = sample_event(
+            rnd, poll, decision, drifted, state, phase=self.phase.number, policy=self.policy,
+            split=self.split, fleet_wide=fleet_wide,
+        )  # fmt: skip
         self.ex.emit(Kind.SAMPLE, text, ok=poll.verdict is Verdict.HEALTHY, **data)
         if self.on_sample is not None:
             try:

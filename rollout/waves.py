@@ -45,7 +45,7 @@ from .executor import Executor, StepReport
 from .ledger import InventoryState, RunRecord, WaveRecord
 from .models import NotifyKind, Phase
 from .plan import Action, Plan
-from .soak import Split
+from .soakrecord import Split
 from .waveplan import WavePlan, plan_waves, sub_plan
 from .yamlsrc import format_duration
 

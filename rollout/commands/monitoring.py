@@ -112,7 +112,7 @@ def monitor(ctx: Context) -> InventoryState:
     with running(ctx, command_text("monitor", ctx.options)) as (run, _lock, ex):
         if ctx.options.soak is not None and ctx.options.soak != state.soak_required:
             state = ctx.ledger.set_soak_required(ctx.inventory.name, ctx.options.soak, run.id)
-        from ..soak import soak_done
+        from ..soakrecord import soak_done
 
         if soak_done(ctx.ledger, state):
             ex.emit(

@@ -71,6 +71,7 @@ LAYER_OF = {
     # engine: walks plans through the remote layer; emits events, never prints
     "executor": "engine",  # a package: core, claims, preflight, converging, results
     "soak": "engine",
+    "soakrecord": "engine",  # a round's sample event, recorded rounds read back, Split
     "restart": "engine",
     "metrics": "engine",
     "checks": "engine",
