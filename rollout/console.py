@@ -32,12 +32,17 @@ from .consolecode import (
 )
 from .consolereply import console_failure, erl_failure, find_result, flag_reading, garbage
 from .erlcall import (
+    AUTO,
     UNAVAILABLE_STATUS,
     ConsolePath,
     ConsolePaths,
     Kind,
     PathChoice,
+    Reply,
+    fallback_reason,
+    fold,
     judge,
+    split,
 )
 from .errors import CommandTimeout, ConsoleError
 from .flagvalues import node_text
@@ -187,27 +192,35 @@ class RemoteConsole:
     def _probe(self, deadline: float) -> tuple[PathChoice, bool]:
         """One erl_call round trip that changes nothing: does it reach this host's node?"""
         body = render("console/erl/probe.erl.j2")
-        result = self._run(body, ConsolePath.ERL_CALL, Op.NONE, None, None, deadline)
+        result = self._run(body, ConsolePath.ERL_CALL.value, Op.NONE, None, None, deadline)
         reply = judge(result.stdout, Kind.PROBE)
         if result.timed_out or reply.status == 142:
-            raise CommandTimeout(
-                self.host,
-                f"the node did not answer erl_call within {deadline:.0f}s; nothing was run",
-            )
+            raise self._probe_timeout(deadline)
         if reply.data is not None and result.exit_status == 0:
             return PathChoice(ConsolePath.ERL_CALL), True
         if reply.status is None and result.exit_status == UNAVAILABLE_STATUS:
             why = result.stderr.strip().removeprefix("rollout: ") or "erl_call is unavailable"
             return PathChoice(ConsolePath.RPC, why[:300]), True
+        return self._unreached(result, reply), False
+
+    def _unreached(self, result: CommandResult, reply: Reply) -> PathChoice:
+        """rpc for this call: erl_call ran but did not answer (the node is down, the cookie
+        or the name is wrong)."""
         why = "erl_call did not reach the node: " + (reply.why or result.tail())
         if result.stderr.strip():
             why += f" ({result.tail(2)})"
-        return PathChoice(ConsolePath.RPC, why[:300]), False
+        return PathChoice(ConsolePath.RPC, why[:300])
+
+    def _probe_timeout(self, deadline: float) -> CommandTimeout:
+        return CommandTimeout(
+            self.host,
+            f"the node did not answer erl_call within {deadline:.0f}s; nothing was run",
+        )
 
     def _run(
         self,
         body: str,
-        path: ConsolePath,
+        path: str,
         op: Op,
         record: Record | None,
         replace_id: str | None,
@@ -222,7 +235,7 @@ class RemoteConsole:
         stdin = (script_stdin() + env + "\n" + head + body).encode("utf-8")
         # erl_call's own deadline passes a second before the remote `timeout` kills the call
         inner = str(max(1, int(deadline) - 1))
-        argv = ["sh", "-c", LOADER, host.release_bin, self.state_dir, path.value, inner]
+        argv = ["sh", "-c", LOADER, host.release_bin, self.state_dir, path, inner]
         return self.session.run(argv, stdin=stdin, timeout=deadline)
 
     def _call(
@@ -248,22 +261,97 @@ class RemoteConsole:
         if record is not None:
             record.to_json()  # a record too large is refused before any host is contacted
         deadline = timeout or self.timeout
-        choice = self.path(deadline) if template is not None else PathChoice(ConsolePath.RPC)
-        self._choice = choice
         if template is None:
-            body = ""
-        elif choice.path is ConsolePath.ERL_CALL:
+            result = self._run("", ConsolePath.RPC.value, op, record, replace_id, deadline)
+            return self._answer(result, PathChoice(ConsolePath.RPC), kind, deadline,
+                                allow_failure, expect_result)  # fmt: skip
+        if kind is Kind.READ and self._folds():
+            return self._first_read(template, payload, op, record, replace_id, deadline)
+        choice = self.path(deadline)
+        return self._send(template, payload, choice, kind, op, record, replace_id, deadline,
+                          allow_failure)  # fmt: skip
+
+    def _send(
+        self,
+        template: str,
+        payload: str,
+        choice: PathChoice,
+        kind: Kind,
+        op: Op,
+        record: Record | None,
+        replace_id: str | None,
+        deadline: float,
+        allow_failure: bool = False,
+    ) -> tuple[dict[str, object], HostState | None]:
+        """One console call through ``choice``'s path, judged."""
+        if choice.path is ConsolePath.ERL_CALL:
             body = render(f"console/erl/{template}.erl.j2", payload=payload)
         else:
             body = render(f"console/{template}.exs.j2", marker=MARKER, payload=payload)
-        result = self._run(body, choice.path, op, record, replace_id, deadline)
+        result = self._run(body, choice.path.value, op, record, replace_id, deadline)
+        return self._answer(result, choice, kind, deadline, allow_failure)
+
+    def _folds(self) -> bool:
+        """This call may fold the probe in: the host's path is not settled yet, and auto."""
+        return self.paths.get(self.host) is None and (
+            self.paths.mode(self.session.host.console) is ConsoleMode.AUTO
+        )
+
+    def _first_read(
+        self,
+        template: str,
+        payload: str,
+        op: Op,
+        record: Record | None,
+        replace_id: str | None,
+        deadline: float,
+    ) -> tuple[dict[str, object], HostState | None]:
+        """A read on a host whose path is not settled, with the probe folded in: one exec
+        that carries both bodies (:func:`rollout.erlcall.fold`) and settles the path as the
+        probe would have. A release without erl_call runs the rpc body in the same exec
+        (rpc settled, with the probe's reason); erl_call answering settles erl_call (and a
+        bad reply is then this read's failure, as after a probe that worked). erl_call
+        killed by its own deadline is this call's timeout, as a probe's. Any other erl_call
+        failure is what a probe would judge: with no output (it did not reach the node)
+        it is the probe's answer as is, and rpc runs for this call; with output, the probe
+        itself is asked, then the call goes on as after it (a read changes nothing, so
+        running it twice is safe)."""
+        body = fold(
+            render(f"console/erl/{template}.erl.j2", payload=payload),
+            render(f"console/{template}.exs.j2", marker=MARKER, payload=payload),
+        )
+        result = self._run(body, AUTO, op, record, replace_id, deadline)
+        why = fallback_reason(result.stderr)
+        if why is not None:  # the release has no erl_call: rpc answered, in this exec
+            choice = self.paths.set(self.host, PathChoice(ConsolePath.RPC, why[:300]))
+            return self._answer(result, choice, Kind.READ, deadline)
         if result.timed_out:
-            raise CommandTimeout(
-                self.host,
-                f"the remote console did not answer within {deadline:.0f}s and was killed; "
-                "the outcome is unknown until the host is read back",
-            )
-        erl = judge(result.stdout, kind) if choice.path is ConsolePath.ERL_CALL else None
+            raise self._probe_timeout(deadline)
+        erl = judge(result.stdout, Kind.READ)
+        if erl.status == 142:
+            raise self._probe_timeout(deadline)
+        if erl.status == 0:  # erl_call reached the node: what a probe that worked settles
+            choice = self.paths.set(self.host, PathChoice(ConsolePath.ERL_CALL))
+            return self._answer(result, choice, Kind.READ, deadline)
+        self._fleet(result, erl)  # a lease conflict or a state failure ends the call here
+        text = split(result.stdout)[0]
+        if erl.status is not None and not (text or "").strip():
+            choice = self._unreached(result, erl)  # as the probe would judge it
+            self._pending = choice
+        else:
+            choice = self.path(deadline)
+        if choice.path is ConsolePath.ERL_CALL:  # the probe worked: this read failed
+            self._choice = choice
+            raise erl_failure(self.host, result, erl.why)
+        return self._send(template, payload, choice, Kind.READ, op, record, replace_id,
+                          deadline)  # fmt: skip
+
+
+
+    def _fleet(self, result: CommandResult, erl: Reply | None) -> HostState | None:
+        """The host's fleet state after the call, seen; a lease conflict or a failure of the
+        state directory raises."""
+        side = self.side
         # on the erl_call path the state lines are only those after erl_call's own output
         fleet = parse_state(erl.rest if erl is not None else result.stdout)
         if fleet is not None and side is not None:
@@ -277,6 +365,27 @@ class RemoteConsole:
                 hint="check rollout_state_dir in the inventory: the SSH user must be able to "
                 "write it, and flock(1) must be installed on the host",
             )
+        return fleet
+
+    def _answer(
+        self,
+        result: CommandResult,
+        choice: PathChoice,
+        kind: Kind,
+        deadline: float,
+        allow_failure: bool = False,
+        expect_result: bool = True,
+    ) -> tuple[dict[str, object], HostState | None]:
+        """Judge one call's output, in order: the deadline, the fleet state, the console."""
+        self._choice = choice
+        if result.timed_out:
+            raise CommandTimeout(
+                self.host,
+                f"the remote console did not answer within {deadline:.0f}s and was killed; "
+                "the outcome is unknown until the host is read back",
+            )
+        erl = judge(result.stdout, kind) if choice.path is ConsolePath.ERL_CALL else None
+        fleet = self._fleet(result, erl)
         if not expect_result:
             if result.exit_status != 0:
                 raise console_failure(self.host, self.session.host.release_bin, result)
@@ -301,5 +410,3 @@ class RemoteConsole:
         if self._pending is choice:  # rpc works where erl_call did not: settled for the run
             self.paths.set(self.host, choice)
         return data, fleet
-
-

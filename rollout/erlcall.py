@@ -60,13 +60,44 @@ END = "ROLLOUT-ERLCALL/1 end "
 #: (no erl_call, no start_erl.data, a distribution erl_call does not speak): a fallback.
 UNAVAILABLE_STATUS = 69
 
+#: The line between the two bodies of an ``auto`` call (:func:`fold`) on stdin.
+BODY_SEPARATOR = "ROLLOUT-CONSOLE/1 rpc-body"
+#: The line an ``auto`` call prints on stderr, after the reason, when it ran the rpc body.
+FALLBACK = "ROLLOUT-CONSOLE/1 fallback rpc"
+#: The console path argument of an ``auto`` call (erl_call, else rpc in the same exec).
+AUTO = "auto"
+
 #: ``con``: the console call of :data:`rollout.fleetstate.STATE_SCRIPT`. ``$cm`` is the path
-#: (``rpc`` or ``erl_call``), ``$ct`` erl_call's deadline; ``$0`` the release's bin script.
-#: The erl_call branch runs in a subshell, so the release's env.sh cannot touch the state
-#: script's variables (nor its umask); stdin (the expressions) goes straight to erl_call. It
-#: starts few processes (each costs the host about a millisecond): mktemp, erl_call, rm.
+#: (``rpc``, ``erl_call`` or ``auto``), ``$ct`` erl_call's deadline; ``$0`` the release's bin
+#: script. The erl_call branch (``ce``) runs in a subshell, so the release's env.sh cannot
+#: touch the state script's variables (nor its umask); stdin (the expressions) goes straight
+#: to erl_call. It starts few processes (each costs the host about a millisecond): mktemp,
+#: erl_call, rm. ``auto`` (a host's first read, :func:`fold`) reads two bodies, the erl_call
+#: expressions and the rpc code, split at the :data:`BODY_SEPARATOR` line with the shell's
+#: own pattern removal (values are never evaluated), runs the first through ``ce``, and only
+#: when that exits :data:`UNAVAILABLE_STATUS` (no erl_call at all: nothing reached the node)
+#: prints :data:`FALLBACK` on stderr, after ``ce``'s reason, and runs the second through rpc.
+#: Any other outcome is erl_call's, judged by the controller as in the ``erl_call`` path.
 CONSOLE_FUNCTION = r"""con() {
-  [ "$cm" = erl_call ] || { "$0" rpc "$(cat)"; return; }
+  case $cm in
+  rpc) "$0" rpc "$(cat)"; return;;
+  erl_call) ce; return;;
+  esac
+  fs='
+ROLLOUT-CONSOLE/1 rpc-body
+'
+  fb=$(cat)
+  fe=${fb%%"$fs"*}
+  [ "$fe" != "$fb" ] || return 70
+  ce <<ROLLOUT_ERL_BODY
+$fe
+ROLLOUT_ERL_BODY
+  fc=$?
+  [ $fc = 69 ] || return $fc
+  printf '%s\n' 'ROLLOUT-CONSOLE/1 fallback rpc' >&2
+  "$0" rpc "${fb#*"$fs"}"
+}
+ce() {
   (
   u() { printf 'rollout: %s\n' "$1" >&2; exit 69; }
   s=$0; [ ! -L "$0" ] || s=$(readlink "$0") || s=$0
@@ -97,13 +128,33 @@ CONSOLE_FUNCTION = r"""con() {
   o=$(HOME=$h "$x" "-$ds" "$n" -timeout "$ct" -e)
   r=$?
   printf 'ROLLOUT-ERLCALL/1 begin\n%s\nROLLOUT-ERLCALL/1 end %s\n' "$o" "$r"
-  [ $r = 0 ] || exit $r
+  # in auto, 69 means only "unavailable" (the fallback): erl_call's own 69 is a failure
+  [ $r = 0 ] || { [ "$r$cm" = 69auto ] && exit 1; exit $r; }
   # an apply whose setters did not all answer ok exits 1, as the rpc template's raise does
   case $o in '{ok, {rollout_apply, '*) case $o in *'", [], ['*) ;; *) exit 1;; esac;; esac
   exit 0
   )
 }
 """
+
+
+def fold(erl_body: str, rpc_body: str) -> str:
+    """The stdin body of an ``auto`` call: the erl_call expressions, the separator line, the
+    rpc code. Both are rendered templates (fixed text and one checked base64 payload), so
+    neither holds the separator; one that did would be refused here, never split wrong."""
+    if BODY_SEPARATOR in erl_body or BODY_SEPARATOR in rpc_body:
+        raise ValueError("a console body holds the auto call's separator line")
+    return erl_body.rstrip("\n") + "\n" + BODY_SEPARATOR + "\n" + rpc_body
+
+
+def fallback_reason(stderr: str) -> str | None:
+    """Why an ``auto`` call ran its rpc body (the erl_call branch's own words, as a probe
+    records them), or None when it did not (no :data:`FALLBACK` line)."""
+    lines = stderr.split("\n")
+    if FALLBACK not in lines:
+        return None
+    before = "\n".join(lines[: lines.index(FALLBACK)])
+    return before.strip().removeprefix("rollout: ") or "erl_call is unavailable"
 
 
 class ConsolePath(Enum):

@@ -53,16 +53,17 @@ STATE_LOCK_WAIT = 20
 
 #: Reads ``NAME=value`` environment lines up to a blank line, then the state header (three
 #: lines: ``op lease_id ttl replace``, the holder JSON, the record JSON). ``$0`` is the
-#: release's bin script, ``$1`` the state directory, ``$2`` the console path (``rpc`` or
-#: ``erl_call``, :mod:`rollout.erlcall`) and ``$3`` erl_call's own deadline in seconds. The
-#: rest of stdin is the console's code: the rpc expression, or erl_call's expressions.
+#: release's bin script, ``$1`` the state directory, ``$2`` the console path (``rpc``,
+#: ``erl_call`` or ``auto``, :mod:`rollout.erlcall`) and ``$3`` erl_call's own deadline in
+#: seconds. The rest of stdin is the console's code: the rpc expression, erl_call's
+#: expressions, or (``auto``) both, folded by :func:`rollout.erlcall.fold`.
 STATE_SCRIPT = r"""while IFS= read -r l && [ -n "$l" ]; do export "$l"; done
 IFS=' ' read -r op lid ttl prev || exit 70
 IFS= read -r holder || exit 70
 IFS= read -r rec || exit 70
 case $ttl in ''|*[!0-9]*) exit 70;; esac
 cm=${2:-rpc} ct=${3:-60}
-case $cm in rpc|erl_call) ;; *) exit 70;; esac
+case $cm in rpc|erl_call|auto) ;; *) exit 70;; esac
 case $ct in ''|*[!0-9]*) exit 70;; esac
 ERLCALL_FUNCTION
 [ "$op" = none ] && { con; exit; }

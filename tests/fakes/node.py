@@ -1,15 +1,17 @@
 """Fake release hosts that decode what the console sends and answer as the real ones do.
 
 A :class:`FakeNode` receives the exact command line and stdin of a console call: the fixed
-loader (``sh -c LOADER <release_bin> <state_dir> <path> <deadline>``; a fake release has no
-erl_call, so the ``erl_call`` path answers as rollout.erlcall's function does then), then on
-stdin the fleet-state script, the release's environment, the state header and the rendered
-console template. It checks each part the way the host would (the loader reads exactly the
-script's bytes; the script parses the header; the template's prelude parses the payload with
-its strict patterns), runs the state operation on its lease and record as
-``fleetstate.STATE_SCRIPT`` does, then evaluates the template as ``Foundation.FeatureFlags``
-and ``Foundation.Deployment.Monitor`` would and prints the same ``ROLLOUT-RESULT/1`` and
-``ROLLOUT-STATE/1`` lines. A body that is not one of the console's templates, rendered for
+loader (``sh -c LOADER <release_bin> <state_dir> <path> <deadline>``; by default a fake
+release has no erl_call, so the ``erl_call`` path answers as rollout.erlcall's function does
+then, and ``auto`` runs its rpc body after the reason; with ``erl_call=True`` it answers the
+``templates/console/erl/`` expressions as erl_call does), then on stdin the fleet-state
+script, the release's environment, the state header and the rendered console template (for
+``auto``, both bodies, split as the function splits them). It checks each part the way the
+host would (the loader reads exactly the script's bytes; the script parses the header; the
+template's prelude parses the payload with its strict patterns), runs the state operation on
+its lease and record as ``fleetstate.STATE_SCRIPT`` does, then evaluates the template as
+``Foundation.FeatureFlags`` and ``Foundation.Deployment.Monitor`` would and prints the same
+``ROLLOUT-RESULT/1`` (or erl_call's framed term) and ``ROLLOUT-STATE/1`` lines. A body that is not one of the console's templates, rendered for
 its payload, is refused (a real node would run it).
 """
 
@@ -28,6 +30,7 @@ from typing import Any
 from rollout.backend import SSHBackend
 from rollout.commands.context import Context
 from rollout.consolecode import MARKER, render
+from rollout.erlcall import BEGIN, BODY_SEPARATOR, END, FALLBACK
 from rollout.errors import TransportError
 from rollout.fleetrecord import STATE_MARKER
 from rollout.fleetstate import LOADER, STATE_SCRIPT
@@ -57,6 +60,8 @@ DEFAULT_METRICS: dict[str, float | int | None] = _elixir_map(
 )
 _NAME_RE = re.compile(r"\A[a-z][a-z0-9_]{0,62}\Z")
 _PAYLOAD_RE = re.compile(r'^rollout_payload =\n  "([A-Za-z0-9+/=]*)"$', re.M)
+_ERL_PAYLOAD_RE = re.compile(r'base64:decode\(<<"([A-Za-z0-9+/=]*)">>\)')
+_ERL_FLOAT_RE = re.compile(r"^-?[0-9]+\.[0-9]+(?:e[+-]?[0-9]+)?$")
 _TEMPLATES = ("read_flags", "apply_flags", "read_health")
 
 
@@ -79,7 +84,9 @@ class FakeNode:
     node: str = ""
     lease: Lease | None = None
     record: str | None = None  # the ``record`` file's line
-    up: bool = True  # False: rpc answers nodedown
+    up: bool = True  # False: rpc answers nodedown (and erl_call cannot connect)
+    erl_call: bool = False  # True: the release has erts-*/bin/erl_call
+    erl_reach: bool = True  # False: erl_call cannot reach the node (rpc still can)
     reachable: bool = True  # False: the connection is refused
     clock: Callable[[], float] = time.time  # the host's clock (``date +%s``)
     env: dict[str, str] = field(default_factory=dict)  # the last call's environment
@@ -136,7 +143,7 @@ class FakeNode:
             return 70, "", ""
         self.ops.append(op)
         if op == "none":
-            return self._rpc(body)
+            return self._console(body)
         ttl, now = int(ttl_text), int(self.clock())
         said: list[str] = [f"now {now}"]
         cur, exp, curh = (self.lease.id, self.lease.expires, self.lease.holder) if self.lease \
@@ -187,7 +194,7 @@ class FakeNode:
             return 75, state, ""
         if op in ("release", "note", "clear"):
             return 0, state, ""
-        status, out, err = self._rpc(body)
+        status, out, err = self._console(body)
         if op == "final" and status == 0:  # the change ran: the lease goes back, as the script
             self.lease = None
             state += f"{STATE_MARKER} released {lid}\n"
@@ -195,9 +202,57 @@ class FakeNode:
 
     # -- bin/foundation rpc over the console templates --------------------------------------
 
-    def _rpc(self, body: str) -> tuple[int, str, str]:
-        if getattr(self, "path", "rpc") == "erl_call":  # as the console function says it
+    def _console(self, body: str) -> tuple[int, str, str]:
+        """The console function (rollout.erlcall) over this release: rpc, erl_call or auto."""
+        path = getattr(self, "path", "rpc")
+        if path == "rpc":
+            return self._rpc(body)
+        if path == "erl_call":
+            return self._erl(body)
+        if path != "auto":
+            return 70, "", ""
+        erl_body, sep, rpc_body = body.partition("\n" + BODY_SEPARATOR + "\n")
+        if not sep:
+            return 70, "", ""
+        status, out, err = self._erl(erl_body + "\n")
+        if status != 69:
+            return status, out, err
+        status, rpc_out, rpc_err = self._rpc(rpc_body)
+        return status, out + rpc_out, f"{err}{FALLBACK}\n{rpc_err}"
+
+    def _erl(self, body: str) -> tuple[int, str, str]:
+        """erts-*/bin/erl_call with the expressions, framed as the console function frames
+        its output; without erl_call, the function's own exit 69 and reason."""
+        if not self.erl_call:  # as the console function says it
             return 69, "", "rollout: the release has no erts-13.1.5/bin/erl_call\n"
+        if not (self.up and self.erl_reach):
+            return 1, f"{BEGIN}\n\n{END}1\n", f"erl_call: failed to connect to node {self.node}\n"
+        if body == render("console/erl/probe.erl.j2"):
+            term = f'{{ok, {{rollout_probe, "{_b64(self.node)}"}}}}'
+            return 0, f"{BEGIN}\n{term}\n{END}0\n", ""
+        found = _ERL_PAYLOAD_RE.search(body)
+        payload = found.group(1) if found else ""
+        kind = next((t for t in _TEMPLATES if body == _rendered_erl(t, payload)), None)
+        if kind is None:
+            raise AssertionError("the console sent expressions that are none of its templates")
+        result = self._evaluate(kind, payload)
+        if result is None or "bad" in result:
+            term = '{error, "*** eval: {badmatch, false}"}'
+            return 0, f"{BEGIN}\n{term}\n{END}0\n", ""
+        node = _b64(self.node)
+        flags = _erl_pairs(result["flags"], _erl_value)
+        if kind == "read_flags":
+            term = f'{{ok, {{rollout_flags, "{node}", {flags}}}}}'
+        elif kind == "apply_flags":
+            errors = _erl_pairs(result["errors"], _erl_value)
+            term = f'{{ok, {{rollout_apply, "{node}", {errors}, {flags}}}}}'
+        else:
+            metrics = _erl_pairs(result["metrics"], _erl_number)
+            term = f'{{ok, {{rollout_health, "{node}", {flags}, {metrics}}}}}'
+        status = 1 if result.get("errors") else 0  # the function's exit for a refused setter
+        return status, f"{BEGIN}\n{term}\n{END}0\n", ""
+
+    def _rpc(self, body: str) -> tuple[int, str, str]:
         if not self.up:
             return 1, "", "--rpc-eval : RPC failed with reason :nodedown\n"
         found = _PAYLOAD_RE.search(body)
@@ -205,6 +260,20 @@ class FakeNode:
         kind = next((t for t in _TEMPLATES if body == _rendered(t, payload)), None)
         if kind is None:
             raise AssertionError("the console sent a body that is none of its templates")
+        result = self._evaluate(kind, payload)
+        if result is None:
+            return 1, "", "** (MatchError) no match of right hand side value: false\n"
+        if "bad" in result:
+            return 1, "", f"** (MatchError) bad value {result['bad']!r}\n"
+        errors = result.get("errors")
+        out = f"{MARKER} {json.dumps(result, separators=(',', ':'))}\n"
+        if errors:
+            return 1, out, f"** (RuntimeError) {len(errors)} flag call(s) did not return :ok\n"
+        return 0, out, ""
+
+    def _evaluate(self, kind: str, payload: str) -> dict[str, Any] | None:
+        """What a template computes in the node for ``payload``: the rpc path's result object
+        (``bad``: a set value the template refuses); None: the payload does not parse."""
         entries = []
         for line in base64.b64decode(payload).decode("utf-8").split("\n"):
             if not line:
@@ -212,7 +281,7 @@ class FakeNode:
             words = line.split(" ", 2)
             if len(words) != 3 or words[0] not in ("allow", "set", "metric") \
                     or not _NAME_RE.match(words[1]):  # fmt: skip
-                return 1, "", "** (MatchError) no match of right hand side value: false\n"
+                return None
             entries.append(tuple(words))
         allow = [n for k, n, _ in entries if k == "allow"]
         result: dict[str, Any] = {"node": _b64(self.node)}
@@ -222,7 +291,7 @@ class FakeNode:
             for _, name, value in (e for e in entries if e[0] == "set"):
                 reply = self._set(name, value)
                 if reply is None:
-                    return 1, "", f"** (MatchError) bad value {value!r}\n"
+                    return {"bad": value}
                 if reply != ":ok":
                     errors[name] = {"other": _b64(reply)}
             result["errors"] = errors
@@ -230,10 +299,7 @@ class FakeNode:
         if kind == "read_health":
             metrics = [n for k, n, _ in entries if k == "metric"]
             result["metrics"] = {m: self.metrics.get(m) for m in metrics}
-        out = f"{MARKER} {json.dumps(result, separators=(',', ':'))}\n"
-        if errors:
-            return 1, out, f"** (RuntimeError) {len(errors)} flag call(s) did not return :ok\n"
-        return 0, out, ""
+        return result
 
     def _set(self, name: str, value: str) -> str | None:
         """Foundation.FeatureFlags' reply to one setter call; None: the template raised."""
@@ -256,6 +322,38 @@ def _b64(text: str) -> str:
 
 def _rendered(template: str, payload: str) -> str:
     return render(f"console/{template}.exs.j2", marker=MARKER, payload=payload)
+
+
+def _rendered_erl(template: str, payload: str) -> str:
+    return render(f"console/erl/{template}.erl.j2", payload=payload)
+
+
+def _erl_pairs(items: Mapping[str, Any], convert: Callable[[Any], str]) -> str:
+    """``[{name, Value}, ...]`` as erl_call prints it."""
+    return "[" + ", ".join(f"{{{name}, {convert(v)}}}" for name, v in items.items()) + "]"
+
+
+def _erl_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if value is None:
+        return "null"
+    if value == "absent":
+        return "absent"
+    if isinstance(value, dict) and set(value) == {"other"}:
+        return f'{{other, "{value["other"]}"}}'
+    return f'{{other, "{_b64(repr(value))}"}}'
+
+
+def _erl_number(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return "null" if value is None else f'{{other, "{_b64(str(value).lower())}"}}'
+    if isinstance(value, int):
+        return str(value)
+    text = repr(float(value))
+    return f'{{float, "{text if _ERL_FLOAT_RE.match(text) else f"{value:.16e}"}"}}'
 
 
 class FakeFleet:
