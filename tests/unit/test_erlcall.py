@@ -16,6 +16,7 @@ from rollout.erlcall import (
     ConsolePath,
     ConsolePaths,
     Kind,
+    PathChoice,
     console_override,
     judge,
 )
@@ -151,9 +152,10 @@ def rpc_calls(root: Path) -> int:
 def test_read_goes_through_erl_call_with_the_cookie_only_in_a_private_file(
     tmp_path: Path,
 ) -> None:
-    """auto probes once, then reads through erl_call: the node and deadline on its command
-    line, the cookie only in $HOME/.erlang.cookie (0600), not in its environment, and that
-    HOME is gone after the call."""
+    """auto settles erl_call with its first read (the probe folded in), then reads through
+    erl_call: the node and deadline on its command line, the cookie only in
+    $HOME/.erlang.cookie (0600), not in its environment, and that HOME is gone after the
+    call."""
     make_release(tmp_path)
     con, session = console(tmp_path)
     reading = con.read_flags()
@@ -162,15 +164,15 @@ def test_read_goes_through_erl_call_with_the_cookie_only_in_a_private_file(
     assert reading.node == "foundation_h1@127.0.0.1"
     log = calls(tmp_path)
     argv = [line for line in log if line.startswith("argv:")]
-    assert argv == ["argv: -sname foundation -timeout 19 -e"] * 2  # the probe, the read
+    assert argv == ["argv: -sname foundation -timeout 19 -e"] * 1  # the read, probe folded in
     assert all(COOKIE not in line for line in argv)
-    assert log.count(f"cookie:{COOKIE}") == 2 and log.count("mode:600") == 2
-    assert log.count("envcookie:unset") == 2
+    assert log.count(f"cookie:{COOKIE}") == 1 and log.count("mode:600") == 1
+    assert log.count("envcookie:unset") == 1
     homes = {line[5:] for line in log if line.startswith("home:")}
-    assert len(homes) == 2 and not any(Path(h).exists() for h in homes)
+    assert len(homes) == 1 and not any(Path(h).exists() for h in homes)
     assert rpc_calls(tmp_path) == 0
     con.read_flags()
-    assert session.calls == 3  # probed once: the second read is one call
+    assert session.calls == 2  # no probe of its own: each read is one call
 
 
 def test_release_env_cookie_and_env_sh_node_name_are_used(tmp_path: Path) -> None:
@@ -232,15 +234,98 @@ def test_a_node_erl_call_cannot_reach_uses_rpc_and_settles_once_rpc_works(
     tmp_path: Path,
 ) -> None:
     """A probe that fails to connect (exit 1) falls back to rpc for that call; rpc answering
-    settles the fallback, so the next call does not probe."""
+    settles the fallback, so the next call does not probe. (The first read's own erl_call,
+    the probe folded in, fails to connect the same way: nothing printed, exit 1.)"""
     make_release(tmp_path)
     reply(tmp_path, "rollout_probe", "", rc=1)
+    reply(tmp_path, "rollout_flags", "", rc=1)
     paths = ConsolePaths()
     con, _ = console(tmp_path, paths=paths)
     reading = con.read_flags()
     assert reading.console == "rpc" and "exited 1" in (reading.console_fallback or "")
     console(tmp_path, paths=paths)[0].read_flags()
     assert len([c for c in calls(tmp_path) if c.startswith("argv:")]) == 1
+
+
+def test_auto_without_erl_call_reads_in_one_exec_with_the_probes_reason(
+    tmp_path: Path,
+) -> None:
+    """auto's first read on a release without erl_call is ONE exec: the erl_call branch
+    exits 69 with its reason, the same exec runs the rpc body, and rpc is settled with the
+    reason a separate probe recorded; the lease header rides on that exec."""
+    make_release(tmp_path, erl_call=False)
+    paths = ConsolePaths()
+    holder = Holder("bob", "laptop", 1, None, "r-1", "deploy", "lg-1", "/l", 1.0)
+    side = FleetSide("otp", holder, 60, lease_id=new_lease_id(), op_read=Op.TAKE)
+    con, session = console(tmp_path, paths=paths, side=side)
+    reading = con.read_flags()
+    assert session.calls == 1 and rpc_calls(tmp_path) == 1
+    assert reading.console == "rpc"
+    assert reading.console_fallback == "the release has no erts-13.1.5/bin/erl_call"
+    assert reading.flags == {"use_a": False, "use_b": False}
+    assert paths.get("h1") == PathChoice(
+        ConsolePath.RPC, "the release has no erts-13.1.5/bin/erl_call"
+    )
+    assert reading.state is not None and reading.state.lease is not None
+    assert reading.state.lease.status == "taken"
+    con.read_flags()
+    assert session.calls == 2 and rpc_calls(tmp_path) == 2
+
+
+def test_auto_with_erl_call_settles_it_in_the_first_read(tmp_path: Path) -> None:
+    """auto's first read on a release with erl_call is one erl_call exec that settles
+    erl_call for the run; no rpc runs."""
+    make_release(tmp_path)
+    paths = ConsolePaths()
+    con, session = console(tmp_path, paths=paths)
+    assert con.read_flags().console == "erl_call"
+    assert session.calls == 1 and rpc_calls(tmp_path) == 0
+    assert paths.get("h1") == PathChoice(ConsolePath.ERL_CALL)
+    assert "rollout_probe" not in (tmp_path / "last-expr").read_text()
+
+
+def test_erl_calls_own_exit_69_in_auto_is_no_fallback(tmp_path: Path) -> None:
+    """Only the function's "unavailable" runs the rpc body: erl_call itself exiting 69 is a
+    failure the controller judges (here: not reached, so rpc for this call, pending)."""
+    make_release(tmp_path)
+    reply(tmp_path, "rollout_flags", "", rc=69)
+    reply(tmp_path, "rollout_probe", "", rc=69)
+    paths = ConsolePaths()
+    con, session = console(tmp_path, paths=paths)
+    reading = con.read_flags()
+    assert reading.console == "rpc" and "exited 69" in (reading.console_fallback or "")
+    assert session.calls == 2 and rpc_calls(tmp_path) == 1  # the folded read, then rpc
+    choice = paths.get("h1")
+    assert choice is not None and choice.path is ConsolePath.RPC
+
+
+def test_a_failed_first_read_with_output_asks_the_probe(tmp_path: Path) -> None:
+    """A first read through erl_call that printed something but failed: the probe decides
+    as it did before the fold. It fails too: rpc for this call; it works: the read's
+    failure."""
+    make_release(tmp_path)
+    reply(tmp_path, "rollout_flags", READ, rc=1)
+    reply(tmp_path, "rollout_probe", "", rc=1)
+    con, session = console(tmp_path)
+    assert con.read_flags().console == "rpc"
+    assert session.calls == 3  # the folded read, the probe, the rpc read
+    reply(tmp_path, "rollout_probe", PROBE)
+    con, session = console(tmp_path)
+    with pytest.raises(ConsoleError):
+        con.read_flags()
+    assert session.calls == 2 and rpc_calls(tmp_path) == 1
+
+
+def test_a_first_read_timing_out_in_erl_call_is_the_probes_timeout(tmp_path: Path) -> None:
+    """erl_call's own deadline (142) in the folded read: a CommandTimeout, as a probe's, and
+    no rpc runs; the path is not settled."""
+    make_release(tmp_path)
+    reply(tmp_path, "rollout_flags", "", rc=142)
+    paths = ConsolePaths()
+    con, session = console(tmp_path, paths=paths)
+    with pytest.raises(CommandTimeout, match="did not answer erl_call"):
+        con.read_flags()
+    assert session.calls == 1 and rpc_calls(tmp_path) == 0 and paths.get("h1") is None
 
 
 def test_lease_and_record_ride_on_the_erl_call_exec(tmp_path: Path) -> None:

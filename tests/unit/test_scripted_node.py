@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,10 +19,18 @@ from rollout.commands.rollbacks import rollback
 from rollout.commands.statusreport import status
 from rollout.console import RemoteConsole
 from rollout.consolecode import Change
-from rollout.errors import FleetBusy, HostsUnreachable, PlaybookError, UsageError
+from rollout.erlcall import BEGIN, END, ConsolePath, ConsolePaths, PathChoice
+from rollout.errors import (
+    CommandTimeout,
+    ConsoleError,
+    FleetBusy,
+    HostsUnreachable,
+    PlaybookError,
+    UsageError,
+)
 from rollout.fleetrecord import STATE_MARKER, Holder, Record
 from rollout.fleetstate import STATE_SCRIPT, FleetSide, LeaseConflict, Op
-from rollout.models import FlagState, Host, Playbook
+from rollout.models import ConsoleMode, FlagState, Host, Playbook
 from rollout.transport.base import CommandResult
 from tests.fakes import FakeFleet, FakeNode, Lease, Request, ScriptedTransport
 
@@ -146,6 +155,148 @@ def test_health_reads_the_nodes_metrics(nodes: FakeFleet) -> None:
     assert health.metrics == {"error_rate": 7.5, "average_response_time": None}
     assert health.reading.flags == {"use_v2_coordinator": False}
     assert health.reading.node == "foundation@h1"
+
+
+# -- the console path: the probe folded into a host's first read -----------------------------
+
+
+def _path_of(request: Request) -> str:
+    """The console path argument (rpc, erl_call, auto) of a console call's command line."""
+    words = shlex.split(request.command)
+    return words[4 + 5] if len(words) == 4 + 7 else "rpc"
+
+
+def _execs(nodes: FakeFleet) -> dict[str, list[str]]:
+    """Every host's execs, in order, by their console path (probe: the erl_call probe;
+    state: a lease or record call that runs no console code)."""
+    out: dict[str, list[str]] = {n: [] for n in nodes.nodes}
+    for request in nodes.transport.requests:
+        text = request.stdin.decode()[len(STATE_SCRIPT):]
+        lines = text.split("\n")
+        op = lines[lines.index("") + 1].split(" ", 1)[0]  # the header after the environment
+        label = _path_of(request)
+        if "rollout_probe" in text:
+            label = "probe"
+        elif op in ("release", "note", "clear"):
+            label = "state"
+        out[request.host.name].append(label)
+    return out
+
+
+def test_a_deploy_on_rpc_only_hosts_folds_the_probe_into_the_preflight(
+    ctx: Context, nodes: FakeFleet
+) -> None:
+    """auto on releases without erl_call: the pre-flight read is ONE exec per host (the
+    erl_call branch's 69 runs the rpc body in the same exec), no probe is ever sent, and
+    every later call is rpc."""
+    deploy(ctx, 1)
+    execs = _execs(nodes)
+    # h1, the canary batch: read, apply, release; h2 and h3: read, the final apply
+    assert execs == {"h1": ["auto", "rpc", "state"], "h2": ["auto", "rpc"],
+                     "h3": ["auto", "rpc"]}  # fmt: skip
+    auto = [r for r in nodes.transport.requests if _path_of(r) == "auto"]
+    assert all(r.stdin.startswith(STATE_SCRIPT.encode()) for r in auto)  # the state rides on it
+
+
+def test_auto_without_erl_call_records_the_probes_reason_in_one_exec(nodes: FakeFleet) -> None:
+    """The first read's fallback settles rpc with the reason a separate probe recorded."""
+    paths = ConsolePaths()
+    console = RemoteConsole(nodes.transport.connect(Host("h1", "127.0.0.1")),
+                            allow=("use_v2_coordinator",), paths=paths)  # fmt: skip
+    reading = console.read_flags()
+    assert len(nodes.transport.requests) == 1
+    assert (reading.console, reading.console_fallback) == (
+        "rpc", "the release has no erts-13.1.5/bin/erl_call")  # fmt: skip
+    assert paths.get("h1") == PathChoice(
+        ConsolePath.RPC, "the release has no erts-13.1.5/bin/erl_call"
+    )
+    console.read_flags()
+    assert [_path_of(r) for r in nodes.transport.requests] == ["auto", "rpc"]
+
+
+def test_a_deploy_on_erl_call_hosts_settles_erl_call_in_the_first_read(
+    tmp_path: Path, playbook: Playbook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """auto on releases with erl_call: the pre-flight read is one exec that settles erl_call
+    (no probe), every later call goes through erl_call, and the deploy converges."""
+    monkeypatch.setenv("ROLLOUT_BACKUPS", str(tmp_path / "backups"))
+    nodes = FakeFleet(NAMES, erl_call=True)
+    ctx = nodes.context(tmp_path, playbook, retry_deadline=0.0)
+    deploy(ctx, 1)
+    assert _execs(nodes) == {"h1": ["auto", "erl_call", "state"], "h2": ["auto", "erl_call"],
+                             "h3": ["auto", "erl_call"]}  # fmt: skip
+    for node in nodes.nodes.values():
+        assert node.flags == playbook.phase(1).state.as_dict() and node.lease is None
+
+
+def test_auto_where_erl_call_cannot_reach_the_node_uses_rpc_as_before(
+    nodes: FakeFleet,
+) -> None:
+    """erl_call present but not reaching the node: the first read's erl_call fails with no
+    output, which is the probe's own answer (no extra probe), rpc runs for this call and,
+    as it works, is settled with the probe's reason; two execs, as probe + rpc were."""
+    node = nodes["h1"]
+    node.erl_call, node.erl_reach = True, False
+    paths = ConsolePaths()
+    console = RemoteConsole(nodes.transport.connect(Host("h1", "127.0.0.1")),
+                            allow=("use_v2_coordinator",), paths=paths)  # fmt: skip
+    reading = console.read_flags()
+    assert [_path_of(r) for r in nodes.transport.requests] == ["auto", "rpc"]
+    assert reading.console == "rpc"
+    assert (reading.console_fallback or "").startswith(
+        "erl_call did not reach the node: erl_call exited 1"
+    )
+    choice = paths.get("h1")
+    assert choice is not None and choice.path is ConsolePath.RPC
+
+
+def test_auto_where_the_node_is_down_settles_nothing(nodes: FakeFleet) -> None:
+    """Neither erl_call nor rpc reaches the node: the read fails and the path stays open, so
+    the next read folds the probe in again (a node that comes back gets erl_call)."""
+    node = nodes["h1"]
+    node.erl_call, node.up = True, False
+    paths = ConsolePaths()
+    console = RemoteConsole(nodes.transport.connect(Host("h1", "127.0.0.1")),
+                            allow=("use_v2_coordinator",), paths=paths)  # fmt: skip
+    with pytest.raises(ConsoleError, match="nodedown"):
+        console.read_flags()
+    assert paths.get("h1") is None
+    node.up = True
+    assert console.read_flags().console == "erl_call"
+    assert [_path_of(r) for r in nodes.transport.requests] == ["auto", "rpc", "auto"]
+
+
+def test_auto_first_read_timing_out_in_erl_call_is_a_timeout(nodes: FakeFleet) -> None:
+    """erl_call killed by its own deadline (142) in the first read: CommandTimeout, as the
+    probe's, in one exec; nothing is settled."""
+    timed_out = f"{BEGIN}\n\n{END}142\n"
+
+    def handler(request: Request) -> CommandResult:
+        return CommandResult("h1", request.command, 142, timed_out, "", 0.001)
+
+    transport = ScriptedTransport(handler)
+    paths = ConsolePaths()
+    console = RemoteConsole(transport.connect(Host("h1", "127.0.0.1")),
+                            allow=("use_v2_coordinator",), paths=paths)  # fmt: skip
+    with pytest.raises(CommandTimeout, match="did not answer erl_call"):
+        console.read_flags()
+    assert len(transport.requests) == 1 and paths.get("h1") is None
+
+
+def test_explicit_paths_and_non_read_first_calls_keep_their_behaviour(
+    nodes: FakeFleet,
+) -> None:
+    """rollout_console: rpc never folds; a host whose first call is not a read (a health
+    call) is probed separately, as before; a settled host keeps its path."""
+    rpc_host = Host("h1", "127.0.0.1", console=ConsoleMode.RPC)
+    RemoteConsole(nodes.transport.connect(rpc_host), allow=("use_v2_coordinator",)).read_flags()
+    health = RemoteConsole(nodes.transport.connect(Host("h2", "127.0.0.1")),
+                           allow=("use_v2_coordinator",), metrics=("error_rate",))  # fmt: skip
+    health.health()
+    health.read_flags()
+    execs = _execs(nodes)
+    assert execs["h1"] == ["rpc"]
+    assert execs["h2"] == ["probe", "rpc", "rpc"]
 
 
 # -- what must never reach the transport ------------------------------------------------------
