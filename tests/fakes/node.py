@@ -11,8 +11,9 @@ host would (the loader reads exactly the script's bytes; the script parses the h
 template's prelude parses the payload with its strict patterns), runs the state operation on
 its lease and record as ``fleetstate.STATE_SCRIPT`` does, then evaluates the template as
 ``Foundation.FeatureFlags`` and ``Foundation.Deployment.Monitor`` would and prints the same
-``ROLLOUT-RESULT/1`` (or erl_call's framed term) and ``ROLLOUT-STATE/1`` lines. A body that is not one of the console's templates, rendered for
-its payload, is refused (a real node would run it).
+``ROLLOUT-RESULT/1`` (or erl_call's framed term) and ``ROLLOUT-STATE/1`` lines. A body that
+is not one of the console's templates, rendered for its payload, is refused (a real node
+would run it).
 """
 
 from __future__ import annotations
