@@ -5,8 +5,11 @@ Code runs in the live node through one of two paths, chosen once per host per ru
 ``templates/console/erl/`` (milliseconds; the default where the release has it), or
 ``bin/foundation rpc "$(cat)"`` with the Elixir of ``templates/console/`` (a client VM per
 call; a ``mix release`` has no ``remote_console``, and ``remote`` with piped stdin evaluates
-in a throwaway VM). The body and the console's environment (``release_env``, e.g. the cookie)
-travel on stdin, never on the SSH command line. Values never become code: flag and metric
+in a throwaway VM). Under ``auto`` a host's first read carries both and is the probe (one
+exec: erl_call, or rpc in the same exec when the release has no erl_call); a first call
+that is not a read is probed by a separate erl_call that changes nothing. The body and the
+console's environment (``release_env``, e.g. the cookie) travel on stdin, never on the SSH
+command line. Values never become code: flag and metric
 names are checked against the playbook's allowlist and a strict pattern, then travel with the
 desired values as one base64 literal that the template decodes and checks again. Every
 setter reply is checked; the rpc path's node prints one ``ROLLOUT-RESULT/1 {json}`` line,
@@ -30,7 +33,16 @@ from .consolecode import (
     encode_payload,
     render,
 )
-from .consolereply import console_failure, erl_failure, find_result, flag_reading, garbage
+from .consolereply import (
+    console_failure,
+    erl_failure,
+    find_result,
+    flag_reading,
+    garbage,
+    probe_timeout,
+    state_failure,
+    unreached,
+)
 from .erlcall import (
     AUTO,
     UNAVAILABLE_STATUS,
@@ -169,6 +181,9 @@ class RemoteConsole:
     def path(self, deadline: float | None = None) -> PathChoice:
         """This host's console path for the run: chosen (and probed, for auto) once.
 
+        (A host's first read does not come here while the path is open: it is the probe
+        itself, :meth:`_first_read`.)
+
         A probe that finds no erl_call in the release settles rpc for the run. One that
         reaches erl_call but not the node gives rpc for this call only, and settles it once
         an rpc call works (erl_call cannot reach a node that rpc can); while neither works
@@ -195,27 +210,13 @@ class RemoteConsole:
         result = self._run(body, ConsolePath.ERL_CALL.value, Op.NONE, None, None, deadline)
         reply = judge(result.stdout, Kind.PROBE)
         if result.timed_out or reply.status == 142:
-            raise self._probe_timeout(deadline)
+            raise probe_timeout(self.host, deadline)
         if reply.data is not None and result.exit_status == 0:
             return PathChoice(ConsolePath.ERL_CALL), True
         if reply.status is None and result.exit_status == UNAVAILABLE_STATUS:
             why = result.stderr.strip().removeprefix("rollout: ") or "erl_call is unavailable"
             return PathChoice(ConsolePath.RPC, why[:300]), True
-        return self._unreached(result, reply), False
-
-    def _unreached(self, result: CommandResult, reply: Reply) -> PathChoice:
-        """rpc for this call: erl_call ran but did not answer (the node is down, the cookie
-        or the name is wrong)."""
-        why = "erl_call did not reach the node: " + (reply.why or result.tail())
-        if result.stderr.strip():
-            why += f" ({result.tail(2)})"
-        return PathChoice(ConsolePath.RPC, why[:300])
-
-    def _probe_timeout(self, deadline: float) -> CommandTimeout:
-        return CommandTimeout(
-            self.host,
-            f"the node did not answer erl_call within {deadline:.0f}s; nothing was run",
-        )
+        return unreached(result, reply), False
 
     def _run(
         self,
@@ -326,17 +327,17 @@ class RemoteConsole:
             choice = self.paths.set(self.host, PathChoice(ConsolePath.RPC, why[:300]))
             return self._answer(result, choice, Kind.READ, deadline)
         if result.timed_out:
-            raise self._probe_timeout(deadline)
+            raise probe_timeout(self.host, deadline)
         erl = judge(result.stdout, Kind.READ)
         if erl.status == 142:
-            raise self._probe_timeout(deadline)
+            raise probe_timeout(self.host, deadline)
         if erl.status == 0:  # erl_call reached the node: what a probe that worked settles
             choice = self.paths.set(self.host, PathChoice(ConsolePath.ERL_CALL))
             return self._answer(result, choice, Kind.READ, deadline)
         self._fleet(result, erl)  # a lease conflict or a state failure ends the call here
         text = split(result.stdout)[0]
         if erl.status is not None and not (text or "").strip():
-            choice = self._unreached(result, erl)  # as the probe would judge it
+            choice = unreached(result, erl)  # as the probe would judge it
             self._pending = choice
         else:
             choice = self.path(deadline)
@@ -345,8 +346,6 @@ class RemoteConsole:
             raise erl_failure(self.host, result, erl.why)
         return self._send(template, payload, choice, Kind.READ, op, record, replace_id,
                           deadline)  # fmt: skip
-
-
 
     def _fleet(self, result: CommandResult, erl: Reply | None) -> HostState | None:
         """The host's fleet state after the call, seen; a lease conflict or a failure of the
@@ -359,12 +358,7 @@ class RemoteConsole:
         if result.exit_status == CONFLICT_STATUS and fleet is not None:
             raise LeaseConflict(self.host, fleet)
         if fleet is not None and fleet.error:
-            raise ConsoleError(
-                self.host,
-                f"the fleet state directory failed: {fleet.error}",
-                hint="check rollout_state_dir in the inventory: the SSH user must be able to "
-                "write it, and flock(1) must be installed on the host",
-            )
+            raise state_failure(self.host, fleet.error)
         return fleet
 
     def _answer(

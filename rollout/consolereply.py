@@ -3,7 +3,9 @@
 Pure functions over a call's output (:class:`~rollout.transport.base.CommandResult`): the rpc
 path's ``ROLLOUT-RESULT/1 {json}`` line (:func:`find_result`), a read's node name and flags
 (:func:`flag_reading`), and the :class:`~rollout.errors.ConsoleError` each kind of failure
-raises, with its hint (:func:`console_failure`, :func:`erl_failure`, :func:`garbage`).
+raises, with its hint (:func:`console_failure`, :func:`erl_failure`, :func:`garbage`,
+:func:`state_failure`), and what a probe of the erl_call path concludes when erl_call ran
+but did not answer (:func:`unreached`) or outlived its deadline (:func:`probe_timeout`).
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import json
 from collections.abc import Mapping
 
 from .consolecode import MARKER, FlagReading
-from .erlcall import UNAVAILABLE_STATUS, ConsolePath, PathChoice
-from .errors import ConsoleError
+from .erlcall import UNAVAILABLE_STATUS, ConsolePath, PathChoice, Reply
+from .errors import CommandTimeout, ConsoleError
 from .flagvalues import from_node
 from .fleetrecord import HostState
 from .transport.base import CommandResult
@@ -97,4 +99,30 @@ def garbage(host: str, why: str) -> ConsoleError:
         host,
         f"unexpected console output: {why}",
         hint="the release may not implement Foundation.FeatureFlags as expected",
+    )
+
+
+def state_failure(host: str, error: str) -> ConsoleError:
+    """The fleet state directory failed on the host (the state script's ``error`` line)."""
+    return ConsoleError(
+        host,
+        f"the fleet state directory failed: {error}",
+        hint="check rollout_state_dir in the inventory: the SSH user must be able to "
+        "write it, and flock(1) must be installed on the host",
+    )
+
+
+def unreached(result: CommandResult, reply: Reply) -> PathChoice:
+    """rpc for this call: erl_call ran but did not answer (the node is down, the cookie or
+    the name is wrong)."""
+    why = "erl_call did not reach the node: " + (reply.why or result.tail())
+    if result.stderr.strip():
+        why += f" ({result.tail(2)})"
+    return PathChoice(ConsolePath.RPC, why[:300])
+
+
+def probe_timeout(host: str, deadline: float) -> CommandTimeout:
+    """erl_call outlived the probe's deadline: the call's timeout (rpc would wait as long)."""
+    return CommandTimeout(
+        host, f"the node did not answer erl_call within {deadline:.0f}s; nothing was run"
     )

@@ -171,7 +171,7 @@ def _execs(nodes: FakeFleet) -> dict[str, list[str]]:
     state: a lease or record call that runs no console code)."""
     out: dict[str, list[str]] = {n: [] for n in nodes.nodes}
     for request in nodes.transport.requests:
-        text = request.stdin.decode()[len(STATE_SCRIPT):]
+        text = request.stdin.decode()[len(STATE_SCRIPT) :]
         lines = text.split("\n")
         op = lines[lines.index("") + 1].split(" ", 1)[0]  # the header after the environment
         label = _path_of(request)
