@@ -9,12 +9,11 @@ in a throwaway VM). Under ``auto`` a host's first read carries both and is the p
 exec: erl_call, or rpc in the same exec when the release has no erl_call); a first call
 that is not a read is probed by a separate erl_call that changes nothing. The body and the
 console's environment (``release_env``, e.g. the cookie) travel on stdin, never on the SSH
-command line. Values never become code: flag and metric
-names are checked against the playbook's allowlist and a strict pattern, then travel with the
-desired values as one base64 literal that the template decodes and checks again. Every
-setter reply is checked; the rpc path's node prints one ``ROLLOUT-RESULT/1 {json}`` line,
-the erl_call path's answers one term of an exact shape, and anything else is a
-:class:`ConsoleError`.
+command line. Values never become code: flag and metric names are checked against the
+playbook's allowlist and a strict pattern, then travel with the desired values as one base64
+literal that the template decodes and checks again. Every setter reply is checked; the rpc
+path's node prints one ``ROLLOUT-RESULT/1 {json}`` line, the erl_call path's answers one term
+of an exact shape, and anything else is a :class:`ConsoleError`.
 
 What a call sends (the templates, the payload) and the values it gives back are
 :mod:`rollout.consolecode`; reading its output (the result line, the reading, the failure and
