@@ -19,6 +19,11 @@ What a call sends (the templates, the payload) and the values it gives back are
 :mod:`rollout.consolecode`; reading its output (the result line, the reading, the failure and
 its hint) is :mod:`rollout.consolereply`. :class:`RemoteConsole` is the call itself: the path,
 the fleet state around it, the deadline and the order the output is judged in.
+
+It stays one module (about 400 lines): choosing a host's path, folding the probe into its
+first read, running the call with the fleet state around it and judging the output in order
+are one sequence over one host's session and cached path; split, each part would reach into
+the others' state.
 """
 
 from __future__ import annotations
