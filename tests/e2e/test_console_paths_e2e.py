@@ -169,7 +169,14 @@ def test_the_cookie_is_never_on_a_host_command_line(clean_lab: Lab) -> None:
     assert health.reading.console == "erl_call" and health.metrics["error_rate"] is not None
     started = {pid: v for pid, v in seen.items() if pid not in before}
     assert any("ROLLOUT" not in cmd and "dd bs=" in cmd for cmd, _env in started.values())
-    erl_calls = {pid: v for pid, v in started.items() if "erl_call" in v[0].split(" ")[0]}
+    # this host's erl_calls only: other test workers on this machine run theirs at the same
+    # time (their private HOMEs exist while they run); a session's SSH_CONNECTION ends in the
+    # port of the sshd it came through
+    erl_calls = {
+        pid: v
+        for pid, v in started.items()
+        if "erl_call" in v[0].split(" ")[0] and _via_port(v[1]) == lab_host.port
+    }
     assert erl_calls, "no erl_call process was seen during a 2.5 s call: the sampler is broken"
     leaked = [cmd for cmd, _env in started.values() if cookie in cmd]
     assert not leaked, f"the cookie is on a command line: {leaked}"
@@ -178,6 +185,15 @@ def test_the_cookie_is_never_on_a_host_command_line(clean_lab: Lab) -> None:
         assert b"RELEASE_COOKIE=" not in environ
         home = next(v for v in environ.split(b"\0") if v.startswith(b"HOME="))[5:].decode()
         assert home.startswith("/tmp/") and not Path(home).exists()
+
+
+def _via_port(environ: bytes) -> int | None:
+    """The server port of the SSH session a process's environment came from."""
+    for item in environ.split(b"\0"):
+        if item.startswith(b"SSH_CONNECTION="):
+            fields = item.split(b"=", 1)[1].split()
+            return int(fields[3]) if len(fields) == 4 else None
+    return None
 
 
 def _sessions(lab: Lab) -> dict[str, set[int]]:
