@@ -63,7 +63,36 @@ class Converging(Claims):
                 for h in plan.hosts
             },
         )
+        if action is Action.DEPLOY:
+            self._warn_unusual(plan)
         return plan
+
+    def _warn_unusual(self, plan: Plan) -> None:
+        """Say so when a deploy overwrites a host that matches no phase, or moves a host that
+        is ahead of the target back: both are what the operator asked for, but neither is
+        what a deploy usually does, and a rollback would have refused the second."""
+        target = plan.target
+        for host in plan.hosts:
+            if host.noop:
+                continue
+            if host.matches is None:
+                self.emit(
+                    Kind.WARNING,
+                    f"{host.host} matches no phase (drifted or changed by hand): this deploy "
+                    f"sets {len(host.changes)} flag(s) to {target.title}'s state: "
+                    + ", ".join(str(c) for c in host.changes),
+                    host=host.host,
+                    drifted=True,
+                    changes=[str(c) for c in host.changes],
+                )
+            elif host.matches > target.number:
+                self.emit(
+                    Kind.WARNING,
+                    f"{host.host} is at phase {host.matches}, ahead of {target.title}: this "
+                    f"deploy moves it back to phase {target.number}",
+                    host=host.host,
+                    ahead=host.matches,
+                )
 
     def confirm_risk(self, target: Phase, yes: bool, confirm: Confirm | None) -> None:
         if target.risk is not Risk.HIGH or yes:

@@ -60,7 +60,8 @@ CASES_DIR = REPO / "tests" / "data" / "plans"
 CASES = sorted(CASES_DIR.glob("*.yml"))
 CASE_KEYS = {"inventory", "playbook", "recorded", "readings", "unreachable", "verified", "command",
              "expect"}  # fmt: skip
-EXPECT_KEYS = {"target", "batches", "hosts", "changes", "fail_budget", "recorded", "error"}
+EXPECT_KEYS = {"target", "batches", "hosts", "changes", "fail_budget", "recorded", "error",
+               "warnings"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ class Got:
     fail_budget: list[int] | None = None
     recorded: int | None = None
     error: dict[str, str] | None = None
+    warnings: list[str] | None = None
 
 
 def run_case(case: Mapping[str, Any], tmp_path: Path) -> Got:
@@ -176,7 +178,7 @@ def run_case(case: Mapping[str, Any], tmp_path: Path) -> Got:
         if command.name == "deploy":
             assert command.phase is not None, "deploy needs --phase N"
             plan = make_plan(ctx, command.phase, force=command.force)
-            return _from_plan(playbook, plan, before)
+            return _from_plan(playbook, plan, before, _warnings(ctx))
         if command.name == "rollback":
             rollback(ctx, command.phase, reason="spec", force=command.force)
         else:
@@ -202,7 +204,18 @@ def run_case(case: Mapping[str, Any], tmp_path: Path) -> Got:
     return got
 
 
-def _from_plan(playbook: Playbook, plan: Plan, before: Mapping[str, Mapping[str, Observed]]) -> Got:
+def _warnings(ctx: Context) -> list[str]:
+    """The warnings a deploy's plan emitted (what `invoke plan` shows above the table)."""
+    assert isinstance(ctx.emit, Collector)
+    return [e.message for e in ctx.emit.events if e.kind is Kind.WARNING]
+
+
+def _from_plan(
+    playbook: Playbook,
+    plan: Plan,
+    before: Mapping[str, Mapping[str, Observed]],
+    warnings: list[str],
+) -> Got:
     hosts = {}
     for host in plan.hosts:
         action = "skip" if host.noop else "apply"
@@ -221,6 +234,7 @@ def _from_plan(playbook: Playbook, plan: Plan, before: Mapping[str, Mapping[str,
         hosts=hosts,
         changes={h.host: [str(c) for c in h.changes] for h in plan.hosts},
         fail_budget=budget,
+        warnings=warnings,
     )
 
 
@@ -268,6 +282,11 @@ def test_plan_spec(path: Path, tmp_path: Path) -> None:
         assert got.hosts == expected["hosts"], why
     for name, changes in (expected.get("changes") or {}).items():
         assert (got.changes or {}).get(name) == changes, why
+    if "warnings" in expected:  # one fragment a warning, in order; [] is "none at all"
+        have = got.warnings or []
+        assert len(have) == len(expected["warnings"]), f"{why}\nwarnings: {have}"
+        for fragment, message in zip(expected["warnings"], have, strict=True):
+            assert fragment in message, f"{why}\nwarning: {message!r} lacks {fragment!r}"
     assert "hosts" in expected or "error" in expected, f"{path.name} expects nothing"
 
 
