@@ -333,12 +333,14 @@ class RemoteConsole:
         if result.timed_out:
             raise probe_timeout(self.host, deadline)
         erl = judge(result.stdout, Kind.READ)
-        if erl.status == 142:
-            raise probe_timeout(self.host, deadline)
         if erl.status == 0:  # erl_call reached the node: what a probe that worked settles
             choice = self.paths.set(self.host, PathChoice(ConsolePath.ERL_CALL))
             return self._answer(result, choice, Kind.READ, deadline)
-        self._fleet(result, erl)  # a lease conflict or a state failure ends the call here
+        # the exec ran the state script whatever erl_call did: its lease is seen first (the
+        # run's end gives it back), and a lease conflict or a state failure ends the call
+        self._fleet(result, erl)
+        if erl.status == 142:
+            raise probe_timeout(self.host, deadline)
         text = split(result.stdout)[0]
         if erl.status is not None and not (text or "").strip():
             choice = unreached(result, erl)  # as the probe would judge it

@@ -328,6 +328,24 @@ def test_a_first_read_timing_out_in_erl_call_is_the_probes_timeout(tmp_path: Pat
     assert session.calls == 1 and rpc_calls(tmp_path) == 0 and paths.get("h1") is None
 
 
+def test_a_first_read_timing_out_in_erl_call_still_sees_the_lease_it_took(
+    tmp_path: Path,
+) -> None:
+    """The folded first read carries the lease header: when erl_call then outlives its own
+    deadline (142), the exec still took the lease on the host, and the run must know it, so
+    its end gives it back (a lease the run does not know of would stay until it expires)."""
+    make_release(tmp_path)
+    reply(tmp_path, "rollout_flags", "", rc=142)
+    holder = Holder("bob", "laptop", 1, None, "r-1", "deploy", "lg-1", "/l", 1.0)
+    side = FleetSide("otp", holder, 60, lease_id=new_lease_id(), op_read=Op.TAKE)
+    con, _ = console(tmp_path, side=side)
+    with pytest.raises(CommandTimeout, match="did not answer erl_call"):
+        con.read_flags()
+    state = side.states.get("h1")
+    assert state is not None and state.lease is not None
+    assert state.lease.id == side.lease_id and state.lease.status == "taken"
+
+
 def test_lease_and_record_ride_on_the_erl_call_exec(tmp_path: Path) -> None:
     """With a lease, an apply through erl_call is one exec that writes the record, reads it
     back, and reports the setter replies that were not ok."""
